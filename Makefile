@@ -1,0 +1,26 @@
+# Two commands on a fresh machine:  make demo  |  make test
+# The venv takes the registry's CUDA builds of torch/torchvision (they also run on CPU); the
+# machine's local CPU-only torch 2.13.0 wheel does not match the registry's torchvision.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH := "torch>=2.14" "torchvision>=0.29"
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: venv test demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq $(TORCH)
+	$(PY) -m pip install -qq -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache outputs mlruns mlartifacts mlflow.db

@@ -1,0 +1,41 @@
+"""The ``seaice`` command line: one click group, one module per area."""
+
+from __future__ import annotations
+
+import click
+
+from seaice_mlflow import __version__
+from seaice_mlflow.errors import SeaIceError
+
+
+class SeaIceGroup(click.Group):
+    """A click group that shows user errors as one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SeaIceError as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=SeaIceGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="seaice")
+def cli() -> None:
+    """Sea-ice charts (SIC, SOD, FLOE) from AI4Arctic Sentinel-1 scenes, tracked with MLflow."""
+
+
+def _register() -> None:
+    from seaice_mlflow.cli.data import inspect_command, synth
+    from seaice_mlflow.cli.preprocess import preprocess_command
+    from seaice_mlflow.cli.score import score
+
+    for command in (synth, inspect_command, preprocess_command, score):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``seaice``)."""
+    cli.main(args=argv, prog_name="seaice")

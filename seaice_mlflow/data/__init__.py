@@ -1,0 +1,1 @@
+"""Reading, generating and storing AI4Arctic scenes."""

@@ -1,0 +1,232 @@
+"""Reading AI4Arctic scenes: ready-to-train and test files, test references, raw files.
+
+Every problem with a user's file becomes a :class:`SceneError` that names the file, says what
+is wrong and what to do; no bare traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from seaice_mlflow.charts import CHART_NAMES
+from seaice_mlflow.data.naming import RAW, REFERENCE, parse_scene_name, prep_name, reference_name
+from seaice_mlflow.data.scene import Scene
+from seaice_mlflow.data.variables import (
+    COARSE_DIMS,
+    COARSE_FACTOR,
+    COARSE_VARIABLES,
+    LATITUDE,
+    LONGITUDE,
+    SAR_DIMS,
+    SAR_VARIABLES,
+    TIE_POINT_DIMS,
+)
+from seaice_mlflow.errors import SceneError
+
+READY_LAYOUT: dict[str, tuple[str, ...]] = {
+    **{name: SAR_DIMS for name in SAR_VARIABLES},
+    **{name: COARSE_DIMS for name in COARSE_VARIABLES},
+    LATITUDE: TIE_POINT_DIMS,
+    LONGITUDE: TIE_POINT_DIMS,
+}
+CHART_LAYOUT: dict[str, tuple[str, ...]] = {chart: SAR_DIMS for chart in CHART_NAMES}
+
+REDOWNLOAD = "the file is truncated or not netCDF; download it again"
+
+
+@contextmanager
+def open_scene_file(path: str | Path) -> Iterator[xr.Dataset]:
+    """Open a netCDF scene file lazily, turning I/O failures into :class:`SceneError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SceneError(path, "file not found", "check the path")
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4", decode_times=False)
+    except Exception as err:  # netCDF4/HDF5 raise OSError, ValueError or RuntimeError
+        raise SceneError(path, f"cannot be opened as netCDF ({_short(err)})", REDOWNLOAD) from err
+    try:
+        yield ds
+    finally:
+        ds.close()
+
+
+def load_variable(ds: xr.Dataset, name: str, path: Path, dtype=None, window=None) -> np.ndarray:
+    """Read one variable (optionally a window of it) into memory, with a clear error if unreadable."""
+    try:
+        var = ds[name] if window is None else ds[name][window]
+        values = var.values
+    except Exception as err:
+        raise SceneError(path, f"variable {name} cannot be read ({_short(err)})", REDOWNLOAD) from err
+    return values if dtype is None else values.astype(dtype, copy=False)
+
+
+def check_layout(ds: xr.Dataset, path: Path, layout: Mapping[str, tuple[str, ...]], what: str) -> None:
+    """All variables of ``layout`` present with the given dims, else one error listing them all."""
+    missing = [name for name in layout if name not in ds.variables]
+    if missing:
+        raise SceneError(path, f"missing variable(s) {', '.join(missing)}",
+                         f"this is not a complete AI4Arctic {what} file; download it again")
+    wrong = [f"{name} has dims {tuple(ds[name].dims)}, expected {dims}"
+             for name, dims in layout.items() if tuple(ds[name].dims) != dims]
+    if wrong:
+        raise SceneError(path, "wrong dimensions: " + "; ".join(wrong),
+                         f"the file does not have the AI4Arctic {what} layout")
+
+
+def check_scene(path: Path, shape: tuple[int, int], coarse_shape: tuple[int, int],
+                hh: np.ndarray, min_size: tuple[int, int] | None) -> None:
+    """Shared checks: 2 km grid matches the SAR grid, scene large enough, SAR not empty."""
+    expected = (shape[0] // COARSE_FACTOR, shape[1] // COARSE_FACTOR)
+    if any(abs(c - e) > 1 for c, e in zip(coarse_shape, expected)) or min(coarse_shape) < 1:
+        raise SceneError(path, f"2 km grid {coarse_shape} does not fit the SAR grid {shape} "
+                         f"(expected about {expected}, 25 SAR pixels per cell)",
+                         "the file is damaged or not an AI4Arctic scene")
+    if min_size is not None and (shape[0] < min_size[0] or shape[1] < min_size[1]):
+        raise SceneError(path, f"scene is {shape[0]}x{shape[1]} pixels, smaller than the "
+                         f"{min_size[0]}x{min_size[1]} asked for",
+                         "use a smaller patch/tile size or leave this scene out")
+    if not np.any(np.isfinite(hh) & (hh != 0)):
+        raise SceneError(path, "SAR (nersc_sar_primary) is all zero or NaN",
+                         "the scene holds no radar data; leave it out")
+
+
+def read_charts(path: str | Path, shape: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """SIC/SOD/FLOE (uint8) of a ready-to-train file or a ``_prep_reference.nc`` file."""
+    path = Path(path)
+    with open_scene_file(path) as ds:
+        check_layout(ds, path, CHART_LAYOUT, "chart")
+        charts = {}
+        for chart in CHART_NAMES:
+            if not np.issubdtype(ds[chart].dtype, np.integer):
+                raise SceneError(path, f"{chart} is {ds[chart].dtype}, expected uint8 class indices",
+                                 "the file is not an AI4Arctic chart file")
+            charts[chart] = load_variable(ds, chart, path, np.uint8)
+    found = charts["SIC"].shape
+    if shape is not None and found != tuple(shape):
+        raise SceneError(path, f"charts are {found[0]}x{found[1]} but the scene is {shape[0]}x{shape[1]}",
+                         "the reference belongs to another scene; check the file names")
+    return charts
+
+
+def has_charts(path: str | Path) -> bool:
+    """Whether a prep file holds charts (train) or not (test), read from its header only."""
+    with open_scene_file(path) as ds:
+        return any(chart in ds.variables for chart in CHART_NAMES)
+
+
+def resolve_reference(path: Path, key: str, reference: str | Path | bool | None) -> Path | None:
+    """The reference file to join: a given path, the sibling ``<key>_prep_reference.nc``, or none."""
+    if reference is None or reference is False:
+        return None
+    if reference is True:
+        sibling = path.parent / reference_name(key)
+        return sibling if sibling.is_file() else None
+    return Path(reference)
+
+
+def read_scene(path: str | Path, *, reference: str | Path | bool | None = True,
+               min_size: tuple[int, int] | None = None) -> Scene:
+    """Read any scene file (ready, test or raw) into a :class:`Scene` with 80 m charts.
+
+    ``reference``: True joins the sibling ``<key>_prep_reference.nc`` when there is one,
+    a path joins that file, False/None reads inputs only.
+    """
+    path = Path(path)
+    name = parse_scene_name(path)
+    if name.file_kind == REFERENCE:
+        raise SceneError(path, "is a test reference (charts only), not a scene",
+                         f"read {prep_name(name.key)} instead; its reference is joined automatically")
+    if name.file_kind == RAW:
+        from seaice_mlflow.data.raw import read_raw_scene
+
+        return read_raw_scene(path, reference=reference, min_size=min_size)
+    return read_prep_scene(path, reference=reference, min_size=min_size)
+
+
+def read_prep_scene(path: str | Path, *, reference: str | Path | bool | None = True,
+                    min_size: tuple[int, int] | None = None) -> Scene:
+    """Read a ready-to-train (``_prep.nc``) file, joining the test reference when asked."""
+    path = Path(path)
+    name = parse_scene_name(path)
+    with open_scene_file(path) as ds:
+        check_layout(ds, path, READY_LAYOUT, "ready-to-train")
+        in_file = [chart for chart in CHART_NAMES if chart in ds.variables]
+        if in_file:
+            check_layout(ds, path, CHART_LAYOUT, "ready-to-train")
+        sar = {n: load_variable(ds, n, path, np.float32) for n in SAR_VARIABLES}
+        coarse = {n: load_variable(ds, n, path, np.float32) for n in COARSE_VARIABLES}
+        latitude = load_variable(ds, LATITUDE, path, np.float64)
+        longitude = load_variable(ds, LONGITUDE, path, np.float64)
+        charts = {c: load_variable(ds, c, path, np.uint8) for c in in_file}
+        attrs = dict(ds.attrs)
+    shape = sar["nersc_sar_primary"].shape
+    check_scene(path, shape, coarse["btemp_6_9h"].shape, sar["nersc_sar_primary"], min_size)
+    if not charts:
+        ref_path = resolve_reference(path, name.key, reference)
+        if ref_path is not None:
+            charts = read_charts(ref_path, shape)
+    return Scene(
+        scene_id=name.key,
+        provider=name.provider,
+        date=name.time,
+        kind="ready" if in_file else "test",
+        source=path,
+        sar=sar,
+        coarse=coarse,
+        latitude=latitude,
+        longitude=longitude,
+        charts=charts,
+        attrs=attrs,
+    )
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:200]
+
+
+def find_references(directory: str | Path) -> dict[str, Path]:
+    """Scene key -> file holding its reference charts, for every scene in ``directory``.
+
+    Test references (``_prep_reference.nc``) come first; ready-to-train files with charts and raw
+    files with an ice chart also count (the raw chart is converted on reading).
+    """
+    from seaice_mlflow.data.naming import PREP_PATTERN, RAW_PATTERN
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SceneError(directory, "is not a folder", "give the folder with the reference charts")
+    found: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.nc")):
+        if not (PREP_PATTERN.match(path.name) or RAW_PATTERN.match(path.name)):
+            continue
+        name = parse_scene_name(path)
+        if name.file_kind == REFERENCE:
+            found[name.key] = path
+        elif name.key not in found and _holds_chart(path, name.file_kind):
+            found[name.key] = path
+    return found
+
+
+def _holds_chart(path: Path, file_kind: str) -> bool:
+    with open_scene_file(path) as ds:
+        names = ("polygon_icechart",) if file_kind == RAW else CHART_NAMES
+        return all(n in ds.variables for n in names)
+
+
+def reference_charts(path: str | Path, shape: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """The 80 m reference charts held by ``path`` (reference, ready-to-train or raw file)."""
+    path = Path(path)
+    if parse_scene_name(path).file_kind == RAW:
+        charts = read_scene(path, reference=False).charts
+        found = charts["SIC"].shape
+        if shape is not None and found != tuple(shape):
+            raise SceneError(path, f"charts are {found[0]}x{found[1]} but the prediction is {shape[0]}x{shape[1]}",
+                             "the prediction belongs to another scene")
+        return charts
+    return read_charts(path, shape)

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny synthetic scenes in every file layout, written once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from seaice_mlflow.data.synthetic import synthesize
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+SIZE = (96, 128)
+SEED = 11
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow_env(monkeypatch):
+    """MLflow writes MLFLOW_EXPERIMENT_ID into os.environ as a side effect; keep tests apart."""
+    for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(key, raising=False)
+    yield
+    import mlflow
+
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def ready_dir(tmp_path_factory) -> Path:
+    """Two ready-to-train scenes (with charts)."""
+    out = tmp_path_factory.mktemp("ready")
+    synthesize(out, n_scenes=2, size=SIZE, split="train", fmt="ready", seed=SEED)
+    return out
+
+
+@pytest.fixture(scope="session")
+def raw_dir(tmp_path_factory) -> Path:
+    """The same two scenes as raw 40 m files with egg-coded ice charts."""
+    out = tmp_path_factory.mktemp("raw")
+    synthesize(out, n_scenes=2, size=SIZE, split="train", fmt="raw", seed=SEED)
+    return out
+
+
+@pytest.fixture(scope="session")
+def test_dir(tmp_path_factory) -> Path:
+    """Two test scenes: _prep.nc without charts plus _prep_reference.nc."""
+    out = tmp_path_factory.mktemp("test")
+    synthesize(out, n_scenes=2, size=SIZE, split="test", fmt="ready", seed=SEED + 1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def raw_test_dir(tmp_path_factory) -> Path:
+    """One raw test file (no ice chart) plus its reference."""
+    out = tmp_path_factory.mktemp("rawtest")
+    synthesize(out, n_scenes=1, size=SIZE, split="test", fmt="raw", seed=SEED + 2)
+    return out
+
+
+def prep_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*_prep.nc"))

@@ -1,0 +1,64 @@
+"""The `seaice` command line: help everywhere, synth, inspect."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from seaice_mlflow.cli import cli
+from tests.conftest import prep_files
+
+
+@pytest.mark.parametrize("command", [None, *sorted(cli.commands)])
+def test_help_on_every_command(command):
+    args = ([command] if command else []) + ["--help"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "seaice_mlflow", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "synth" in out.stdout
+
+
+def test_synth_writes_every_layout(tmp_path):
+    runner = CliRunner()
+    for split, fmt in (("train", "ready"), ("test", "ready"), ("train", "raw"), ("test", "raw")):
+        out = tmp_path / f"{split}-{fmt}"
+        result = runner.invoke(cli, ["synth", str(out), "--scenes", "1", "--size", "64", "70",
+                                     "--split", split, "--format", fmt, "--seed", "3"])
+        assert result.exit_code == 0, result.output
+        written = sorted(p.name for p in out.iterdir())
+        assert len(written) == (2 if split == "test" else 1)
+        assert str(out) in result.output
+    bad = runner.invoke(cli, ["synth", str(tmp_path / "x"), "--size", "10", "10"])
+    assert bad.exit_code == 2 and "x>=50" in bad.output
+
+
+def test_inspect_reports_every_file(ready_dir, test_dir, raw_dir, tmp_path):
+    broken = tmp_path / "20190101T000000_cis_prep.nc"
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    misnamed = tmp_path / "scene.nc"
+    misnamed.write_bytes(b"nothing")
+    runner = CliRunner()
+    good = runner.invoke(cli, ["inspect", str(ready_dir), str(test_dir), str(raw_dir)])
+    assert good.exit_code == 0, good.output
+    assert "ready, 96x128 px" in good.output and "test, 96x128 px" in good.output
+    assert "reference, 96x128 px" in good.output and "raw, 96x128 px" in good.output
+    assert "SIC " in good.output and "masked:" in good.output
+
+    result = runner.invoke(cli, ["inspect", str(prep_files(ready_dir)[0]), str(broken), str(misnamed), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["ok"] is False
+    ok, bad_file, bad_name = report["files"]
+    assert ok["ok"] and ok["kind"] == "ready" and len(ok["histograms"]["SIC"]) == 12
+    assert not bad_file["ok"] and "download it again" in bad_file["problem"]
+    assert not bad_name["ok"] and "naming" in bad_name["problem"]
+
+    text = runner.invoke(cli, ["inspect", str(broken), str(misnamed)])
+    assert text.exit_code == 1
+    assert text.output.count("BAD ") == 2 and "Traceback" not in text.output
