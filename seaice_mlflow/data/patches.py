@@ -100,11 +100,18 @@ class PatchDataset(Dataset):
         """Draw one patch and write it, augmented, into ``image`` (C, P, P) and ``charts`` (3, P, P)."""
         augment, size = self.options.augment, self.options.patch_size
         read = augment.read_size(size, rng)
+        wanted = self.options.min_valid * read * read
         for _ in range(MAX_TRIES):
             scene, window = self._position(rng, read)
-            window_charts = scene.read_charts(window)
-            if np.count_nonzero(window_charts[0] != IGNORE_INDEX) >= self.options.min_valid * read * read:
+            # the coverage map rules out clearly bad windows without reading; SIC decides the rest
+            if scene.estimated_valid(window) < 0.7 * self.options.min_valid:
+                continue
+            sic = scene.read_charts(window, slice(0, 1))
+            if np.count_nonzero(sic != IGNORE_INDEX) >= wanted:
                 break
+        else:  # no window good enough in MAX_TRIES: take the last one
+            sic = scene.read_charts(window, slice(0, 1))
+        window_charts = np.concatenate([sic, scene.read_charts(window, slice(1, None))])
         rows, cols, transpose = augment.geometry(size, read, rng)
         # a window cut by the scene edge: pixels past it are padding (no data, charts masked)
         pad_rows, pad_cols = rows >= window.height, cols >= window.width
