@@ -22,3 +22,45 @@ class PreprocessDefaults:
 
 
 PREPROCESS = PreprocessDefaults()
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """Good settings for real data (MMSeaIce's recipe where it applies, AdamW instead of SGD)."""
+
+    store: str = "outputs/store"
+    model: str = "unet"
+    unet_filters: str = "32,32,64,64"
+    deeplab_depth: int = 152
+    pretrained: str = ""
+    sic_head: str = "regression"
+    variables: str = "all+encodings"
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    scheduler: str = "cosine"  # cosine warm restarts, or plateau
+    restart_epochs: int = 20
+    epochs: int = 100
+    batches_per_epoch: int = 500
+    batch_size: int = 16
+    patch_size: int = 256
+    task_weights: str = "1,3,3"  # SIC, SOD, FLOE
+    class_weights: str = "none"  # or "balanced" (inverse sqrt frequency)
+    focal_gamma: float = 0.0
+    augment: str = "all"
+    class_balance: float = 0.0
+    min_valid: float = 0.3
+    grad_clip: float = 1.0
+    amp: bool = True
+    early_stopping: int = 20  # epochs without a better validation score
+    val_tile: int = 512
+    workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    resume: str = ""
+    out: str = "outputs/train"
+    nproc: int = 1
+
+
+TRAIN = TrainDefaults()

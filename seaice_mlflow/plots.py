@@ -53,8 +53,7 @@ def class_histograms(histograms: Mapping[str, Mapping[str, Sequence[int]]]) -> F
 def chart_colormap(chart: str) -> tuple[ListedColormap, BoundaryNorm]:
     """Discrete colours of a chart's classes, with the ignore value drawn as :data:`IGNORE_COLOUR`."""
     colours = list(CHARTS[chart].colours)
-    cmap = ListedColormap(colours)
-    cmap.set_over(IGNORE_COLOUR)
+    cmap = ListedColormap(colours).with_extremes(over=IGNORE_COLOUR)
     return cmap, BoundaryNorm(np.arange(len(colours) + 1) - 0.5, len(colours))
 
 

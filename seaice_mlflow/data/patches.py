@@ -149,31 +149,39 @@ def clamp_window(shape: Sequence[int], row: int, col: int, size: int) -> Window:
 class PatchBatchSampler(Sampler[list[int]]):
     """Batches of global sample indices for one epoch of ``batches`` batches.
 
-    Epoch ``e`` covers samples ``[e * batches * batch_size, (e + 1) * batches * batch_size)``;
-    ``skip`` resumes an epoch after that many batches.
+    A step of ``world`` data-parallel processes uses ``world * batch_size`` consecutive samples,
+    rank ``rank`` the ``rank``-th block; epoch ``e`` starts at sample
+    ``e * batches * world * batch_size``. ``skip`` resumes an epoch after that many batches.
     """
 
-    def __init__(self, batch_size: int, batches: int, epoch: int = 0, skip: int = 0):
+    def __init__(self, batch_size: int, batches: int, epoch: int = 0, skip: int = 0, rank: int = 0,
+                 world: int = 1):
         self.batch_size, self.batches, self.epoch, self.skip = batch_size, batches, epoch, skip
+        self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[list[int]]:
-        start = self.epoch * self.batches * self.batch_size
+        start = self.epoch * self.batches * self.world * self.batch_size
         for b in range(self.skip, self.batches):
-            first = start + b * self.batch_size
+            first = start + (b * self.world + self.rank) * self.batch_size
             yield list(range(first, first + self.batch_size))
 
     def __len__(self) -> int:
         return self.batches - self.skip
 
 
+def ring_slot(first: int, batch_size: int, world: int, slots: int) -> int:
+    """Ring slot of the batch starting at sample ``first``: this rank's batches in turn."""
+    return (first // batch_size // world) % slots
+
+
 class _RingWriter(Dataset):
     """What the loader's workers run: write a batch into its ring slot, return the slot number."""
 
-    def __init__(self, dataset: PatchDataset, image: torch.Tensor, charts: torch.Tensor):
-        self.dataset, self.image, self.charts = dataset, image, charts
+    def __init__(self, dataset: PatchDataset, image: torch.Tensor, charts: torch.Tensor, world: int):
+        self.dataset, self.image, self.charts, self.world = dataset, image, charts, world
 
     def __getitems__(self, indices: list[int]) -> tuple[int, int]:
-        slot = (indices[0] // len(indices)) % self.image.shape[0]
+        slot = ring_slot(indices[0], len(indices), self.world, self.image.shape[0])
         self.dataset.write_batch(indices, self.image[slot].numpy(), self.charts[slot].numpy())
         return slot, indices[0]
 
@@ -200,10 +208,11 @@ class PatchLoader:
             self.image.share_memory_()
             self.charts.share_memory_()
 
-    def epoch(self, epoch: int, batches: int, skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        """The ``batches`` batches of ``epoch``, from batch ``skip`` on."""
-        loader = DataLoader(_RingWriter(self.dataset, self.image, self.charts),
-                            batch_sampler=PatchBatchSampler(self.batch_size, batches, epoch, skip),
+    def epoch(self, epoch: int, batches: int, skip: int = 0, rank: int = 0,
+              world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        """This rank's ``batches`` batches of ``epoch``, from batch ``skip`` on."""
+        loader = DataLoader(_RingWriter(self.dataset, self.image, self.charts, world),
+                            batch_sampler=PatchBatchSampler(self.batch_size, batches, epoch, skip, rank, world),
                             collate_fn=_no_collate, num_workers=self.workers,
                             prefetch_factor=self.prefetch if self.workers else None)
         for slot, first in loader:

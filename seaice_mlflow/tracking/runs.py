@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,5 +83,7 @@ def log_scene_dataset(scenes: list[dict], source: str, name: str, context: str) 
     rows = [{"scene_id": s["scene_id"], "kind": s["kind"], "split": s.get("split", ""),
              "file": s.get("source", {}).get("file", ""), "sha256": s.get("source", {}).get("sha256", ""),
              "lines": s["full_shape"][0], "samples": s["full_shape"][1]} for s in scenes]
-    dataset = mlflow.data.from_pandas(pd.DataFrame(rows, columns=columns), source=source, name=name)
-    mlflow.log_input(dataset, context=context)
+    with warnings.catch_warnings():  # MLflow's advice on integer columns and path sources does not apply
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(pd.DataFrame(rows, columns=columns), source=source, name=name)
+        mlflow.log_input(dataset, context=context)

@@ -1,0 +1,1 @@
+"""Full-scene inference: tiled, blended, memory-bounded, on CPU or GPU."""

@@ -1,0 +1,133 @@
+"""The validated training configuration (from click options or the MLproject)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from seaice_mlflow.charts import CHART_NAMES
+from seaice_mlflow.config import TRAIN
+from seaice_mlflow.data.augment import Augment
+from seaice_mlflow.data.variables import parse_variables
+from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.inference.engine import DEVICES
+from seaice_mlflow.models import MODELS, SIC_HEADS, ModelSpec
+from seaice_mlflow.models.deeplab import RESNETS
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULERS = ("cosine", "plateau")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training setting; field names are the CLI options and the logged params."""
+
+    store: str = TRAIN.store
+    model: str = TRAIN.model
+    unet_filters: str = TRAIN.unet_filters
+    deeplab_depth: int = TRAIN.deeplab_depth
+    pretrained: str = TRAIN.pretrained
+    sic_head: str = TRAIN.sic_head
+    variables: str = TRAIN.variables
+    optimizer: str = TRAIN.optimizer
+    lr: float = TRAIN.lr
+    weight_decay: float = TRAIN.weight_decay
+    momentum: float = TRAIN.momentum
+    scheduler: str = TRAIN.scheduler
+    restart_epochs: int = TRAIN.restart_epochs
+    epochs: int = TRAIN.epochs
+    batches_per_epoch: int = TRAIN.batches_per_epoch
+    batch_size: int = TRAIN.batch_size
+    patch_size: int = TRAIN.patch_size
+    task_weights: str = TRAIN.task_weights
+    class_weights: str = TRAIN.class_weights
+    focal_gamma: float = TRAIN.focal_gamma
+    augment: str = TRAIN.augment
+    class_balance: float = TRAIN.class_balance
+    min_valid: float = TRAIN.min_valid
+    grad_clip: float = TRAIN.grad_clip
+    amp: bool = TRAIN.amp
+    early_stopping: int = TRAIN.early_stopping
+    val_tile: int = TRAIN.val_tile
+    workers: int = TRAIN.workers
+    device: str = TRAIN.device
+    seed: int = TRAIN.seed
+    resume: str = TRAIN.resume
+    out: str = TRAIN.out
+    nproc: int = TRAIN.nproc
+
+    def __post_init__(self):
+        self._check()
+
+    def _check(self) -> None:
+        choices = {"model": tuple(MODELS), "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+                   "sic_head": SIC_HEADS, "class_weights": CLASS_WEIGHTS, "device": DEVICES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ParameterError(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.deeplab_depth not in RESNETS:
+            raise ParameterError("deeplab_depth", f"{self.deeplab_depth} is not one of {', '.join(map(str, RESNETS))}")
+        positive = ("lr", "epochs", "batches_per_epoch", "batch_size", "restart_epochs", "val_tile", "nproc")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ParameterError(name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "momentum", "focal_gamma", "grad_clip", "early_stopping", "workers"):
+            if getattr(self, name) < 0:
+                raise ParameterError(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("class_balance", "min_valid"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
+        if self.patch_size < 16:
+            raise ParameterError("patch_size", f"must be at least 16 pixels, got {self.patch_size}")
+        self.filters, self.weights, self.input_variables, self.augmentations  # parse (raises when bad)
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise ParameterError("pretrained", f"{self.pretrained} does not exist; give a local ResNet state_dict file")
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in self.unet_filters.split(","))
+        except ValueError:
+            raise ParameterError("unet_filters", f"{self.unet_filters!r} is not a comma list of integers") from None
+        if not values or min(values) < 1:
+            raise ParameterError("unet_filters", f"{self.unet_filters!r}: give positive filter counts, e.g. 32,32,64,64")
+        return values
+
+    @property
+    def weights(self) -> dict[str, float]:
+        try:
+            values = [float(v) for v in self.task_weights.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != len(CHART_NAMES) or min(values) < 0 or sum(values) == 0:
+            raise ParameterError("task_weights", f"{self.task_weights!r}: give three weights >= 0 for "
+                                 "SIC,SOD,FLOE, e.g. 1,3,3")
+        return dict(zip(CHART_NAMES, values))
+
+    @property
+    def input_variables(self) -> tuple[str, ...]:
+        try:
+            return parse_variables(self.variables)
+        except ValueError as err:
+            raise ParameterError("variables", str(err)) from None
+
+    @property
+    def augmentations(self) -> Augment:
+        try:
+            return Augment.parse(self.augment)
+        except ValueError as err:
+            raise ParameterError("augment", str(err)) from None
+
+    def model_spec(self, in_channels: int) -> ModelSpec:
+        return ModelSpec(name=self.model, in_channels=in_channels, sic_head=self.sic_head,
+                         unet_filters=self.filters, deeplab_depth=self.deeplab_depth,
+                         pretrained=self.pretrained or None)
+
+    def as_params(self) -> dict[str, object]:
+        """Everything, keyed by option name, for MLflow params and the resolved config artifact."""
+        return asdict(self)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,217 @@
+"""The training loop: patches from the store, multi-task loss, validation on whole held-out scenes.
+
+Each epoch trains ``batches_per_epoch`` batches, validates on the store's ``val`` scenes with the
+official score (full-scene tiled inference), steps the schedule, writes ``last.pt`` (and
+``best.pt`` when the combined score improved) and stops early after ``early_stopping`` epochs
+without improvement. Under ``torchrun`` it trains data parallel; only rank 0 validates, writes
+checkpoints and reports. MLflow logging lives in :mod:`seaice_mlflow.tracking.training`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from seaice_mlflow.charts import CHART_NAMES, CHARTS
+from seaice_mlflow.data.patches import PatchDataset, PatchLoader, PatchOptions
+from seaice_mlflow.data.store import Store, StoreScene
+from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.inference.engine import ChartPredictor, ChartPrediction, TileOptions, resolve_device
+from seaice_mlflow.inference.recipe import Recipe
+from seaice_mlflow.inference.sources import SceneTiles
+from seaice_mlflow.models import build_model
+from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
+from seaice_mlflow.training.checkpoint import BEST, LAST, load_checkpoint, restore_random_state, save_checkpoint
+from seaice_mlflow.training.distributed import Distributed
+from seaice_mlflow.training.losses import MultiTaskLoss, class_weights_from_histograms
+from seaice_mlflow.training.options import TrainConfig
+
+
+@dataclass
+class EpochReport:
+    """What one epoch did; ``metrics`` are the MLflow metric names and values."""
+
+    epoch: int
+    metrics: dict[str, float]
+    improved: bool
+    checkpoint: Path | None = None
+
+
+@dataclass
+class TrainingState:
+    epoch: int = 0  # epochs completed
+    best: float = -math.inf
+    best_epoch: int = -1
+    since_best: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def val_metric_names(scores: Scores, prefix: str = "val") -> dict[str, float]:
+    """Official scores as metric names: ``val_SIC_r2``, ``val_SOD_f1``, ``val_FLOE_f1``, ``val_combined``."""
+    out = {f"{prefix}_{c}_{CHARTS[c].metric}": scores.charts[c] for c in CHART_NAMES}
+    out[f"{prefix}_combined"] = scores.combined
+    return out
+
+
+class Trainer:
+    """Builds model, optimiser, schedule and loader from a :class:`TrainConfig` and a store."""
+
+    def __init__(self, config: TrainConfig, dist: Distributed = Distributed()):
+        self.config, self.dist = config, dist
+        self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and dist.enabled:
+            self.device = torch.device("cuda", dist.local_rank)
+        self.store = Store(config.store)
+        variables = config.input_variables
+        self.recipe = Recipe(model=config.model_spec(len(variables)), variables=variables,
+                             downsample=self.store.downsample, store_digest=self.store.digest)
+        torch.manual_seed(config.seed)
+        self.network = build_model(self.recipe.model).to(self.device)
+        self.model = DistributedDataParallel(self.network) if dist.enabled else self.network
+        train_scenes = self.store.scenes("train")
+        if not train_scenes:
+            raise ParameterError("store", f"{self.store.root} has no training scenes")
+        class_weights = None
+        if config.class_weights == "balanced":  # the classification heads (SIC regression stays plain MSE)
+            charts = [c for c in CHART_NAMES if c != "SIC" or config.sic_head == "classification"]
+            totals = {c: np.sum([s.record["histograms"][c] for s in train_scenes], axis=0).tolist() for c in charts}
+            class_weights = {c: w.to(self.device) for c, w in class_weights_from_histograms(totals).items()}
+        self.loss = MultiTaskLoss(config.sic_head, config.weights, class_weights, config.focal_gamma)
+        params = self.network.parameters()
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                             weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        if config.scheduler == "cosine":  # warm restarts every restart_epochs, stepped per batch
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                self.optimizer, T_0=config.restart_epochs)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5,
+                                                                        patience=4)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        options = PatchOptions(config.patch_size, variables, config.min_valid, config.class_balance,
+                               config.augmentations)
+        dataset = PatchDataset(self.store, options, seed=config.seed)
+        self.loader = PatchLoader(dataset, config.batch_size, workers=config.workers)
+        self.val_scenes: list[StoreScene] = self.store.scenes("val")
+        self.state = TrainingState()
+        self.out = Path(config.out)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict:
+        return {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "state": self.state.__dict__, "recipe": self.recipe.as_dict(), "config": self.config.as_params()}
+
+    def resume(self, path: Path) -> None:
+        """Continue from a checkpoint exactly where it stopped."""
+        checkpoint = load_checkpoint(path)
+        keys = ("model", "variables", "downsample")
+        if any(checkpoint["recipe"][k] != self.recipe.as_dict()[k] for k in keys):
+            raise ParameterError("resume", f"{path} was trained with another model or inputs; resume with "
+                                 "the same --model, --variables and store parameters")
+        self.network.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state = TrainingState(**checkpoint["state"])
+        restore_random_state(checkpoint["random"])
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def fit(self, on_epoch: Callable[[EpochReport], None] | None = None) -> TrainingState:
+        """Train until ``epochs`` or early stopping; returns the final state."""
+        while self.state.epoch < self.config.epochs:
+            epoch = self.state.epoch
+            metrics = self.train_epoch(epoch)
+            report = EpochReport(epoch, metrics, improved=False)
+            if self.dist.main:
+                if self.val_scenes:
+                    scores, _ = self.validate()
+                    metrics.update(val_metric_names(scores))
+                    score = scores.combined
+                else:  # no validation scenes: the last epoch is the best
+                    score = float(epoch)
+                report.improved = score > self.state.best
+                if report.improved:
+                    self.state.best, self.state.best_epoch, self.state.since_best = score, epoch, 0
+                else:
+                    self.state.since_best += 1
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(self.dist.broadcast(metrics.get("val_combined", -float(epoch))))
+            self.state.epoch = epoch + 1
+            if self.dist.main:
+                self.state.history.append({"epoch": epoch, **metrics})
+                report.checkpoint = save_checkpoint(self.out / LAST, self.checkpoint_state())
+                if report.improved:
+                    save_checkpoint(self.out / BEST, self.checkpoint_state())
+                if on_epoch is not None:
+                    on_epoch(report)
+            patience = self.config.early_stopping
+            stop = self.dist.main and bool(self.val_scenes) and patience and self.state.since_best >= patience
+            if self.dist.broadcast(float(stop)):
+                break
+        return self.state
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of ``batches_per_epoch`` batches; mean losses, learning rate and patches/s."""
+        self.model.train()
+        cfg = self.config
+        totals = {"train_loss": 0.0, **{f"train_loss_{c}": 0.0 for c in CHART_NAMES}}
+        start = time.perf_counter()
+        batches = self.loader.epoch(epoch, cfg.batches_per_epoch, rank=self.dist.rank, world=self.dist.world)
+        bar = tqdm(batches, total=cfg.batches_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=None if self.dist.main else True, leave=False)
+        for step, batch in enumerate(bar):
+            image = batch["image"].to(self.device, non_blocking=True)
+            targets = {c: batch[c].to(self.device, non_blocking=True) for c in CHART_NAMES}
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                outputs = self.model(image)
+            loss, parts = self.loss({c: o.float() for c, o in outputs.items()}, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts):
+                self.scheduler.step(epoch + (step + 1) / cfg.batches_per_epoch)
+            totals["train_loss"] += float(loss.item())
+            for chart, value in parts.items():
+                totals[f"train_loss_{chart}"] += float(value.item())
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{totals['train_loss'] / (step + 1):.4f}",
+                            patches_s=f"{(step + 1) * cfg.batch_size * self.dist.world / elapsed:.1f}")
+        elapsed = time.perf_counter() - start
+        metrics = {k: self.dist.mean(v / cfg.batches_per_epoch) for k, v in totals.items()}
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["patches_per_s"] = cfg.batches_per_epoch * cfg.batch_size * self.dist.world / elapsed
+        return metrics
+
+    def predictor(self) -> ChartPredictor:
+        return ChartPredictor([(self.network, self.config.sic_head)], self.device,
+                              TileOptions(tile=self.config.val_tile, amp=self.config.amp))
+
+    def validate(self) -> tuple[Scores, dict[str, ChartPrediction]]:
+        """Official score of the current model on the validation scenes (whole scenes, tiled)."""
+        predictor = self.predictor()
+        board, predictions = ScoreBoard(), {}
+        for scene in self.val_scenes:
+            prediction = predictor.predict(SceneTiles(scene, self.recipe.variables, scene.downsample))
+            reference = dict(zip(CHART_NAMES, scene.read_charts()))
+            board.add(scene.scene_id, reference, prediction.charts)
+            predictions[scene.scene_id] = prediction
+        self.network.train()
+        return board.pooled(), predictions
