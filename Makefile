@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH := "torch>=2.14" "torchvision>=0.29"
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -qq $(TORCH)
 	$(PY) -m pip install -qq -e ".[test]"
 	touch $(STAMP)
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
+		$(VENV)/bin/mlflow run . --env-manager local --experiment-name seaice-demo
+	@echo "charts: $(CURDIR)/outputs/main/charts"
+	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db  (http://127.0.0.1:5000)"
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q

@@ -11,31 +11,17 @@ class histograms next to the real ones (spec section 4).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-from common import print_scores, quality_data
+from common import CACHE, print_scores, quality_data
 from seaice_mlflow.charts import CHART_NAMES, CHARTS, IGNORE_INDEX, REAL_CLASS_FREQUENCIES, REAL_MASKED_PERCENT
 from seaice_mlflow.data.naming import find_scene_files
 from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.scoring.metrics import ScoreBoard
-
-
-def pixel_table(scenes, rng, n_pixels):
-    """Random SAR-valid pixels of the scenes: inputs (n, 24) and charts (n,) per chart."""
-    per_scene = n_pixels // len(scenes)
-    xs, ys = [], {c: [] for c in CHART_NAMES}
-    for scene in scenes:
-        valid = np.flatnonzero(scene.sar_valid.ravel())
-        pick = rng.choice(valid, size=min(per_scene, valid.size), replace=False)
-        stack = scene.inputs(SCENE_VARIABLES).reshape(len(SCENE_VARIABLES), -1)
-        xs.append(stack[:, pick].T)
-        for chart in CHART_NAMES:
-            ys[chart].append(scene.charts[chart].ravel()[pick])
-    return np.concatenate(xs), {c: np.concatenate(v) for c, v in ys.items()}
+from seaice_mlflow.scoring.baseline import per_pixel_baseline
+from seaice_mlflow.scoring.metrics import Scores
 
 
 def histogram_table(scenes) -> None:
@@ -51,6 +37,18 @@ def histogram_table(scenes) -> None:
               + f"{REAL_MASKED_PERCENT[chart]:9.1f}")
 
 
+def cached_baseline(train_dir, test_dir, pixels: int = 300_000) -> Scores:
+    """:func:`baseline_scores`, remembered in .bench/ for the same data."""
+    cache = CACHE / f"baseline-{train_dir.name}-{test_dir.name}-{pixels}.json"
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        return Scores(data["combined"], {c: data[c] for c in CHART_NAMES}, data["pixels"])
+    scores = per_pixel_baseline([read_scene(p) for p in find_scene_files(train_dir)],
+                             [read_scene(p) for p in find_scene_files(test_dir)], pixels)
+    cache.write_text(json.dumps(scores.as_dict()))
+    return scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pixels", type=int, default=300_000, help="training pixels (sampled over scenes)")
@@ -61,29 +59,10 @@ def main() -> None:
     test = [read_scene(p) for p in find_scene_files(test_dir)]
     print(f"data: {len(train)} train + {len(test)} test scenes of {train[0].shape[0]}x{train[0].shape[1]} px "
           f"({time.time() - t0:.0f} s incl. generation on first run)")
-    x, y = pixel_table(train, np.random.default_rng(0), args.pixels)
-    board = ScoreBoard()
-    models = {}
     t0 = time.time()
-    for chart in CHART_NAMES:
-        keep = y[chart] != IGNORE_INDEX
-        if chart == "SIC":  # regression on the class index, like the strongest SIC heads
-            model = HistGradientBoostingRegressor(max_iter=200, random_state=0)
-        else:
-            model = HistGradientBoostingClassifier(max_iter=200, random_state=0)
-        models[chart] = model.fit(x[keep], y[chart][keep])
-    print(f"per-pixel gradient boosting trained on {len(x)} pixels in {time.time() - t0:.0f} s")
-    for scene in test:
-        stack = scene.inputs(SCENE_VARIABLES).reshape(len(SCENE_VARIABLES), -1).T
-        pred = {}
-        for chart, model in models.items():
-            out = model.predict(stack)
-            if chart == "SIC":
-                out = np.clip(np.rint(out), 0, CHARTS["SIC"].n_classes - 1)
-            pred[chart] = out.astype(np.uint8).reshape(scene.shape)
-        board.add(scene.scene_id, scene.charts, pred)
-    print()
-    print_scores("per-pixel baseline (test scenes)", board.pooled())
+    scores = per_pixel_baseline(train, test, args.pixels)
+    print(f"per-pixel gradient boosting on {args.pixels} training pixels: {time.time() - t0:.0f} s\n")
+    print_scores("per-pixel baseline (test scenes)", scores)
     histogram_table(train + test)
 
 

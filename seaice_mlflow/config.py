@@ -64,3 +64,29 @@ class TrainDefaults:
 
 
 TRAIN = TrainDefaults()
+
+
+@dataclass(frozen=True)
+class RegisterDefaults:
+    experiment: str = "seaice"
+    model_name: str = "seaice-charts"
+    metric: str = "auto"  # test_combined when evaluated runs exist, else best_val_combined
+    alias: str = "champion"
+    stage: str = "Production"  # or none
+    force: bool = False
+
+
+REGISTER = RegisterDefaults()
+
+
+@dataclass(frozen=True)
+class PipelineDefaults:
+    profile: str = "demo"  # demo: a few CPU minutes; full: real-size settings
+    data_dir: str = ""  # empty: synthetic training scenes made on the fly
+    test_dir: str = ""  # empty: synthetic test scenes (with references)
+    model_name: str = "seaice-charts"
+    out: str = "outputs/main"
+    seed: int = 0
+
+
+PIPELINE = PipelineDefaults()

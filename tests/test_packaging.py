@@ -27,14 +27,15 @@ def test_conda_env_matches_pyproject():
 
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
     readme = (ROOT / "README.md").read_text()
     assert re.search(r"^make test$", ci, re.M)
-    assert "make test" in readme
-    makefile = (ROOT / "Makefile").read_text()
+    assert "make test" in readme and "make demo" in readme
+    assert re.search(r"^demo: ", makefile, re.M)
     assert re.search(r"^test: ", makefile, re.M) and "pytest" in makefile
 
 
 def test_project_layout():
     for name in ("MLproject", "conda.yaml", "pyproject.toml", "README.md", "Makefile", ".ci/run",
-                 "seaice_mlflow", "entrypoints", "tests", "benchmarks"):
+                 "seaice_mlflow", "entrypoints", "tests", "benchmarks", "notebooks"):
         assert (ROOT / name).exists(), name

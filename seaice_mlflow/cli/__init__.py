@@ -27,10 +27,11 @@ def cli() -> None:
 def _register() -> None:
     from seaice_mlflow.cli.data import inspect_command, synth
     from seaice_mlflow.cli.preprocess import preprocess_command
+    from seaice_mlflow.cli.register import register_command
     from seaice_mlflow.cli.score import score
     from seaice_mlflow.cli.train import train_command
 
-    for command in (synth, inspect_command, preprocess_command, train_command, score):
+    for command in (synth, inspect_command, preprocess_command, train_command, register_command, score):
         cli.add_command(command)
 
 

@@ -40,13 +40,19 @@ class SeaIceChartModel(mlflow.pyfunc.PythonModel):
     ``probabilities``, ``<chart>_scores`` float32 (N, K, H, W)."""
 
     def load_context(self, context) -> None:
-        self.recipe = Recipe.load(context.artifacts[RECIPE])
-        self.recipe.check_normalisation()
         config = {**MODEL_CONFIG, **(context.model_config or {})}
-        self.probabilities = bool(config["probabilities"])
-        network = load_network(self.recipe, context.artifacts[WEIGHTS])
+        recipe = Recipe.load(context.artifacts[RECIPE])
         options = TileOptions(int(config["tile"]), int(config["overlap"]), int(config["batch"]), bool(config["amp"]))
-        self.predictor = ChartPredictor([(network, self.recipe.model.sic_head)], str(config["device"]), options)
+        self.setup(recipe, load_network(recipe, context.artifacts[WEIGHTS]), str(config["device"]), options,
+                   bool(config["probabilities"]))
+
+    def setup(self, recipe: Recipe, network: torch.nn.Module, device: str = "auto",
+              options: TileOptions = TileOptions(), probabilities: bool = False) -> "SeaIceChartModel":
+        """Ready the model for a network in hand (what load_context does for a logged one)."""
+        recipe.check_normalisation()
+        self.recipe, self.probabilities = recipe, probabilities
+        self.predictor = ChartPredictor([(network, recipe.model.sic_head)], device, options)
+        return self
 
     def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> dict[str, np.ndarray]:
         stacks = np.asarray(model_input, dtype=np.float32)

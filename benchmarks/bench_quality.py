@@ -1,0 +1,76 @@
+"""Does the CNN beat the per-pixel baseline? Official scores on held-out synthetic test scenes.
+
+Trains the default U-Net (training defaults, store downsampled x4 as the CPU budget allows:
+MMSeaIce trained at x10) for a fixed number of batches (about 10 CPU minutes on the 2-core
+machine) on the quality benchmark's 8 training scenes (two held out for validation), then scores
+the best checkpoint on the 4 test scenes at 80 m with the official rules, next to the per-pixel
+gradient-boosting baseline of bench_synthetic.py on the same data.
+
+    python benchmarks/bench_quality.py [--epochs 12] [--batches-per-epoch 60] [--downsample 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+
+from bench_synthetic import cached_baseline
+from common import CACHE, print_scores, quality_data
+from seaice_mlflow.data.naming import find_scene_files
+from seaice_mlflow.data.preprocess import preprocess
+from seaice_mlflow.data.reader import read_scene
+from seaice_mlflow.data.variables import SCENE_VARIABLES
+from seaice_mlflow.inference.recipe import load_network
+from seaice_mlflow.scoring.metrics import ScoreBoard
+from seaice_mlflow.tracking.pyfunc import SeaIceChartModel
+from seaice_mlflow.training.checkpoint import BEST, load_checkpoint
+from seaice_mlflow.training.options import TrainConfig
+from seaice_mlflow.training.trainer import Trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batches-per-epoch", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--patch-size", type=int, default=64)
+    parser.add_argument("--downsample", type=int, default=4)
+    parser.add_argument("--val-scenes", type=int, default=2)
+    parser.add_argument("--model", default="unet")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    train_dir, test_dir = quality_data()
+    store = CACHE / f"quality-store-x{args.downsample}-val{args.val_scenes}"
+    if not (store / "manifest.json").is_file():
+        preprocess(train_dir, store, downsample=args.downsample, variables=SCENE_VARIABLES, val_scenes=args.val_scenes,
+                   val_list=None, workers=2, overwrite=False, seed=0)
+    out = CACHE / f"quality-train-x{args.downsample}-{args.model}"
+    shutil.rmtree(out, ignore_errors=True)
+    config = TrainConfig(store=str(store), out=str(out), model=args.model, epochs=args.epochs,
+                         batches_per_epoch=args.batches_per_epoch, batch_size=args.batch_size,
+                         patch_size=args.patch_size, restart_epochs=args.epochs, early_stopping=0,
+                         val_tile=256, device=args.device)
+    trainer = Trainer(config)
+    start = time.perf_counter()
+    trainer.fit(lambda r: print(f"  epoch {r.epoch + 1:3d}  loss {r.metrics['train_loss']:.4f}  "
+                                f"val {r.metrics.get('val_combined', float('nan')):7.3f}  "
+                                f"{r.metrics['patches_per_s']:.1f} patches/s", flush=True))
+    train_s = time.perf_counter() - start
+    print(f"trained {args.model} for {args.epochs} x {args.batches_per_epoch} batches of {args.batch_size} "
+          f"patches ({args.patch_size} px at x{args.downsample}) in {train_s / 60:.1f} min, best epoch "
+          f"{trainer.state.best_epoch + 1}")
+
+    network = load_network(trainer.recipe, load_checkpoint(out / BEST)["model"])
+    model = SeaIceChartModel().setup(trainer.recipe, network, args.device)
+    board = ScoreBoard()
+    for path in find_scene_files(test_dir):
+        scene = read_scene(path)
+        board.add(scene.scene_id, scene.charts, model.predict_scene(scene).charts)
+    print()
+    print_scores(f"CNN ({args.model}, test scenes)", board.pooled())
+    print_scores("per-pixel baseline (test scenes)", cached_baseline(train_dir, test_dir))
+
+
+if __name__ == "__main__":
+    main()

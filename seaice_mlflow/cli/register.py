@@ -1,0 +1,39 @@
+"""``seaice register``: the experiment's best model becomes the registered champion."""
+
+from __future__ import annotations
+
+import click
+
+from seaice_mlflow.cli.options import flag
+from seaice_mlflow.config import REGISTER
+
+
+@click.command("register")
+@click.option("--experiment", default=REGISTER.experiment, show_default=True,
+              help="Experiment whose FINISHED runs are ranked.")
+@click.option("--model-name", default=REGISTER.model_name, show_default=True, help="Registered model name.")
+@click.option("--metric", default=REGISTER.metric, show_default=True,
+              help="Ranking metric; auto: test_combined when evaluated runs exist, else best_val_combined.")
+@click.option("--alias", default=REGISTER.alias, show_default=True, help="Alias of the best version.")
+@click.option("--stage", type=click.Choice(["Production", "Staging", "none"]), default=REGISTER.stage,
+              show_default=True, help="Legacy stage mirrored from the alias (none: aliases only).")
+@flag("--force", "Promote the best run's model even if it does not beat the current champion.")
+def register_command(experiment: str, model_name: str, metric: str, alias: str, stage: str, force: bool) -> None:
+    """Register the experiment's best model and move the champion alias to the best version.
+
+    Idempotent; concurrent calls converge on one champion, the best version by the metric.
+    """
+    import mlflow
+
+    from seaice_mlflow.tracking.registry import register_best
+    from seaice_mlflow.tracking.runs import log_params_once, start_run
+
+    with start_run("register", "register", experiment=experiment):
+        log_params_once({"experiment": experiment, "model_name": model_name, "metric": metric, "alias": alias,
+                         "stage": stage, "force": force})
+        promotion = register_best(experiment, model_name, metric, alias, stage, force)
+        # not under the ranking metric's own name: this run must not look like a candidate
+        mlflow.log_metrics({"registered_version": int(promotion.version), "champion_version": int(promotion.champion),
+                            "promoted": float(promotion.promoted), "candidate_value": promotion.value})
+        mlflow.set_tags({"seaice.registered_model": model_name, "seaice.champion_uri": f"models:/{model_name}@{alias}"})
+    click.echo(promotion.message)
