@@ -25,15 +25,7 @@ import numpy as np
 from seaice_mlflow.charts import CHART_NAMES, IGNORE_INDEX
 from seaice_mlflow.data.eggcode import PolygonCodeError, decode_polygons, parse_polygon_codes, rasterise
 from seaice_mlflow.data.grid import interpolate_grid
-from seaice_mlflow.data.naming import parse_scene_name
-from seaice_mlflow.data.reader import (
-    check_layout,
-    check_scene,
-    load_variable,
-    open_scene_file,
-    read_charts,
-    resolve_reference,
-)
+from seaice_mlflow.data.reader import build_scene, check_layout, load_variable, open_scene_file
 from seaice_mlflow.data.scene import Scene
 from seaice_mlflow.data.variables import COARSE_DIMS, COARSE_VARIABLES, SAR_DIMS, standard_scale
 from seaice_mlflow.errors import SceneError
@@ -166,7 +158,6 @@ def read_raw_scene(path: str | Path, *, reference: str | Path | bool | None = Tr
                    min_size: tuple[int, int] | None = None) -> Scene:
     """Read a raw 40 m file and convert it to the 80 m ready-to-train representation."""
     path = Path(path)
-    name = parse_scene_name(path)
     with open_scene_file(path) as ds:
         check_layout(ds, path, RAW_LAYOUT, "raw")
         has_chart = POLYGON_VARIABLE in ds.variables
@@ -202,21 +193,4 @@ def read_raw_scene(path: str | Path, *, reference: str | Path | bool | None = Tr
                 charts[key][out_rows] = values
         coarse = {n: standard_scale(n, load_variable(ds, n, path, np.float64)) for n in COARSE_VARIABLES}
         attrs = dict(ds.attrs)
-    check_scene(path, shape, coarse["btemp_6_9h"].shape, sar["nersc_sar_primary"], min_size)
-    if not charts:
-        ref_path = resolve_reference(path, name.key, reference)
-        if ref_path is not None:
-            charts = read_charts(ref_path, shape)
-    return Scene(
-        scene_id=name.key,
-        provider=name.provider,
-        date=name.time,
-        kind="raw",
-        source=path,
-        sar=sar,
-        coarse=coarse,
-        latitude=tie.latitude,
-        longitude=tie.longitude,
-        charts=charts,
-        attrs=attrs,
-    )
+    return build_scene(path, "raw", sar, coarse, tie.latitude, tie.longitude, charts, attrs, reference, min_size)

@@ -152,7 +152,6 @@ def read_prep_scene(path: str | Path, *, reference: str | Path | bool | None = T
                     min_size: tuple[int, int] | None = None) -> Scene:
     """Read a ready-to-train (``_prep.nc``) file, joining the test reference when asked."""
     path = Path(path)
-    name = parse_scene_name(path)
     with open_scene_file(path) as ds:
         check_layout(ds, path, READY_LAYOUT, "ready-to-train")
         in_file = [chart for chart in CHART_NAMES if chart in ds.variables]
@@ -164,25 +163,23 @@ def read_prep_scene(path: str | Path, *, reference: str | Path | bool | None = T
         longitude = load_variable(ds, LONGITUDE, path, np.float64)
         charts = {c: load_variable(ds, c, path, np.uint8) for c in in_file}
         attrs = dict(ds.attrs)
+    return build_scene(path, "ready" if in_file else "test", sar, coarse, latitude, longitude, charts, attrs,
+                       reference, min_size)
+
+
+def build_scene(path: Path, kind: str, sar: dict, coarse: dict, latitude: np.ndarray, longitude: np.ndarray,
+                charts: dict, attrs: dict, reference: str | Path | bool | None,
+                min_size: tuple[int, int] | None) -> Scene:
+    """Check what a reader loaded, join the test reference when the file has no charts, make the Scene."""
+    name = parse_scene_name(path)
     shape = sar["nersc_sar_primary"].shape
     check_scene(path, shape, coarse["btemp_6_9h"].shape, sar["nersc_sar_primary"], min_size)
     if not charts:
         ref_path = resolve_reference(path, name.key, reference)
         if ref_path is not None:
             charts = read_charts(ref_path, shape)
-    return Scene(
-        scene_id=name.key,
-        provider=name.provider,
-        date=name.time,
-        kind="ready" if in_file else "test",
-        source=path,
-        sar=sar,
-        coarse=coarse,
-        latitude=latitude,
-        longitude=longitude,
-        charts=charts,
-        attrs=attrs,
-    )
+    return Scene(scene_id=name.key, provider=name.provider, date=name.time, kind=kind, source=path, sar=sar,
+                 coarse=coarse, latitude=latitude, longitude=longitude, charts=charts, attrs=attrs)
 
 
 def _short(err: BaseException) -> str:

@@ -10,7 +10,6 @@ import zlib
 from contextlib import ExitStack
 from pathlib import Path
 
-import netCDF4
 import numpy as np
 
 from seaice_mlflow.charts import CHARTS, IGNORE_INDEX
@@ -22,7 +21,6 @@ from seaice_mlflow.data.variables import (
     AMSR2_VARIABLES,
     COARSE_DIMS,
     DISTANCE_ZONE_DESCRIPTION,
-    ERA5_VARIABLES,
     LATITUDE,
     LONGITUDE,
     SAR_DIMS,
