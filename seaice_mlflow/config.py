@@ -90,3 +90,33 @@ class PipelineDefaults:
 
 
 PIPELINE = PipelineDefaults()
+
+
+@dataclass(frozen=True)
+class EvaluateDefaults:
+    """``seaice evaluate``; tiling as :class:`~seaice_mlflow.inference.engine.TileOptions`."""
+
+    upload_package: str = ""  # empty: the package is only logged as an artifact of the run
+    device: str = "auto"
+    tile: int = 512  # working-grid pixels; rounded down to the network's stride
+    overlap: int = 64
+    batch: int = 4  # tiles per forward pass
+
+
+EVALUATE = EvaluateDefaults()
+
+
+@dataclass(frozen=True)
+class PredictDefaults:
+    """``seaice predict``; tiling as :class:`~seaice_mlflow.inference.engine.TileOptions`."""
+
+    out: str = "outputs/charts"
+    device: str = "auto"
+    upload_package: bool = False
+    probabilities: bool = False
+    tile: int = 512
+    overlap: int = 64
+    batch: int = 4
+
+
+PREDICT = PredictDefaults()

@@ -16,8 +16,13 @@ SEED = 11
 
 
 @pytest.fixture(autouse=True)
-def isolated_mlflow_env(monkeypatch):
-    """MLflow writes MLFLOW_EXPERIMENT_ID into os.environ as a side effect; keep tests apart."""
+def isolated_mlflow_env(monkeypatch, tmp_path):
+    """MLflow writes MLFLOW_EXPERIMENT_ID into os.environ as a side effect; keep tests apart.
+
+    Tests run in their temp folder: a sqlite store puts new experiments' artifacts under
+    ``./mlruns`` of the working directory, which must not be the source tree.
+    """
+    monkeypatch.chdir(tmp_path)
     for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(key, raising=False)
     yield

@@ -16,8 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "MLproject").read_text())
 
 
+#: MLproject entry points whose `seaice` command has another name
+COMMANDS = {"main": "pipeline"}
+
+
+def test_every_command_is_an_entry_point():
+    assert set(PROJECT["entry_points"]) == {"main", "preprocess", "train", "evaluate", "register", "predict"}
+    assert {COMMANDS.get(name, name) for name in PROJECT["entry_points"]} <= set(cli.commands)
+
+
 def entry_points():
-    return sorted(name for name in PROJECT["entry_points"] if name != "main")
+    return sorted(PROJECT["entry_points"])
 
 
 @pytest.mark.parametrize("name", entry_points())
@@ -26,7 +35,7 @@ def test_parameters_reach_the_command_and_the_cli(name):
     command_line = " ".join(spec["command"].split())
     assert command_line.startswith(f"python -m entrypoints.{name} ")
     assert (ROOT / "entrypoints" / f"{name}.py").is_file()
-    options = {p.name: p for p in cli.commands[name].params if isinstance(p, click.Option) and p.name != "help"}
+    options = {p.name: p for p in cli.commands[COMMANDS.get(name, name)].params if isinstance(p, click.Option) and p.name != "help"}
     assert set(spec["parameters"]) == set(options), "MLproject and click options differ"
     for param, declared in spec["parameters"].items():
         flag = "--" + param.replace("_", "-")

@@ -26,12 +26,16 @@ def cli() -> None:
 
 def _register() -> None:
     from seaice_mlflow.cli.data import inspect_command, synth
+    from seaice_mlflow.cli.evaluate import evaluate_command
+    from seaice_mlflow.cli.pipeline import pipeline_command
+    from seaice_mlflow.cli.predict import predict_command
     from seaice_mlflow.cli.preprocess import preprocess_command
     from seaice_mlflow.cli.register import register_command
     from seaice_mlflow.cli.score import score
     from seaice_mlflow.cli.train import train_command
 
-    for command in (synth, inspect_command, preprocess_command, train_command, register_command, score):
+    for command in (synth, inspect_command, preprocess_command, train_command, register_command, score,
+                    evaluate_command, predict_command, pipeline_command):
         cli.add_command(command)
 
 

@@ -73,7 +73,9 @@ class ArrayTiles:
     """Tiles of an input stack (C, H, W) at 80 m whose channels are ``variables``, on the x K grid.
 
     SAR channels are averaged over pixels with HH data, the distance map over all pixels, 2 km
-    channels and encodings take each block's centre pixel; so a stack built with
+    channels and encodings take the pixel at each block's centre (k odd) or just before it
+    (k even: the centre lies between two pixels, and the 2 km cell of the centre is always that
+    of the pixel before it); so a stack built with
     :func:`grid.assemble_inputs` gives the same tiles as :class:`SceneTiles` (encodings to within
     their interpolation between neighbouring pixels).
     """
@@ -96,8 +98,9 @@ class ArrayTiles:
         for i, name in enumerate(self.variables):
             if name in SAR_VARIABLES:
                 out[i] = downsample_mean(block[i], k, valid if valid_mask_variable(name) else None)
-            else:  # 2 km variables and encodings: the centre pixel of each block
-                centre = block[i, k // 2::k, k // 2::k]
+            else:  # 2 km variables and encodings: the pixel at (or, k even, just before) each block's
+                # centre, whose 2 km cell is the one grid.coarse_indices gives the centre itself
+                centre = block[i, (k - 1) // 2::k, (k - 1) // 2::k]
                 out[i] = np.pad(centre, [(0, window.height - centre.shape[0]), (0, window.width - centre.shape[1])],
                                 mode="edge")
         return out

@@ -2,8 +2,13 @@
 
 Encoder: a double convolution at ``filters[0]``, then for each further filter a 2x max-pool and a
 double convolution, then a bridge (one more max-pool and double convolution at ``filters[-1]``).
-The decoder mirrors it with bilinear 2x upsampling (``align_corners=True``) and skip
-concatenation. Each chart gets a 1x1 convolution on the last decoder features.
+The decoder mirrors it with bilinear 2x upsampling and skip concatenation. Each chart gets a 1x1
+convolution on the last decoder features.
+
+Upsampling uses ``align_corners=False`` (the starter pack has ``True``): then the network commutes
+with shifts by multiples of its stride, so a scene charted tile by tile gets the classes of a
+whole-scene pass (:mod:`seaice_mlflow.inference.engine`); with ``True`` the interpolation grid
+depends on the input size and tiles disagree near class boundaries.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class Up(nn.Module):
         self.conv = double_conv(in_channels + skip_channels, out_channels)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         return self.conv(torch.cat([x, skip], dim=1))
 
 

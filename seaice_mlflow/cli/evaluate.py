@@ -1,0 +1,81 @@
+"""``seaice evaluate``: official test scores of one model or an ensemble, tracked as an MLflow run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from seaice_mlflow.charts import CHART_NAMES
+from seaice_mlflow.config import EVALUATE
+
+MODEL_URI_HELP = ("MLflow model URI: runs:/<run>/model, models:/m-<id>, models:/<name>@<alias>, "
+                  "models:/<name>/<version|stage>. Repeat it, or separate URIs by commas or spaces, to "
+                  "ensemble models (probabilities averaged).")
+
+
+def model_uri_option(command):
+    return click.option("--model-uri", "model_uri", multiple=True, required=True, metavar="URI",
+                        help=MODEL_URI_HELP)(command)
+
+
+def tiling_options(defaults):
+    """``--device``, ``--tile``, ``--overlap``, ``--batch`` with the command's defaults."""
+    def decorate(command):
+        for option in reversed([
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=defaults.device,
+                         show_default=True, help="auto: the GPU when there is one."),
+            click.option("--tile", type=click.IntRange(min=1), default=defaults.tile, show_default=True,
+                         help="Tile size in working-grid pixels (rounded down to the network's stride); "
+                              "memory grows with tile x tile x batch, not with the scene."),
+            click.option("--overlap", type=click.IntRange(min=0), default=defaults.overlap, show_default=True,
+                         help="Overlap of neighbouring tiles (blended; at most half a tile)."),
+            click.option("--batch", type=click.IntRange(min=1), default=defaults.batch, show_default=True,
+                         help="Tiles per forward pass."),
+        ]):
+            command = option(command)
+        return command
+    return decorate
+
+
+@click.command("evaluate")
+@model_uri_option
+@click.option("--data-dir", required=True, type=click.Path(path_type=Path),
+              help="Folder of scenes with reference charts: test _prep.nc files with their "
+                   "_prep_reference.nc, ready-to-train files or raw files with an ice chart.")
+@click.option("--upload-package", default=EVALUATE.upload_package, show_default=True,
+              help="Also write the AutoICE upload_package.nc here (it is always logged with the run).")
+@tiling_options(EVALUATE)
+def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, upload_package: str, device: str, tile: int,
+                     overlap: int, batch: int) -> None:
+    """Score model(s) on the scenes of DATA_DIR with the official AutoICE metric; log to MLflow.
+
+    Logs test_SIC_r2, test_SOD_f1, test_FLOE_f1, test_combined (pooled over all scenes, as the
+    leaderboard), scores per scene, confusion matrices, quicklooks and upload_package.nc. A bad
+    scene is reported and skipped, the others are scored, and the exit status is 1.
+    """
+    from seaice_mlflow.inference.engine import TileOptions
+    from seaice_mlflow.tracking.evaluation import evaluate
+
+    def report(outcome) -> None:
+        if outcome.status == "scored":
+            click.echo(f"scored  {outcome.scene_id} ({outcome.seconds:.1f} s)")
+        elif outcome.status == "skipped":
+            click.echo(f"skipped {outcome.file}: {outcome.message}", err=True)
+        else:
+            click.echo(f"FAILED  {outcome.file}: {outcome.message}", err=True)
+
+    done = evaluate(model_uri, data_dir, upload_package or None, device, TileOptions(tile, overlap, batch),
+                    on_scene=report)
+    pooled = done.result.pooled
+    click.echo(f"{'scene':<22}{'combined':>10}" + "".join(f"{c:>10}" for c in CHART_NAMES))
+    for scene_id, scores in done.result.board.per_scene().items():
+        click.echo(f"{scene_id:<22}{scores.combined:>10.3f}" + "".join(f"{scores.charts[c]:>10.3f}" for c in CHART_NAMES))
+    click.echo(f"{'pooled (official)':<22}{pooled.combined:>10.3f}"
+               + "".join(f"{pooled.charts[c]:>10.3f}" for c in CHART_NAMES))
+    click.echo(f"run {done.run_id}: test_combined {done.metrics['test_combined']:.3f} on "
+               f"{len(done.result.board.scenes)} scene(s)"
+               + (f"; upload package {done.upload_package}" if done.upload_package else ""))
+    if done.failed:
+        click.echo(f"{len(done.failed)} scene file(s) failed (listed above)", err=True)
+        raise SystemExit(1)

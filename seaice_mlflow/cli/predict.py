@@ -1,0 +1,50 @@
+"""``seaice predict``: chart files (netCDF + quicklook) for new scenes, tracked as an MLflow run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from seaice_mlflow.cli.evaluate import model_uri_option, tiling_options
+from seaice_mlflow.cli.options import flag
+from seaice_mlflow.config import PREDICT
+
+
+@click.command("predict")
+@model_uri_option
+@click.option("--scenes", multiple=True, required=True, metavar="PATH",
+              help="Scene files (ready-to-train, test or raw) or folders of them; repeat it, or separate "
+                   "paths by commas or spaces.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=PREDICT.out, show_default=True,
+              help="Folder for <scene_id>_charts.nc and <scene_id>_charts.png.")
+@flag("--upload-package", "Also write upload_package.nc (AutoICE format) of the predicted scenes to --out.")
+@flag("--probabilities", "Also write class probabilities (uint8 percent; SIC_value in percent for a "
+      "regressed SIC); memory then grows with the scene.")
+@tiling_options(PREDICT)
+def predict_command(model_uri: tuple[str, ...], scenes: tuple[str, ...], out: Path, upload_package: bool,
+                    probabilities: bool, device: str, tile: int, overlap: int, batch: int) -> None:
+    """Chart SIC, SOD and FLOE for whole scenes with model(s) from MLflow; log the run.
+
+    Writes <scene_id>_charts.nc per scene (uint8 classes on the scene grid, CF flag_values and
+    flag_meanings, 255 outside the swath, lat/lon tie points, provenance attributes) and a
+    quicklook. A bad scene is reported and skipped, the others are written, and the exit
+    status is 1.
+    """
+    from seaice_mlflow.inference.engine import TileOptions
+    from seaice_mlflow.tracking.prediction import predict
+
+    def report(outcome) -> None:
+        if outcome.status == "written":
+            click.echo(f"wrote   {outcome.outputs[0]} ({outcome.seconds:.1f} s)")
+        else:
+            click.echo(f"FAILED  {outcome.file}: {outcome.message}", err=True)
+
+    done = predict(model_uri, scenes, out, device, upload_package, probabilities, TileOptions(tile, overlap, batch),
+                   on_scene=report)
+    written = done.result.having("written")
+    click.echo(f"run {done.run_id}: {len(written)} scene(s) charted in {done.out}"
+               + (f"; upload package {done.result.upload_package}" if done.result.upload_package else ""))
+    if done.failed:
+        click.echo(f"{len(done.failed)} scene file(s) failed (listed above)", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,134 @@
+"""The whole chain as MLflow child runs: preprocess -> train -> evaluate -> register -> predict.
+
+Each step is an MLproject entry point run with ``mlflow.projects.run(..., env_manager="local")``
+in the pipeline's experiment and nested under its run in the UI; steps hand each other model
+URIs from their runs (the trained ``models:/m-...``, the registered ``models:/NAME@champion``),
+never artifact paths. Without data folders, synthetic scenes are made on the fly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import ExecutionException
+
+from seaice_mlflow.data.naming import find_scene_files
+from seaice_mlflow.data.reader import read_scene
+from seaice_mlflow.data.synthetic import synthesize
+from seaice_mlflow.errors import ParameterError, SeaIceError
+from seaice_mlflow.scoring.baseline import per_pixel_baseline
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of a pipeline run: synthetic data (when no folders are given), store, training."""
+
+    train_scenes: int
+    test_scenes: int
+    scene_size: tuple[int, int]
+    downsample: int
+    val_scenes: int
+    train: dict[str, object] = field(default_factory=dict)  # TrainConfig values beside the defaults
+    baseline_pixels: int = 100_000
+
+
+PROFILES: dict[str, Profile] = {
+    # about a minute: checks that an installation works end to end (no meaningful model)
+    "smoke": Profile(train_scenes=3, test_scenes=1, scene_size=(160, 200), downsample=2, val_scenes=1,
+                     train={"epochs": 1, "batches_per_epoch": 2, "batch_size": 4, "patch_size": 64,
+                            "unet_filters": "8,8,16,16", "val_tile": 128, "workers": 0},
+                     baseline_pixels=5_000),
+    # a few CPU minutes: small scenes, store x4 (MMSeaIce trained x10), short training
+    "demo": Profile(train_scenes=6, test_scenes=2, scene_size=(700, 700), downsample=4, val_scenes=1,
+                    train={"epochs": 8, "batches_per_epoch": 40, "batch_size": 16, "patch_size": 64,
+                           "restart_epochs": 8, "early_stopping": 0, "val_tile": 256}),
+    # real-size settings: the training defaults on 80 m scenes of AI4Arctic size
+    "full": Profile(train_scenes=24, test_scenes=4, scene_size=(5000, 5200), downsample=1, val_scenes=3,
+                    baseline_pixels=300_000),
+}
+
+
+@dataclass
+class PipelineResult:
+    runs: dict[str, str]  # step -> run id
+    model_uri: str  # the trained model (models:/m-...)
+    champion_uri: str  # models:/NAME@champion
+    scores: dict[str, float]  # test scores of the evaluation
+    baseline: dict[str, float]  # per-pixel baseline on the same test scenes
+    charts: Path  # predicted chart files
+
+
+def project_root() -> Path:
+    """The folder with the MLproject (the source tree this package runs from, else the cwd)."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "MLproject").is_file() else Path.cwd()
+
+
+class Pipeline:
+    """Runs the steps of one pipeline run in ``experiment_id``, nested under ``parent_run_id``."""
+
+    def __init__(self, experiment_id: str, parent_run_id: str):
+        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+        self.project = project_root()
+        self.runs: dict[str, str] = {}
+
+    def step(self, entry_point: str, parameters: dict[str, object]) -> mlflow.entities.Run:
+        """Run one MLproject entry point to completion; its run, nested under the pipeline's."""
+        try:
+            submitted = mlflow.projects.run(str(self.project), entry_point=entry_point, env_manager="local",
+                                            parameters={k: str(v) for k, v in parameters.items()},
+                                            experiment_id=self.experiment_id, synchronous=True)
+        except ExecutionException as err:
+            raise SeaIceError(f"pipeline step {entry_point} failed ({err}); see that run's output above") from err
+        mlflow.MlflowClient().set_tag(submitted.run_id, "mlflow.parentRunId", self.parent_run_id)
+        self.runs[entry_point] = submitted.run_id
+        return mlflow.get_run(submitted.run_id)
+
+
+def scene_folders(profile: Profile, data_dir: str, test_dir: str, work: Path, seed: int) -> tuple[Path, Path]:
+    """The training and test folders: given, or synthetic scenes made once under ``work``."""
+    folders = []
+    for given, split, count, offset in ((data_dir, "train", profile.train_scenes, 0),
+                                        (test_dir, "test", profile.test_scenes, 1000)):
+        if given:
+            if not Path(given).is_dir() or not find_scene_files(given):
+                raise ParameterError(f"{split}_dir" if split == "test" else "data_dir",
+                                     f"{given} holds no AI4Arctic scene files")
+            folders.append(Path(given).resolve())
+            continue
+        folder = work / "data" / f"{split}-{count}x{profile.scene_size[0]}x{profile.scene_size[1]}-s{seed}"
+        if len(find_scene_files(folder) if folder.is_dir() else []) < count:
+            synthesize(folder, n_scenes=count, size=profile.scene_size, split=split, seed=seed + offset)
+        folders.append(folder)
+    return folders[0], folders[1]
+
+
+def run_pipeline(profile_name: str, data_dir: str, test_dir: str, model_name: str, out: str, seed: int,
+                 experiment_id: str, parent_run_id: str) -> PipelineResult:
+    """The whole chain; returns what each step produced."""
+    if profile_name not in PROFILES:
+        raise ParameterError("profile", f"{profile_name!r} is not one of {', '.join(PROFILES)}")
+    profile = PROFILES[profile_name]
+    work = Path(out).resolve()
+    train_dir, test_folder = scene_folders(profile, data_dir, test_dir, work, seed)
+    pipeline = Pipeline(experiment_id, parent_run_id)
+    store = work / f"store-x{profile.downsample}"
+    pipeline.step("preprocess", {"data_dir": train_dir, "out": store, "downsample": profile.downsample,
+                                 "val_scenes": profile.val_scenes, "seed": seed})
+    trained = pipeline.step("train", {"store": store, "out": work / "checkpoints", "seed": seed, **profile.train})
+    model_uri = trained.data.tags["seaice.model_uri"]
+    evaluated = pipeline.step("evaluate", {"model_uri": model_uri, "data_dir": test_folder,
+                                           "upload_package": work / "upload_package.nc"})
+    experiment = mlflow.get_experiment(experiment_id).name
+    registered = pipeline.step("register", {"experiment": experiment, "model_name": model_name})
+    champion_uri = registered.data.tags["seaice.champion_uri"]
+    pipeline.step("predict", {"model_uri": champion_uri, "scenes": test_folder, "out": work / "charts"})
+    scores = {k: v for k, v in evaluated.data.metrics.items() if k.startswith("test_")}
+    baseline = per_pixel_baseline([read_scene(p) for p in find_scene_files(train_dir)],
+                                  [read_scene(p) for p in find_scene_files(test_folder)],
+                                  n_pixels=profile.baseline_pixels, seed=seed)
+    baseline_metrics = {"baseline_test_combined": baseline.combined,
+                        **{f"baseline_test_{c}": v for c, v in baseline.charts.items()}}
+    return PipelineResult(pipeline.runs, model_uri, champion_uri, scores, baseline_metrics, work / "charts")

@@ -1,0 +1,50 @@
+"""The `main` pipeline end to end at smoke size, and the quickstart notebook executed with nbclient."""
+
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project_env(tmp_path, monkeypatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def test_main_pipeline_runs_every_step_as_child_runs(tmp_path, project_env):
+    submitted = mlflow.projects.run(str(ROOT), entry_point="main", env_manager="local", experiment_name="main",
+                                    parameters={"profile": "smoke", "out": str(tmp_path / "work")})
+    assert submitted.wait()
+    parent = mlflow.get_run(submitted.run_id)
+    assert parent.info.status == "FINISHED"
+    children = mlflow.search_runs(experiment_names=["main"], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{submitted.run_id}'")
+    steps = {run.data.tags["seaice.entry_point"] for run in children}
+    assert steps == {"preprocess", "train", "evaluate", "register", "predict"}
+    assert all(run.info.status == "FINISHED" for run in children)
+    assert parent.data.tags["seaice.champion_uri"] == "models:/seaice-charts@champion"
+    assert parent.data.tags["seaice.model_uri"].startswith("models:/m-")
+    for metric in ("test_combined", "test_SIC_r2", "baseline_test_combined"):
+        assert metric in parent.data.metrics
+    assert list((tmp_path / "work" / "charts").glob("*_charts.nc"))
+
+
+def test_quickstart_notebook_runs(tmp_path, project_env, monkeypatch):
+    monkeypatch.setenv("SEAICE_PROFILE", "smoke")
+    monkeypatch.setenv("SEAICE_WORKDIR", str(tmp_path / "notebook"))
+    notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
