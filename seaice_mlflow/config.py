@@ -10,6 +10,23 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class TilingDefaults:
+    """Full-scene inference tiles (working-grid pixels; :class:`~seaice_mlflow.inference.engine.TileOptions`).
+
+    768 px tiles with 64 px overlap in batches of 2 were the fastest on the 2-core CPU
+    (benchmarks/bench_inference.py: 512 x 4 computes 31 % more pixels in overlaps, 1024 x 1 was
+    slower per pixel); a batch is about 1.2 Mpixel, also a good size for a GPU.
+    """
+
+    tile: int = 768
+    overlap: int = 64
+    batch: int = 2
+
+
+TILING = TilingDefaults()
+
+
+@dataclass(frozen=True)
 class PreprocessDefaults:
     out: str = "outputs/store"
     downsample: int = 1
@@ -54,7 +71,7 @@ class TrainDefaults:
     grad_clip: float = 1.0
     amp: bool = True
     early_stopping: int = 20  # epochs without a better validation score
-    val_tile: int = 512
+    val_tile: int = TILING.tile
     workers: int = 2
     device: str = "auto"
     seed: int = 0
@@ -98,9 +115,9 @@ class EvaluateDefaults:
 
     upload_package: str = ""  # empty: the package is only logged as an artifact of the run
     device: str = "auto"
-    tile: int = 512  # working-grid pixels; rounded down to the network's stride
-    overlap: int = 64
-    batch: int = 4  # tiles per forward pass
+    tile: int = TILING.tile  # working-grid pixels; rounded down to the network's stride
+    overlap: int = TILING.overlap
+    batch: int = TILING.batch  # tiles per forward pass
 
 
 EVALUATE = EvaluateDefaults()
@@ -114,9 +131,9 @@ class PredictDefaults:
     device: str = "auto"
     upload_package: bool = False
     probabilities: bool = False
-    tile: int = 512
-    overlap: int = 64
-    batch: int = 4
+    tile: int = TILING.tile
+    overlap: int = TILING.overlap
+    batch: int = TILING.batch
 
 
 PREDICT = PredictDefaults()

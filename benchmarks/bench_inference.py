@@ -1,0 +1,126 @@
+"""Full-scene inference: tiled (blended, memory-bounded) against one whole-scene forward pass.
+
+On a synthetic 5000 x 5200 scene (AI4Arctic size at 80 m) and a 2500 x 2500 one, with the
+default U-Net (32,32,64,64; all 24 inputs + 5 encodings; random weights, which cost the same as
+trained ones), each case runs in a process of its own and reports its peak RSS and Mpixel/s of
+prediction (the scene is read before the clock starts; tiles are assembled from it inside the
+timed part, the whole-scene pass assembles the full input stack there). Prints the figures and
+the tiled/whole ratios measured in this run. Targets on the 2-core CPU machine: tiled peak RSS
+<= 4 GiB and flat in scene size, tiled throughput >= 0.9x the whole-scene pass; on a GPU, under
+one second of compute per 5000 px scene with AMP.
+
+    python benchmarks/bench_inference.py [--device auto] [--tile 768] [--overlap 64] [--batch 2]
+                                         [--sizes large small] [--skip-whole-large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import synthetic_split
+from seaice_mlflow.config import TILING
+
+SIZES = {"large": (5000, 5200), "small": (2500, 2500)}
+
+
+def run_case(case: str, scene: Path, args: argparse.Namespace) -> dict:
+    """Predict ``scene`` in this process; returns seconds, Mpixel/s and peak RSS (GiB)."""
+    import torch
+
+    from seaice_mlflow.config import TRAIN
+    from seaice_mlflow.data.reader import read_scene
+    from seaice_mlflow.data.variables import parse_variables
+    from seaice_mlflow.inference.engine import TileOptions
+    from seaice_mlflow.inference.ensemble import combine
+    from seaice_mlflow.inference.recipe import Recipe
+    from seaice_mlflow.inference.sources import SceneTiles
+    from seaice_mlflow.models import ModelSpec, build_model
+
+    variables = parse_variables(TRAIN.variables)
+    filters = tuple(int(f) for f in TRAIN.unet_filters.split(","))
+    recipe = Recipe(ModelSpec("unet", len(variables), unet_filters=filters), variables)
+    torch.manual_seed(0)
+    charter = combine([(recipe, build_model(recipe.model))], args.device,
+                      TileOptions(args.tile, args.overlap, args.batch))
+    scene = read_scene(scene)
+    device = charter.predictor.device
+    if device.type == "cuda":  # warm-up: cuDNN autotuning and the CUDA context are not per scene
+        charter.predict_scene(scene)
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    if case == "tiled":
+        charts = charter.predict_scene(scene).charts
+    else:
+        charts = charter.predictor.predict_whole(SceneTiles(scene, variables)).charts
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    pixels = scene.shape[0] * scene.shape[1]
+    assert charts["SIC"].shape == scene.shape
+    return {"seconds": seconds, "mpix_per_s": pixels / 1e6 / seconds, "device": str(device),
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+
+
+def in_subprocess(case: str, scene: Path, args: argparse.Namespace) -> dict | None:
+    """:func:`run_case` in a fresh process (its own peak RSS); None when it failed (e.g. out of memory)."""
+    command = [sys.executable, __file__, "--case", case, "--scene", str(scene), "--device", args.device,
+               "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch", str(args.batch)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip().splitlines()[-1:]
+        print(f"  {case} on {scene.name}: failed, exit {done.returncode}: {reason}", flush=True)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tile", type=int, default=TILING.tile)
+    parser.add_argument("--overlap", type=int, default=TILING.overlap)
+    parser.add_argument("--batch", type=int, default=TILING.batch)
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--skip-whole-large", action="store_true",
+                        help="leave out the whole-scene pass on the 5000 px scene (it needs ~20 GiB on CPU)")
+    parser.add_argument("--case", choices=["tiled", "whole"], help=argparse.SUPPRESS)
+    parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:  # a child process: one measurement, printed as JSON
+        print(json.dumps(run_case(args.case, args.scene, args)))
+        return
+
+    scenes = {name: next(synthetic_split(f"inference-{name}", 1, size, "test", seed=5).glob("*_prep.nc"))
+              for name, size in SIZES.items() if name in args.sizes}
+    print(f"default U-Net, tile {args.tile}, overlap {args.overlap}, batch {args.batch}, device {args.device}")
+    results = {}
+    for name, scene in scenes.items():
+        for case in ("tiled", "whole"):
+            if case == "whole" and name == "large" and args.skip_whole_large:
+                continue
+            results[name, case] = found = in_subprocess(case, scene, args)
+            if found:
+                gpu = f", GPU peak {found['gpu_peak_gib']:.2f} GiB" if found["gpu_peak_gib"] is not None else ""
+                print(f"  {case:<5} {'x'.join(map(str, SIZES[name])):>9} px: {found['seconds']:7.2f} s  "
+                      f"{found['mpix_per_s']:6.2f} Mpixel/s  peak RSS {found['peak_rss_gib']:5.2f} GiB  "
+                      f"({found['device']}{gpu})", flush=True)
+    print()
+    for name in scenes:
+        tiled, whole = results.get((name, "tiled")), results.get((name, "whole"))
+        if tiled and whole:
+            print(f"{name} scene: tiled/whole throughput {tiled['mpix_per_s'] / whole['mpix_per_s']:.2f}x "
+                  f"(target >= 0.9), peak RSS {tiled['peak_rss_gib']:.2f} vs {whole['peak_rss_gib']:.2f} GiB")
+    large, small = results.get(("large", "tiled")), results.get(("small", "tiled"))
+    if large and small:
+        print(f"tiled peak RSS {large['peak_rss_gib']:.2f} GiB on 5000x5200 vs {small['peak_rss_gib']:.2f} GiB on "
+              f"2500x2500 (target <= 4 GiB; the rest of the growth is the scene itself held in memory)")
+
+
+if __name__ == "__main__":
+    main()
