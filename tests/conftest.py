@@ -64,5 +64,20 @@ def raw_test_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory, request) -> str:
+    """A sqlite tracking store shared by the tests of one module."""
+    return f"sqlite:///{tmp_path_factory.mktemp(request.module.__name__.rsplit('.', 1)[-1]) / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tracking(store_uri, monkeypatch, request) -> str:
+    """MLflow, and the processes a test starts, pointed at the module's store and its ``EXPERIMENT``."""
+    from tests.tiny_model import use_tracking
+
+    use_tracking(monkeypatch, store_uri, request.module.EXPERIMENT)
+    return store_uri
+
+
 def prep_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*_prep.nc"))

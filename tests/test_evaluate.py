@@ -23,27 +23,16 @@ from seaice_mlflow.models import ModelSpec, build_model
 from seaice_mlflow.tracking.models import load_charter
 from seaice_mlflow.tracking.pyfunc import log_chart_model
 from tests.conftest import prep_files
-from tests.tiny_model import ROOT, train_tiny_model, use_tracking
+from tests.tiny_model import ROOT, train_tiny_model
 
 EXPERIMENT = "evaluate-test"
 FAST = ["--device", "cpu", "--tile", "64", "--overlap", "32"]
 
 
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('evaluate-mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture(scope="module")
 def trained(store_uri, ready_dir, tmp_path_factory) -> tuple[str, str]:
     """(models:/m-... URI, training run id) of a tiny model trained once for this module."""
     return train_tiny_model(ready_dir, tmp_path_factory.mktemp("evaluate-train"), store_uri, EXPERIMENT)
-
-
-@pytest.fixture
-def tracking(store_uri, monkeypatch) -> str:
-    use_tracking(monkeypatch, store_uri, EXPERIMENT)
-    return store_uri
 
 
 def run_id_of(output: str) -> str:

@@ -28,11 +28,6 @@ FAST = ["--device", "cpu", "--tile", "64", "--overlap", "32"]
 
 
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('predict-mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture(scope="module")
 def registered(store_uri, ready_dir, tmp_path_factory) -> tuple[str, str]:
     """A tiny trained model registered as version 1 of NAME, alias champion, stage Production;
     (models:/m-... URI, version)."""
@@ -46,12 +41,6 @@ def registered(store_uri, ready_dir, tmp_path_factory) -> tuple[str, str]:
             warnings.simplefilter("ignore", FutureWarning)
             client.transition_model_version_stage(NAME, version, "Production")
     return model_uri, version
-
-
-@pytest.fixture
-def tracking(store_uri, monkeypatch) -> str:
-    use_tracking(monkeypatch, store_uri, EXPERIMENT)
-    return store_uri
 
 
 def predict(*args: str):

@@ -23,7 +23,7 @@ def pipeline_command(profile: str, data_dir: str, test_dir: str, model_name: str
     import mlflow
 
     from seaice_mlflow.pipeline import run_pipeline
-    from seaice_mlflow.tracking.runs import log_params_once, start_run
+    from seaice_mlflow.tracking.runs import MODEL_URI_TAG, log_params_once, start_run
 
     with start_run("main", "main") as run:
         log_params_once({"profile": profile, "data_dir": data_dir, "test_dir": test_dir, "model_name": model_name,
@@ -31,7 +31,7 @@ def pipeline_command(profile: str, data_dir: str, test_dir: str, model_name: str
         result = run_pipeline(profile, data_dir, test_dir, model_name, out, seed, run.info.experiment_id,
                               run.info.run_id)
         mlflow.log_metrics({**result.scores, **result.baseline})
-        mlflow.set_tags({"seaice.model_uri": result.model_uri, "seaice.champion_uri": result.champion_uri,
+        mlflow.set_tags({MODEL_URI_TAG: result.model_uri, "seaice.champion_uri": result.champion_uri,
                          **{f"seaice.run.{step}": run_id for step, run_id in result.runs.items()}})
     scores = result.scores
     click.echo(f"test combined {scores.get('test_combined', float('nan')):.3f} (per-pixel baseline "

@@ -19,9 +19,8 @@ from mlflow.exceptions import MlflowException
 from seaice_mlflow.errors import ParameterError
 from seaice_mlflow.inference.engine import TileOptions, resolve_device
 from seaice_mlflow.inference.ensemble import SceneCharter, combine
+from seaice_mlflow.tracking.runs import MODEL_ID_TAG, MODEL_URI_TAG
 
-#: Tags an evaluate/predict run carries about its model(s) (the names ``tracking.registry`` reads).
-MODEL_URI_TAG, MODEL_ID_TAG = "seaice.model_uri", "seaice.model_id"
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<suffix>[^/]+))$")
 LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]+$")
 

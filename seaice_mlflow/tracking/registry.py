@@ -20,11 +20,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from seaice_mlflow.errors import SeaIceError
+from seaice_mlflow.tracking.runs import MODEL_URI_TAG
 
 AUTO = "auto"
 EVALUATION_METRIC, TRAINING_METRIC = "test_combined", "best_val_combined"
-#: Tags an ``evaluate`` run carries about the model(s) it scored.
-MODEL_URI_TAG, MODEL_ID_TAG = "seaice.model_uri", "seaice.model_id"
 STAGES = ("Production", "Staging", "none")
 RECONCILE_ROUNDS = 5
 

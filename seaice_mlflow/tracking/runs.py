@@ -12,6 +12,9 @@ import mlflow
 import pandas as pd
 
 DEFAULT_EXPERIMENT = "seaice"
+#: Tags naming the model a run trained or scored (``models:/m-...``; comma-separated for an
+#: ensemble) and its logged model id(s); ``seaice register`` reads them.
+MODEL_URI_TAG, MODEL_ID_TAG = "seaice.model_uri", "seaice.model_id"
 
 
 def resolve_tracking_uri() -> str:

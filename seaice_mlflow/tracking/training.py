@@ -17,7 +17,7 @@ from seaice_mlflow.training.distributed import setup, teardown
 from seaice_mlflow.training.options import TrainConfig
 from seaice_mlflow.training.trainer import EpochReport, Trainer, val_metric_names
 from seaice_mlflow.tracking.pyfunc import log_chart_model
-from seaice_mlflow.tracking.runs import log_params_once, log_scene_dataset, start_run
+from seaice_mlflow.tracking.runs import MODEL_URI_TAG, log_params_once, log_scene_dataset, start_run
 
 
 @dataclass
@@ -76,7 +76,7 @@ def train(config: TrainConfig) -> TrainResult:
             mlflow.log_artifact(str(Path(config.out) / BEST), "checkpoints")
             mlflow.log_figure(plots.learning_curves(state.history), "learning_curves.png")
             info = log_chart_model(trainer.network, trainer.recipe)
-            mlflow.set_tag("seaice.model_uri", info.model_uri)
+            mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
             return TrainResult(run.info.run_id, info.model_uri, summary.get("best_val_combined"), state.epoch)
     finally:
         teardown(dist)
