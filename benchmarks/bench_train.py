@@ -3,7 +3,8 @@
 Times forward + loss + backward + AdamW step on random batches (the patch loader has its own
 benchmark, bench_loader.py), after warm-up steps, for each model of the registry with the
 training defaults (U-Net 32,32,64,64; DeepLabV3 on a truncated ResNet-152 and, for scale,
-ResNet-50), 29 input channels (all 24 inputs + 5 encodings).
+ResNet-50), 29 input channels (all 24 inputs + 5 encodings), inputs in channels_last as the
+trainer feeds them (the U-Net once more with NCHW inputs, for the ratio).
 
     python benchmarks/bench_train.py [--batch-size 16] [--steps 3] [--device cpu]
 """
@@ -21,21 +22,26 @@ from seaice_mlflow.models import ModelSpec, build_model
 from seaice_mlflow.training.losses import MultiTaskLoss
 from seaice_mlflow.training.options import TrainConfig
 
+#: label -> (model spec fields, channels_last input as the trainer feeds it)
 CASES = {
-    "unet (32,32,64,64)": dict(name="unet"),
-    "unet (16,32,64,64), starter pack": dict(name="unet", unet_filters=(16, 32, 64, 64)),
-    "deeplabv3 resnet152 (default)": dict(name="deeplabv3", deeplab_depth=152),
-    "deeplabv3 resnet50": dict(name="deeplabv3", deeplab_depth=50),
+    "unet (32,32,64,64)": (dict(name="unet"), True),
+    "unet (32,32,64,64), NCHW input": (dict(name="unet"), False),
+    "unet (16,32,64,64), starter pack": (dict(name="unet", unet_filters=(16, 32, 64, 64)), True),
+    "deeplabv3 resnet152 (default)": (dict(name="deeplabv3", deeplab_depth=152), True),
+    "deeplabv3 resnet50": (dict(name="deeplabv3", deeplab_depth=50), True),
 }
 
 
-def step_time(spec: ModelSpec, batch: int, patch: int, steps: int, device: torch.device) -> float:
+def step_time(spec: ModelSpec, batch: int, patch: int, steps: int, device: torch.device,
+              channels_last: bool = True) -> float:
     """Seconds per training step (mean over ``steps`` after two warm-up steps)."""
     torch.manual_seed(0)
     model = build_model(spec).to(device).train()
     loss_fn = MultiTaskLoss(spec.sic_head)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch, spec.in_channels, patch, patch, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     targets = {c: torch.randint(0, CHARTS[c].n_classes, (batch, patch, patch), device=device) for c in CHART_NAMES}
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -67,9 +73,9 @@ def main() -> None:
     channels = len(TrainConfig().input_variables)
     print(f"training step, batch {args.batch_size} x {channels} channels x {args.patch_size}^2, "
           f"{device}, {torch.get_num_threads()} threads")
-    for label, fields in CASES.items():
+    for label, (fields, channels_last) in CASES.items():
         spec = ModelSpec(in_channels=channels, **fields)
-        seconds = step_time(spec, args.batch_size, args.patch_size, args.steps, device)
+        seconds = step_time(spec, args.batch_size, args.patch_size, args.steps, device, channels_last)
         print(f"  {label:<36} {args.batch_size / seconds:8.1f} patches/s   ({seconds:6.2f} s/step)")
 
 

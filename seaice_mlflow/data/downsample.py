@@ -40,8 +40,11 @@ def downsample_mean(values: np.ndarray, k: int, valid: np.ndarray | None = None)
     values = np.asarray(values, dtype=np.float32)
     if k == 1:
         return values
-    mask = np.ones(values.shape[-2:], bool) if valid is None else valid
-    weights = _blocks(mask, k, False).astype(np.float32)
+    if valid is None:  # every pixel counts: a block's count is its size (smaller at the edges)
+        total = _blocks(values, k, 0).sum(axis=(-3, -1))
+        rows, cols = (np.minimum(k, n - k * np.arange(m)) for n, m in zip(values.shape[-2:], total.shape[-2:]))
+        return (total / np.outer(rows, cols)).astype(np.float32)
+    weights = _blocks(valid, k, False).astype(np.float32)
     total = (_blocks(values, k, 0) * weights).sum(axis=(-3, -1))
     count = weights.sum(axis=(-3, -1))
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0).astype(np.float32)

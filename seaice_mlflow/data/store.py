@@ -78,14 +78,12 @@ def class_census(chart: np.ndarray, n_classes: int, rng: np.random.Generator,
     """Pixel count of each class (masked count last) and up to ``n`` random (row, col) pixels of
     each class (rows padded with -1), in one pass per class."""
     points = np.full((n_classes, n, 2), -1, dtype=np.int32)
-    counts = []
     flat = chart.ravel()
-    for cls in range(n_classes):
+    counts = [int(c) for c in np.bincount(flat, minlength=256)[:n_classes]]
+    for cls in np.flatnonzero(counts):  # a pass per class present
         where = np.flatnonzero(flat == cls)
-        counts.append(int(where.size))
-        if where.size:
-            pick = rng.choice(where, size=min(n, where.size), replace=False)
-            points[cls, : pick.size] = np.column_stack([pick // chart.shape[1], pick % chart.shape[1]])
+        pick = rng.choice(where, size=min(n, where.size), replace=False)
+        points[cls, : pick.size] = np.column_stack([pick // chart.shape[1], pick % chart.shape[1]])
     return counts + [int(flat.size - sum(counts))], points
 
 
@@ -94,8 +92,7 @@ def coverage(sic: np.ndarray) -> np.ndarray:
     from seaice_mlflow.data.downsample import downsample_mean
 
     valid = (sic != IGNORE_INDEX).astype(np.float32)
-    inside = np.ones_like(valid, dtype=bool)
-    return np.rint(255 * downsample_mean(valid, COVERAGE_BLOCK, inside)).astype(np.uint8)
+    return np.rint(255 * downsample_mean(valid, COVERAGE_BLOCK)).astype(np.uint8)
 
 
 def pack_sar(values: np.ndarray) -> np.ndarray:

@@ -174,7 +174,8 @@ class Trainer:
         bar = tqdm(batches, total=cfg.batches_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=None if self.dist.main else True, leave=False)
         for step, batch in enumerate(bar):
-            image = batch["image"].to(self.device, non_blocking=True)
+            # channels_last: the NHWC convolutions are ~1.6x faster on CPU (bench_train.py), and suit AMP
+            image = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             targets = {c: batch[c].to(self.device, non_blocking=True) for c in CHART_NAMES}
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                 outputs = self.model(image)
