@@ -6,7 +6,7 @@ is wrong and what to do; no bare traceback reaches the user.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,13 +40,15 @@ REDOWNLOAD = "the file is truncated or not netCDF; download it again"
 
 
 @contextmanager
-def open_scene_file(path: str | Path) -> Iterator[xr.Dataset]:
-    """Open a netCDF scene file lazily, turning I/O failures into :class:`SceneError`."""
+def open_scene_file(path: str | Path, cache: bool = True) -> Iterator[xr.Dataset]:
+    """Open a netCDF scene file lazily, turning I/O failures into :class:`SceneError`.
+
+    ``cache=False`` keeps xarray from holding on to variables once read (for window reads)."""
     path = Path(path)
     if not path.is_file():
         raise SceneError(path, "file not found", "check the path")
     try:
-        ds = xr.open_dataset(path, engine="netcdf4", decode_times=False)
+        ds = xr.open_dataset(path, engine="netcdf4", decode_times=False, cache=cache)
     except Exception as err:  # netCDF4/HDF5 raise OSError, ValueError or RuntimeError
         raise SceneError(path, f"cannot be opened as netCDF ({_short(err)})", REDOWNLOAD) from err
     try:
@@ -153,18 +155,22 @@ def read_prep_scene(path: str | Path, *, reference: str | Path | bool | None = T
     """Read a ready-to-train (``_prep.nc``) file, joining the test reference when asked."""
     path = Path(path)
     with open_scene_file(path) as ds:
-        check_layout(ds, path, READY_LAYOUT, "ready-to-train")
-        in_file = [chart for chart in CHART_NAMES if chart in ds.variables]
-        if in_file:
-            check_layout(ds, path, CHART_LAYOUT, "ready-to-train")
-        sar = {n: load_variable(ds, n, path, np.float32) for n in SAR_VARIABLES}
-        coarse = {n: load_variable(ds, n, path, np.float32) for n in COARSE_VARIABLES}
-        latitude = load_variable(ds, LATITUDE, path, np.float64)
-        longitude = load_variable(ds, LONGITUDE, path, np.float64)
-        charts = {c: load_variable(ds, c, path, np.uint8) for c in in_file}
-        attrs = dict(ds.attrs)
-    return build_scene(path, "ready" if in_file else "test", sar, coarse, latitude, longitude, charts, attrs,
-                       reference, min_size)
+        return build_scene(path, *load_prep(ds, path, SAR_VARIABLES), reference, min_size)
+
+
+def load_prep(ds: xr.Dataset, path: Path, sar_names: Sequence[str]) -> tuple:
+    """Check an open ``_prep.nc`` file's layout and load (kind, the ``sar_names`` 80 m variables,
+    the 2 km variables, latitude, longitude, charts, attributes), as :func:`build_scene` takes them."""
+    check_layout(ds, path, READY_LAYOUT, "ready-to-train")
+    in_file = [chart for chart in CHART_NAMES if chart in ds.variables]
+    if in_file:
+        check_layout(ds, path, CHART_LAYOUT, "ready-to-train")
+    sar = {n: load_variable(ds, n, path, np.float32) for n in sar_names}
+    coarse = {n: load_variable(ds, n, path, np.float32) for n in COARSE_VARIABLES}
+    latitude = load_variable(ds, LATITUDE, path, np.float64)
+    longitude = load_variable(ds, LONGITUDE, path, np.float64)
+    charts = {c: load_variable(ds, c, path, np.uint8) for c in in_file}
+    return "ready" if in_file else "test", sar, coarse, latitude, longitude, charts, dict(ds.attrs)
 
 
 def build_scene(path: Path, kind: str, sar: dict, coarse: dict, latitude: np.ndarray, longitude: np.ndarray,

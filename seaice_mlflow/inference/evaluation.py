@@ -1,7 +1,8 @@
 """Official scores of a model (or ensemble) on a folder of scenes with reference charts.
 
 Every scene with charts (a test ``_prep.nc`` with its ``_prep_reference.nc``, a ready-to-train
-file, a raw file with an ice chart) is charted whole, tile by tile, and counted into one
+file, a raw file with an ice chart) is charted whole, tile by tile (read from the file window by
+window, :func:`~seaice_mlflow.data.windowed.open_scene`), and counted into one
 :class:`~seaice_mlflow.scoring.metrics.ScoreBoard`; the pooled score is the leaderboard's. Files
 land in ``out``: the AutoICE ``upload_package.nc`` (written scene by scene; the same score comes
 out of ``seaice score`` on it), ``scores_per_scene.csv``, confusion matrices (PNG, counts as
@@ -22,7 +23,7 @@ import torch
 
 from seaice_mlflow import plots
 from seaice_mlflow.charts import CHART_NAMES, CHARTS
-from seaice_mlflow.data.reader import read_scene
+from seaice_mlflow.data.windowed import open_scene
 from seaice_mlflow.errors import SceneError, SeaIceError
 from seaice_mlflow.inference.ensemble import SceneCharter
 from seaice_mlflow.io import atomic_path
@@ -88,22 +89,22 @@ def evaluate_files(charter: SceneCharter, files: Sequence[Path], out: Path,
         for path in files:
             started = time.perf_counter()
             try:
-                scene = read_scene(path)
-                if not scene.has_charts:
-                    report(SceneOutcome(path, "skipped", "no reference charts (no _prep_reference.nc beside it, "
-                                        "no charts in the file); use `seaice predict` for it", scene.scene_id))
-                    continue
-                if scene.scene_id in result.board.scenes:
-                    raise SceneError(path, f"scene {scene.scene_id} was already evaluated from another file",
-                                     "keep one file per scene in the folder")
-                prediction = charter.predict_scene(scene)
-                result.board.add(scene.scene_id, scene.charts, prediction.charts)
-                result.records.append({"scene_id": scene.scene_id, "kind": scene.kind, "full_shape": scene.shape,
-                                       "source": {"file": str(path)}})
-                package.add(scene.scene_id, prediction.charts)
-                hh = scene.sar["nersc_sar_primary"]
-                figure = plots.quicklook(hh, prediction.charts, scene.charts, f"{scene.scene_id} ({path.name})")
-                plots.save(figure, out / QUICKLOOKS / f"{scene.scene_id}.png", dpi=80)
+                with open_scene(path) as scene:  # read tile by tile
+                    if not scene.has_charts:
+                        report(SceneOutcome(path, "skipped", "no reference charts (no _prep_reference.nc beside "
+                                            "it, no charts in the file); use `seaice predict` for it", scene.scene_id))
+                        continue
+                    if scene.scene_id in result.board.scenes:
+                        raise SceneError(path, f"scene {scene.scene_id} was already evaluated from another file",
+                                         "keep one file per scene in the folder")
+                    prediction = charter.predict_scene(scene)
+                    result.board.add(scene.scene_id, scene.charts, prediction.charts)
+                    result.records.append({"scene_id": scene.scene_id, "kind": scene.kind, "full_shape": scene.shape,
+                                           "source": {"file": str(path)}})
+                    package.add(scene.scene_id, prediction.charts)
+                    figure = plots.quicklook(scene.sar["nersc_sar_primary"], prediction.charts, scene.charts,
+                                             f"{scene.scene_id} ({path.name})")
+                    plots.save(figure, out / QUICKLOOKS / f"{scene.scene_id}.png", dpi=80)
             except SeaIceError as err:
                 report(SceneOutcome(path, "failed", str(err)))
                 continue

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.reader import read_scene
+from seaice_mlflow.data.windowed import open_scene
 from seaice_mlflow.errors import SceneError, SeaIceError
 from seaice_mlflow.inference.ensemble import SceneCharter
 from seaice_mlflow.inference.products import (
@@ -95,17 +95,17 @@ def predict_files(charter: SceneCharter, files: Iterable[Path], out: str | Path,
         for path in files:
             started = time.perf_counter()
             try:
-                scene = read_scene(path, reference=True)
-                if scene.scene_id in done:
-                    raise SceneError(path, f"scene {scene.scene_id} was already charted from another file",
-                                     "give each scene once")
-                prediction = charter.predict_scene(scene, with_scores=probabilities)
-                dataset = chart_dataset(scene, prediction, {**provenance, "source_scene_kind": scene.kind},
-                                        charter.sic_value)
-                product = write_chart_product(out / product_name(scene.scene_id), dataset)
-                quicklook = write_quicklook(out / quicklook_name(scene.scene_id), scene, dataset)
-                if package is not None:
-                    package.add(scene.scene_id, prediction.charts)  # not masked, as the challenge asks
+                with open_scene(path, reference=True) as scene:  # read tile by tile
+                    if scene.scene_id in done:
+                        raise SceneError(path, f"scene {scene.scene_id} was already charted from another file",
+                                         "give each scene once")
+                    prediction = charter.predict_scene(scene, with_scores=probabilities)
+                    dataset = chart_dataset(scene, prediction, {**provenance, "source_scene_kind": scene.kind},
+                                            charter.sic_value)
+                    product = write_chart_product(out / product_name(scene.scene_id), dataset)
+                    quicklook = write_quicklook(out / quicklook_name(scene.scene_id), scene, dataset)
+                    if package is not None:
+                        package.add(scene.scene_id, prediction.charts)  # not masked, as the challenge asks
             except SeaIceError as err:
                 outcome = PredictOutcome(path, "failed", str(err))
             except (MemoryError, torch.OutOfMemoryError):
