@@ -3,9 +3,9 @@
 On a synthetic 5000 x 5200 scene (AI4Arctic size at 80 m) and a 2500 x 2500 one, with the
 default U-Net (32,32,64,64; all 24 inputs + 5 encodings; random weights, which cost the same as
 trained ones), each case runs in a process of its own and reports its peak RSS and Mpixel/s of
-prediction (the scene is read before the clock starts; tiles are assembled from it inside the
-timed part, the whole-scene pass assembles the full input stack there). Prints the figures and
-the tiled/whole ratios measured in this run. Targets on the 2-core CPU machine: tiled peak RSS
+prediction (the scene file is opened before the clock starts, as evaluate and predict open it;
+the timed part reads and assembles the inputs, tile by tile or, for the whole-scene pass, the
+full input stack). Prints the figures and the tiled/whole ratios measured in this run. Targets on the 2-core CPU machine: tiled peak RSS
 <= 4 GiB and flat in scene size, tiled throughput >= 0.9x the whole-scene pass; on a GPU, under
 one second of compute per 5000 px scene with AMP.
 
@@ -29,12 +29,12 @@ from seaice_mlflow.config import TILING
 SIZES = {"large": (5000, 5200), "small": (2500, 2500)}
 
 
-def run_case(case: str, scene: Path, args: argparse.Namespace) -> dict:
-    """Predict ``scene`` in this process; returns seconds, Mpixel/s and peak RSS (GiB)."""
+def run_case(case: str, scene_path: Path, args: argparse.Namespace) -> dict:
+    """Predict the scene in this process; returns seconds, Mpixel/s and peak RSS (GiB)."""
     import torch
 
     from seaice_mlflow.config import TRAIN
-    from seaice_mlflow.data.reader import read_scene
+    from seaice_mlflow.data.windowed import open_scene
     from seaice_mlflow.data.variables import parse_variables
     from seaice_mlflow.inference.engine import TileOptions
     from seaice_mlflow.inference.ensemble import combine
@@ -48,21 +48,21 @@ def run_case(case: str, scene: Path, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     charter = combine([(recipe, build_model(recipe.model))], args.device,
                       TileOptions(args.tile, args.overlap, args.batch))
-    scene = read_scene(scene)
     device = charter.predictor.device
-    if device.type == "cuda":  # warm-up: cuDNN autotuning and the CUDA context are not per scene
-        charter.predict_scene(scene)
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    if case == "tiled":
-        charts = charter.predict_scene(scene).charts
-    else:
-        charts = charter.predictor.predict_whole(SceneTiles(scene, variables)).charts
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    pixels = scene.shape[0] * scene.shape[1]
-    assert charts["SIC"].shape == scene.shape
+    with open_scene(scene_path) as scene:  # as evaluate and predict read it: window by window
+        if device.type == "cuda":  # warm-up: cuDNN autotuning and the CUDA context are not per scene
+            charter.predict_scene(scene)
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        if case == "tiled":
+            charts = charter.predict_scene(scene).charts
+        else:
+            charts = charter.predictor.predict_whole(SceneTiles(scene, variables)).charts
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        pixels = scene.shape[0] * scene.shape[1]
+        assert charts["SIC"].shape == scene.shape
     return {"seconds": seconds, "mpix_per_s": pixels / 1e6 / seconds, "device": str(device),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
@@ -119,7 +119,8 @@ def main() -> None:
     large, small = results.get(("large", "tiled")), results.get(("small", "tiled"))
     if large and small:
         print(f"tiled peak RSS {large['peak_rss_gib']:.2f} GiB on 5000x5200 vs {small['peak_rss_gib']:.2f} GiB on "
-              f"2500x2500 (target <= 4 GiB; the rest of the growth is the scene itself held in memory)")
+              f"2500x2500 (target <= 4 GiB and flat; what grows is the strip of tile rows across the scene's "
+              "width and the uint8 charts)")
 
 
 if __name__ == "__main__":

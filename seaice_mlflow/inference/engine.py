@@ -221,13 +221,15 @@ class ChartPredictor:
                         acc[:, :th, cols[j]:cols[j] + widths[j]] += tile_scores * wmap
                         weight[:th, cols[j]:cols[j] + widths[j]] += wmap
             done = (rows[i + 1] if i + 1 < len(rows) else h) - r  # rows no later tile touches
-            finished = acc[:, :done] / weight[:done]
+            finished = acc[:, :done]
+            finished /= weight[:done]  # in place: these rows leave the strip now
             for chart, values in self.classes(finished).items():
                 charts[chart][r:r + done] = values
             if scores is not None:
                 scores[:, r:r + done] = finished
-            acc = np.concatenate([acc[:, done:], np.zeros((n_channels, done, w), np.float32)], axis=1)
-            weight = np.concatenate([weight[done:], np.zeros((done, w), np.float32)])
+            keep = acc.shape[1] - done  # rows the next tile row adds to: move them up, in place
+            acc[:, :keep], acc[:, keep:] = acc[:, done:], 0
+            weight[:keep], weight[keep:] = weight[done:], 0
         return ChartPrediction(charts, self.split_scores(scores) if scores is not None else None)
 
     def predict_whole(self, source: TileSource, with_scores: bool = False) -> ChartPrediction:
