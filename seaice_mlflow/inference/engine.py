@@ -197,7 +197,7 @@ class ChartPredictor:
         return out
 
     def predict(self, source: TileSource, with_scores: bool = False, progress: bool = False) -> ChartPrediction:
-        """Tiled prediction of a whole source on its working grid."""
+        """Tiled prediction of a whole source on its working grid (``progress``: a bar on a terminal)."""
         h, w = source.shape
         opts = self.options
         tile = max(self.stride, opts.tile - opts.tile % self.stride)
@@ -209,7 +209,9 @@ class ChartPredictor:
         charts = {c: np.empty((h, w), np.uint8) for c in CHART_NAMES}
         scores = np.empty((n_channels, h, w), np.float32) if with_scores else None
         row_weights, col_weights = blend_weights(heights, rows), blend_weights(widths, cols)
-        for i, r in enumerate(tqdm(rows, desc="tile rows", unit="row", disable=not progress, leave=False)):
+        # a bar on terminals only (tqdm's disable=None), so logs of `mlflow run` stay readable
+        bar = tqdm(rows, desc=f"tile rows ({h} x {w})", unit="row", disable=None if progress else True, leave=False)
+        for i, r in enumerate(bar):
             th = heights[i]
             for first in range(0, len(cols), opts.batch):
                 chunk = list(range(first, min(first + opts.batch, len(cols))))

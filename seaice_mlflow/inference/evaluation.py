@@ -97,7 +97,7 @@ def evaluate_files(charter: SceneCharter, files: Sequence[Path], out: Path,
                     if scene.scene_id in result.board.scenes:
                         raise SceneError(path, f"scene {scene.scene_id} was already evaluated from another file",
                                          "keep one file per scene in the folder")
-                    prediction = charter.predict_scene(scene)
+                    prediction = charter.predict_scene(scene, progress=True)
                     result.board.add(scene.scene_id, scene.charts, prediction.charts)
                     result.records.append({"scene_id": scene.scene_id, "kind": scene.kind, "full_shape": scene.shape,
                                            "source": {"file": str(path)}})

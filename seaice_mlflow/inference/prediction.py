@@ -99,7 +99,7 @@ def predict_files(charter: SceneCharter, files: Iterable[Path], out: str | Path,
                     if scene.scene_id in done:
                         raise SceneError(path, f"scene {scene.scene_id} was already charted from another file",
                                          "give each scene once")
-                    prediction = charter.predict_scene(scene, with_scores=probabilities)
+                    prediction = charter.predict_scene(scene, with_scores=probabilities, progress=True)
                     dataset = chart_dataset(scene, prediction, {**provenance, "source_scene_kind": scene.kind},
                                             charter.sic_value)
                     product = write_chart_product(out / product_name(scene.scene_id), dataset)
