@@ -9,6 +9,13 @@ class SeaIceError(Exception):
     """Base of the errors the command line reports as one clear line (no traceback)."""
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when empty), at most ``limit`` characters:
+    what a library said, quoted inside one of our messages."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]
+
+
 class SceneError(SeaIceError):
     """A scene file cannot be used: not netCDF, truncated, wrong variables or dims, empty SAR."""
 

@@ -19,6 +19,7 @@ from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.data.synthetic import synthesize
 from seaice_mlflow.errors import ParameterError, SeaIceError
 from seaice_mlflow.scoring.baseline import per_pixel_baseline
+from seaice_mlflow.scoring.upload import UPLOAD_PACKAGE
 from seaice_mlflow.tracking.runs import MODEL_URI_TAG
 
 
@@ -121,7 +122,7 @@ def run_pipeline(profile_name: str, data_dir: str, test_dir: str, model_name: st
     trained = pipeline.step("train", {"store": store, "out": work / "checkpoints", "seed": seed, **profile.train})
     model_uri = trained.data.tags[MODEL_URI_TAG]
     evaluated = pipeline.step("evaluate", {"model_uri": model_uri, "data_dir": test_folder,
-                                           "upload_package": work / "upload_package.nc"})
+                                           "upload_package": work / UPLOAD_PACKAGE})
     experiment = mlflow.get_experiment(experiment_id).name
     registered = pipeline.step("register", {"experiment": experiment, "model_name": model_name})
     champion_uri = registered.data.tags["seaice.champion_uri"]

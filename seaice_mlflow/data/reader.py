@@ -26,7 +26,7 @@ from seaice_mlflow.data.variables import (
     SAR_VARIABLES,
     TIE_POINT_DIMS,
 )
-from seaice_mlflow.errors import SceneError
+from seaice_mlflow.errors import SceneError, first_line
 
 READY_LAYOUT: dict[str, tuple[str, ...]] = {
     **{name: SAR_DIMS for name in SAR_VARIABLES},
@@ -50,7 +50,7 @@ def open_scene_file(path: str | Path, cache: bool = True) -> Iterator[xr.Dataset
     try:
         ds = xr.open_dataset(path, engine="netcdf4", decode_times=False, cache=cache)
     except Exception as err:  # netCDF4/HDF5 raise OSError, ValueError or RuntimeError
-        raise SceneError(path, f"cannot be opened as netCDF ({_short(err)})", REDOWNLOAD) from err
+        raise SceneError(path, f"cannot be opened as netCDF ({first_line(err)})", REDOWNLOAD) from err
     try:
         yield ds
     finally:
@@ -63,7 +63,7 @@ def load_variable(ds: xr.Dataset, name: str, path: Path, dtype=None, window=None
         var = ds[name] if window is None else ds[name][window]
         values = var.values
     except Exception as err:
-        raise SceneError(path, f"variable {name} cannot be read ({_short(err)})", REDOWNLOAD) from err
+        raise SceneError(path, f"variable {name} cannot be read ({first_line(err)})", REDOWNLOAD) from err
     return values if dtype is None else values.astype(dtype, copy=False)
 
 
@@ -186,11 +186,6 @@ def build_scene(path: Path, kind: str, sar: dict, coarse: dict, latitude: np.nda
             charts = read_charts(ref_path, shape)
     return Scene(scene_id=name.key, provider=name.provider, date=name.time, kind=kind, source=path, sar=sar,
                  coarse=coarse, latitude=latitude, longitude=longitude, charts=charts, attrs=attrs)
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:200]
 
 
 def find_references(directory: str | Path) -> dict[str, Path]:

@@ -28,9 +28,8 @@ from seaice_mlflow.errors import SceneError, SeaIceError
 from seaice_mlflow.inference.ensemble import SceneCharter
 from seaice_mlflow.io import atomic_path
 from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
-from seaice_mlflow.scoring.upload import UploadPackageWriter
+from seaice_mlflow.scoring.upload import UPLOAD_PACKAGE, UploadPackageWriter
 
-UPLOAD_PACKAGE = "upload_package.nc"
 PER_SCENE_CSV = "scores_per_scene.csv"
 CONFUSION_JSON = "confusion_matrices.json"
 CONFUSION_PNG = {"counts": "confusion_counts.png", "normalised": "confusion_normalised.png"}
@@ -65,13 +64,6 @@ class EvaluationResult:
     @property
     def upload_package(self) -> Path:
         return self.out / UPLOAD_PACKAGE
-
-
-def metric_names(scores: Scores, prefix: str = "test") -> dict[str, float]:
-    """``test_SIC_r2``, ``test_SOD_f1``, ``test_FLOE_f1``, ``test_combined``."""
-    out = {f"{prefix}_{c}_{CHARTS[c].metric}": scores.charts[c] for c in CHART_NAMES}
-    out[f"{prefix}_combined"] = scores.combined
-    return out
 
 
 def evaluate_files(charter: SceneCharter, files: Sequence[Path], out: Path,

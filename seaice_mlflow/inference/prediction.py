@@ -26,9 +26,8 @@ from seaice_mlflow.inference.products import (
     write_chart_product,
     write_quicklook,
 )
-from seaice_mlflow.scoring.upload import UploadPackageWriter
+from seaice_mlflow.scoring.upload import UPLOAD_PACKAGE, UploadPackageWriter
 
-UPLOAD_PACKAGE = "upload_package.nc"
 
 
 @dataclass
@@ -57,18 +56,19 @@ class PredictionResult:
         return files + ([self.upload_package] if self.upload_package else [])
 
 
-def split_paths(values: str | Iterable[str]) -> list[str]:
-    """Paths given as repeated options and/or one string separated by commas or whitespace (the
-    MLproject passes one string); a value naming an existing file or folder is kept whole."""
+def split_values(values: str | Iterable[str]) -> list[str]:
+    """Values (model URIs, paths) given as repeated options and/or one string separated by commas
+    or whitespace: the MLproject passes one string."""
     items = [values] if isinstance(values, str) else list(values)
-    out: list[str] = []
-    for item in items:
-        item = item.strip()
-        if item and Path(item).exists():
-            out.append(item)
-        else:
-            out.extend(part for part in re.split(r"[\s,]+", item) if part)
-    return out
+    return [part for item in items for part in re.split(r"[\s,]+", item.strip()) if part]
+
+
+def split_paths(values: str | Iterable[str]) -> list[str]:
+    """:func:`split_values` for paths, except that a value naming an existing file or folder is
+    kept whole (its name may hold a space or comma)."""
+    items = [values] if isinstance(values, str) else list(values)
+    return [part for item in items
+            for part in ([item.strip()] if item.strip() and Path(item.strip()).exists() else split_values(item))]
 
 
 def expand_scene_paths(paths: Iterable[str | Path]) -> list[Path]:

@@ -91,6 +91,12 @@ class Scores:
     def as_dict(self) -> dict[str, float | dict[str, int]]:
         return {"combined": self.combined, **self.charts, "pixels": dict(self.pixels)}
 
+    def metrics(self, prefix: str) -> dict[str, float]:
+        """As MLflow metrics: ``<prefix>_SIC_r2``, ``<prefix>_SOD_f1``, ``<prefix>_FLOE_f1``, ``<prefix>_combined``."""
+        out = {f"{prefix}_{c}_{CHARTS[c].metric}": self.charts[c] for c in CHART_NAMES}
+        out[f"{prefix}_combined"] = self.combined
+        return out
+
 
 @dataclass
 class ScoreBoard:

@@ -19,6 +19,8 @@ from seaice_mlflow.data.reader import load_variable, open_scene_file
 from seaice_mlflow.errors import SceneError
 from seaice_mlflow.io import add_variable, atomic_netcdf
 
+#: File name of the AutoICE submission.
+UPLOAD_PACKAGE = "upload_package.nc"
 VARIABLE_PATTERN = re.compile(r"^(?P<scene>\d{8}T\d{6}_(?:dmi|cis))_(?P<chart>SIC|SOD|FLOE)$")
 
 

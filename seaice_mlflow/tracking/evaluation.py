@@ -16,9 +16,10 @@ from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.naming import find_scene_files
 from seaice_mlflow.errors import ParameterError
 from seaice_mlflow.inference.engine import TileOptions, resolve_device
-from seaice_mlflow.inference.evaluation import EvaluationResult, SceneOutcome, evaluate_files, metric_names
+from seaice_mlflow.inference.evaluation import EvaluationResult, SceneOutcome, evaluate_files
+from seaice_mlflow.inference.prediction import split_values
 from seaice_mlflow.io import atomic_path
-from seaice_mlflow.tracking.models import ModelRef, load_charter, model_tags, split_values
+from seaice_mlflow.tracking.models import ModelRef, load_charter, model_tags
 from seaice_mlflow.tracking.runs import log_params_once, log_scene_dataset, start_run
 
 
@@ -67,7 +68,7 @@ def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, upload_packa
                          "seaice.downsample": str(charter.recipe.downsample)})
         with tempfile.TemporaryDirectory(prefix="seaice-evaluate-") as tmp:
             result = evaluate_files(charter, files, Path(tmp), on_scene)
-            metrics = metric_names(result.pooled)
+            metrics = result.pooled.metrics("test")
             log_test_metrics(metrics, refs)
             scored = result.having("scored")
             mlflow.log_metrics({"eval_scenes": len(scored), "eval_scenes_failed": len(result.having("failed")),

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.errors import ParameterError, first_line
 from seaice_mlflow.inference.engine import TileOptions, resolve_device
 from seaice_mlflow.inference.ensemble import SceneCharter, combine
+from seaice_mlflow.inference.prediction import split_values
 from seaice_mlflow.tracking.runs import MODEL_ID_TAG, MODEL_URI_TAG
 
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<suffix>[^/]+))$")
@@ -42,12 +43,6 @@ class ModelRef:
         return f"models:/{self.model_id}" if self.model_id else self.loaded_uri
 
 
-def split_values(values: str | Iterable[str]) -> list[str]:
-    """Values given as repeated options and/or one string separated by commas or whitespace."""
-    items = [values] if isinstance(values, str) else list(values)
-    return [part for item in items for part in re.split(r"[\s,]+", item.strip()) if part]
-
-
 def registry_version(uri: str) -> tuple[str, str] | None:
     """(name, version) a ``models:/NAME@alias`` or ``models:/NAME/<version|stage|latest>`` URI
     names now; None for other URIs (``models:/m-...``, ``runs:/``, paths)."""
@@ -66,7 +61,7 @@ def registry_version(uri: str) -> tuple[str, str] | None:
             stages = None if suffix.lower() == "latest" else [suffix]
             latest = client.get_latest_versions(name, stages)
     except MlflowException as err:
-        raise ParameterError("model_uri", f"{uri}: {_first_line(err)}; check the registered model name, "
+        raise ParameterError("model_uri", f"{uri}: {first_line(err, 300)}; check the registered model name, "
                              f"alias or stage (tracking URI {mlflow.get_tracking_uri()})") from None
     if not latest:
         raise ParameterError("model_uri", f"{uri}: registered model {name} has no version"
@@ -87,7 +82,7 @@ def load_model(uri: str, device: str, options: TileOptions):
     except ParameterError:
         raise
     except (MlflowException, OSError) as err:
-        raise ParameterError("model_uri", f"{uri} cannot be loaded ({_first_line(err)}); give a model URI such "
+        raise ParameterError("model_uri", f"{uri} cannot be loaded ({first_line(err, 300)}); give a model URI such "
                              "as runs:/<run id>/model, models:/m-<id> or models:/<name>@champion, and check "
                              f"MLFLOW_TRACKING_URI (now {mlflow.get_tracking_uri()})") from None
     model = pyfunc.unwrap_python_model() if hasattr(pyfunc, "unwrap_python_model") else None
@@ -131,8 +126,3 @@ def model_tags(refs: Sequence[ModelRef]) -> dict[str, str]:
     if any(r.name for r in refs):
         tags["seaice.registered_model"] = joined(f"{r.name}/{r.version}" if r.name else None for r in refs)
     return tags
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]

@@ -18,8 +18,9 @@ from seaice_mlflow.inference.prediction import (
     expand_scene_paths,
     predict_files,
     split_paths,
+    split_values,
 )
-from seaice_mlflow.tracking.models import ModelRef, load_charter, model_tags, split_values
+from seaice_mlflow.tracking.models import ModelRef, load_charter, model_tags
 from seaice_mlflow.tracking.runs import log_params_once, start_run
 
 

@@ -15,7 +15,7 @@ from seaice_mlflow.data.grid import Window
 from seaice_mlflow.training.checkpoint import BEST, load_checkpoint, resolve_resume
 from seaice_mlflow.training.distributed import setup, teardown
 from seaice_mlflow.training.options import TrainConfig
-from seaice_mlflow.training.trainer import EpochReport, Trainer, val_metric_names
+from seaice_mlflow.training.trainer import EpochReport, Trainer
 from seaice_mlflow.tracking.pyfunc import log_chart_model
 from seaice_mlflow.tracking.runs import MODEL_URI_TAG, log_params_once, log_scene_dataset, start_run
 
@@ -70,7 +70,7 @@ def train(config: TrainConfig) -> TrainResult:
             summary = {"best_epoch": state.best_epoch, "epochs_trained": state.epoch}
             if trainer.val_scenes:
                 scores, predictions = trainer.validate()
-                summary.update({f"best_{k}": v for k, v in val_metric_names(scores).items()})
+                summary.update({f"best_{k}": v for k, v in scores.metrics("val").items()})
                 log_quicklooks(trainer, predictions)
             mlflow.log_metrics(summary)
             mlflow.log_artifact(str(Path(config.out) / BEST), "checkpoints")

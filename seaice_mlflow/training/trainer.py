@@ -20,7 +20,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from seaice_mlflow.charts import CHART_NAMES, CHARTS
+from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.patches import PatchDataset, PatchLoader, PatchOptions
 from seaice_mlflow.data.store import Store, StoreScene
 from seaice_mlflow.errors import ParameterError
@@ -52,13 +52,6 @@ class TrainingState:
     best_epoch: int = -1
     since_best: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def val_metric_names(scores: Scores, prefix: str = "val") -> dict[str, float]:
-    """Official scores as metric names: ``val_SIC_r2``, ``val_SOD_f1``, ``val_FLOE_f1``, ``val_combined``."""
-    out = {f"{prefix}_{c}_{CHARTS[c].metric}": scores.charts[c] for c in CHART_NAMES}
-    out[f"{prefix}_combined"] = scores.combined
-    return out
 
 
 class Trainer:
@@ -139,7 +132,7 @@ class Trainer:
             if self.dist.main:
                 if self.val_scenes:
                     scores, _ = self.validate()
-                    metrics.update(val_metric_names(scores))
+                    metrics.update(scores.metrics("val"))
                     score = scores.combined
                 else:  # no validation scenes: the last epoch is the best
                     score = float(epoch)
