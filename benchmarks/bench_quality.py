@@ -16,15 +16,9 @@ import shutil
 import time
 
 from bench_synthetic import cached_baseline
-from common import CACHE, print_scores, quality_data
-from seaice_mlflow.data.naming import find_scene_files
+from common import CACHE, print_epoch, print_scores, quality_data, score_best
 from seaice_mlflow.data.preprocess import preprocess
-from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.inference.recipe import load_network
-from seaice_mlflow.scoring.metrics import ScoreBoard
-from seaice_mlflow.tracking.pyfunc import SeaIceChartModel
-from seaice_mlflow.training.checkpoint import BEST, load_checkpoint
 from seaice_mlflow.training.options import TrainConfig
 from seaice_mlflow.training.trainer import Trainer
 
@@ -53,22 +47,15 @@ def main() -> None:
                          val_tile=256, device=args.device)
     trainer = Trainer(config)
     start = time.perf_counter()
-    trainer.fit(lambda r: print(f"  epoch {r.epoch + 1:3d}  loss {r.metrics['train_loss']:.4f}  "
-                                f"val {r.metrics.get('val_combined', float('nan')):7.3f}  "
-                                f"{r.metrics['patches_per_s']:.1f} patches/s", flush=True))
+    trainer.fit(print_epoch)
     train_s = time.perf_counter() - start
     print(f"trained {args.model} for {args.epochs} x {args.batches_per_epoch} batches of {args.batch_size} "
           f"patches ({args.patch_size} px at x{args.downsample}) in {train_s / 60:.1f} min, best epoch "
           f"{trainer.state.best_epoch + 1}")
 
-    network = load_network(trainer.recipe, load_checkpoint(out / BEST)["model"])
-    model = SeaIceChartModel().setup(trainer.recipe, network, args.device)
-    board = ScoreBoard()
-    for path in find_scene_files(test_dir):
-        scene = read_scene(path)
-        board.add(scene.scene_id, scene.charts, model.predict_scene(scene).charts)
+    scores = score_best(trainer, test_dir, args.device)
     print()
-    print_scores(f"CNN ({args.model}, test scenes)", board.pooled())
+    print_scores(f"CNN ({args.model}, test scenes)", scores)
     print_scores("per-pixel baseline (test scenes)", cached_baseline(train_dir, test_dir))
 
 

@@ -43,8 +43,7 @@ def cached_baseline(train_dir, test_dir, pixels: int = 300_000) -> Scores:
     if cache.is_file():
         data = json.loads(cache.read_text())
         return Scores(data["combined"], {c: data[c] for c in CHART_NAMES}, data["pixels"])
-    scores = per_pixel_baseline([read_scene(p) for p in find_scene_files(train_dir)],
-                             [read_scene(p) for p in find_scene_files(test_dir)], pixels)
+    scores = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir), pixels)
     cache.write_text(json.dumps(scores.as_dict()))
     return scores
 
@@ -60,7 +59,7 @@ def main() -> None:
     print(f"data: {len(train)} train + {len(test)} test scenes of {train[0].shape[0]}x{train[0].shape[1]} px "
           f"({time.time() - t0:.0f} s incl. generation on first run)")
     t0 = time.time()
-    scores = per_pixel_baseline(train, test, args.pixels)
+    scores = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir), args.pixels)
     print(f"per-pixel gradient boosting on {args.pixels} training pixels: {time.time() - t0:.0f} s\n")
     print_scores("per-pixel baseline (test scenes)", scores)
     histogram_table(train + test)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from seaice_mlflow.data.naming import find_scene_files
+from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.data.synthetic import synthesize
+from seaice_mlflow.inference.recipe import load_network
+from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
+from seaice_mlflow.tracking.pyfunc import SeaIceChartModel
+from seaice_mlflow.training.checkpoint import BEST, load_checkpoint
+from seaice_mlflow.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
@@ -35,3 +42,22 @@ def print_scores(label: str, scores) -> None:
     c = scores.charts
     print(f"{label:<34} combined {scores.combined:7.3f}   SIC {c['SIC']:7.3f}   "
           f"SOD {c['SOD']:7.3f}   FLOE {c['FLOE']:7.3f}")
+
+
+def score_best(trainer: Trainer, test_dir: Path, device: str = "auto") -> Scores:
+    """Official scores of the trainer's best checkpoint (the model training logs) on the test
+    scenes at 80 m, as ``seaice evaluate`` scores it."""
+    network = load_network(trainer.recipe, load_checkpoint(trainer.out / BEST)["model"])
+    model = SeaIceChartModel().setup(trainer.recipe, network, device)
+    board = ScoreBoard()
+    for path in find_scene_files(test_dir):
+        scene = read_scene(path)
+        board.add(scene.scene_id, scene.charts, model.predict_scene(scene).charts)
+    return board.pooled()
+
+
+def print_epoch(report) -> None:
+    """One line per training epoch (a :class:`~seaice_mlflow.training.trainer.EpochReport`)."""
+    m = report.metrics
+    print(f"  epoch {report.epoch + 1:3d}  loss {m['train_loss']:.4f}  val {m.get('val_combined', float('nan')):7.3f}  "
+          f"{m['patches_per_s']:.1f} patches/s", flush=True)

@@ -9,6 +9,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.pipeline import PROFILES, scene_folders
+from seaice_mlflow.training.options import TrainConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,3 +52,20 @@ def test_quickstart_notebook_runs(tmp_path, project_env, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_profiles_are_valid_training_settings(name, tmp_path):
+    profile = PROFILES[name]
+    assert set(profile.train) <= set(TrainConfig.option_names())
+    TrainConfig(store=str(tmp_path), **profile.train)  # raises ParameterError on a bad value
+    assert 0 < profile.val_scenes < profile.train_scenes
+    assert profile.test_scenes > 0 and profile.downsample >= 1
+
+
+def test_scene_folders_refuse_a_folder_without_scenes(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterError, match="data_dir"):
+        scene_folders(PROFILES["smoke"], str(tmp_path / "empty"), "", tmp_path, seed=0)
+    with pytest.raises(ParameterError, match="test_dir"):
+        scene_folders(PROFILES["smoke"], "", str(tmp_path / "missing"), tmp_path, seed=0)

@@ -9,8 +9,10 @@ from sklearn.metrics import f1_score, r2_score
 
 from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.reader import find_references, read_charts
+from seaice_mlflow.data.naming import find_scene_files
+from seaice_mlflow.data.reader import find_references, read_charts, read_scene
 from seaice_mlflow.errors import SceneError, SeaIceError
+from seaice_mlflow.scoring.baseline import per_pixel_baseline
 from seaice_mlflow.scoring.evaluation import score_upload_package
 from seaice_mlflow.scoring.metrics import ScoreBoard, chart_score, combined_score, confusion_matrix
 from seaice_mlflow.scoring.upload import package_scenes, read_upload_package, write_upload_package
@@ -138,3 +140,14 @@ def test_score_command(test_dir, tmp_path):
     assert "pooled (official)" in text.output and "100.000" in text.output
     wrong = runner.invoke(cli, ["score", "--reference", str(tmp_path), "--predictions", str(package)])
     assert wrong.exit_code == 1 and "no reference charts" in wrong.output and "Traceback" not in wrong.output
+
+
+def test_per_pixel_baseline_scores_every_referenced_pixel(ready_dir, test_dir):
+    train, test = find_scene_files(ready_dir), find_scene_files(test_dir)
+    scores = per_pixel_baseline(train, test, n_pixels=2_000, seed=1)
+    references = [read_scene(p).charts for p in test]
+    for chart in CHART_NAMES:
+        assert scores.pixels[chart] == sum(int((r[chart] != 255).sum()) for r in references)
+        assert scores.charts[chart] <= 100
+    assert scores.combined > 0
+    assert per_pixel_baseline(train, test, n_pixels=2_000, seed=1) == scores  # seeded
