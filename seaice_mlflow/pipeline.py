@@ -44,8 +44,9 @@ PROFILES: dict[str, Profile] = {
     # a few CPU minutes (benchmarks/bench_demo.py measures the margin over seeds). A 1000 px scene
     # holds only 2-3 chart polygons (about 56 km apart, as in real charts) and SIC and SOD are one
     # value per polygon, so the CNN needs many scenes: trained on 6 it learnt SIC by heart (test SIC
-    # R2 68-83 against 85 for the per-pixel baseline), on 36 it beat the baseline on every chart. The
-    # starter pack's lighter U-Net trains 15 epochs in the time the default one takes for 10.
+    # R2 68-83 against 85 for the per-pixel baseline); on 36 it beat the baseline on every chart at
+    # seed 0, though the margin still varies with the data seed (DEVELOPERS.md). The starter pack's
+    # lighter U-Net trains 15 epochs in the time the default one takes for 10.
     "demo": Profile(train_scenes=40, test_scenes=4, scene_size=(1000, 1000), downsample=4, val_scenes=4,
                     train={"unet_filters": "16,32,64,64", "epochs": 15, "batches_per_epoch": 50, "batch_size": 16,
                            "patch_size": 64, "restart_epochs": 15, "early_stopping": 0, "val_tile": 256}),
