@@ -138,6 +138,5 @@ def run_pipeline(profile_name: str, data_dir: str, test_dir: str, model_name: st
     scores = {k: v for k, v in evaluated.data.metrics.items() if k.startswith("test_")}
     baseline = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_folder),
                                   n_pixels=profile.baseline_pixels, seed=seed)
-    baseline_metrics = {"baseline_test_combined": baseline.combined,
-                        **{f"baseline_test_{c}": v for c, v in baseline.charts.items()}}
-    return PipelineResult(pipeline.runs, model_uri, champion_uri, scores, baseline_metrics, work / "charts")
+    return PipelineResult(pipeline.runs, model_uri, champion_uri, scores, baseline.metrics("baseline_test"),
+                          work / "charts")

@@ -66,9 +66,11 @@ def split_values(values: str | Iterable[str]) -> list[str]:
 def split_paths(values: str | Iterable[str]) -> list[str]:
     """:func:`split_values` for paths, except that a value naming an existing file or folder is
     kept whole (its name may hold a space or comma)."""
-    items = [values] if isinstance(values, str) else list(values)
-    return [part for item in items
-            for part in ([item.strip()] if item.strip() and Path(item.strip()).exists() else split_values(item))]
+    out: list[str] = []
+    for item in [values] if isinstance(values, str) else values:
+        item = item.strip()
+        out.extend([item] if item and Path(item).exists() else split_values(item))
+    return out
 
 
 def expand_scene_paths(paths: Iterable[str | Path]) -> list[Path]:
