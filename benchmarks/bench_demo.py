@@ -4,44 +4,59 @@ For each seed this does what ``seaice pipeline --profile demo --seed S`` does, w
 the same synthetic training and test scenes, the same store and training settings
 (``seaice_mlflow.pipeline.PROFILES``), the best checkpoint (the model training logs) scored on
 the test scenes at 80 m, and the per-pixel baseline the pipeline logs as ``baseline_test_*``.
-Prints both per seed, the margin, and the mean and smallest margin over the seeds.
+Prints both per seed, the margin, and the mean and smallest margin over the seeds. ``--set``
+tries training settings beside the profile's (``--set class_weights=balanced --set epochs=20``),
+``--downsample`` another store grid.
 
-    python benchmarks/bench_demo.py [--profile demo] [--seeds 0,1,2] [--device auto]
+    python benchmarks/bench_demo.py [--profile demo] [--seeds 0,1,2] [--set NAME=VALUE ...] [--downsample N]
+                                    [--device auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import time
 
-from common import CACHE, print_epoch, print_scores, score_best
-from seaice_mlflow.data.naming import find_scene_files
+from common import CACHE, cached_baseline, print_epoch, print_scores, score_best
+from seaice_mlflow.config import TRAIN
 from seaice_mlflow.data.preprocess import preprocess
 from seaice_mlflow.data.variables import SCENE_VARIABLES
 from seaice_mlflow.pipeline import PROFILES, Profile, scene_folders
-from seaice_mlflow.scoring.baseline import per_pixel_baseline
 from seaice_mlflow.scoring.metrics import Scores
 from seaice_mlflow.training.options import TrainConfig
 from seaice_mlflow.training.trainer import Trainer
 
 
-def demo_run(profile: Profile, seed: int, device: str) -> tuple[Scores, Scores, float]:
-    """CNN and baseline test scores of one pipeline run, and its training minutes."""
+def parse_setting(item: str) -> tuple[str, object]:
+    """``NAME=VALUE`` as a TrainConfig option and a value of that option's type."""
+    name, _, value = item.partition("=")
+    if name not in TrainConfig.option_names():
+        raise SystemExit(f"--set {item}: {name!r} is not a training option")
+    default = getattr(TRAIN, name)
+    if isinstance(default, bool):
+        return name, value.lower() in ("1", "true", "yes")
+    return name, type(default)(value)
+
+
+def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, object]) -> tuple[Scores, Scores, float]:
+    """CNN and baseline test scores of one pipeline run (training ``settings`` over the
+    profile's), and its training minutes."""
     work = CACHE / "demo"
     train_dir, test_dir = scene_folders(profile, "", "", work, seed)
     store = work / f"store-{train_dir.name}-x{profile.downsample}-val{profile.val_scenes}"
     if not (store / "manifest.json").is_file():
         preprocess(train_dir, store, downsample=profile.downsample, variables=SCENE_VARIABLES,
                    val_scenes=profile.val_scenes, val_list=None, workers=2, overwrite=False, seed=seed)
-    out = work / f"train-s{seed}"
+    out = work / f"train-s{seed}-x{profile.downsample}"
     shutil.rmtree(out, ignore_errors=True)
-    trainer = Trainer(TrainConfig(store=str(store), out=str(out), seed=seed, device=device, **profile.train))
+    trainer = Trainer(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
+                                     "seed": seed, "device": device}))
     start = time.perf_counter()
     trainer.fit(print_epoch)
     minutes = (time.perf_counter() - start) / 60
-    baseline = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir),
-                                  n_pixels=profile.baseline_pixels, seed=seed)
+    baseline = cached_baseline(train_dir, test_dir, profile.baseline_pixels, seed)
     return score_best(trainer, test_dir, device), baseline, minutes
 
 
@@ -49,16 +64,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", choices=list(PROFILES))
     parser.add_argument("--seeds", default="0,1,2", help="comma list of pipeline seeds (data and training)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a training setting over the profile's (repeatable)")
+    parser.add_argument("--downsample", type=int, help="store downsampling (default: the profile's)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     profile = PROFILES[args.profile]
+    if args.downsample:
+        profile = dataclasses.replace(profile, downsample=args.downsample)
+    settings = dict(parse_setting(item) for item in args.set)
     print(f"profile {args.profile}: {profile.train_scenes} training scenes ({profile.val_scenes} for validation) "
           f"and {profile.test_scenes} test scenes of {profile.scene_size[0]} x {profile.scene_size[1]} px, "
-          f"store x{profile.downsample}, training {profile.train}")
+          f"store x{profile.downsample}, training {profile.train}, set {settings}")
     margins = []
     for seed in (int(s) for s in args.seeds.split(",")):
         print(f"\nseed {seed}")
-        cnn, baseline, minutes = demo_run(profile, seed, args.device)
+        cnn, baseline, minutes = demo_run(profile, seed, args.device, settings)
         margins.append(cnn.combined - baseline.combined)
         print_scores(f"CNN (trained {minutes:.1f} min)", cnn)
         print_scores("per-pixel baseline", baseline)

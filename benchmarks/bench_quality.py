@@ -15,8 +15,7 @@ import argparse
 import shutil
 import time
 
-from bench_synthetic import cached_baseline
-from common import CACHE, print_epoch, print_scores, quality_data, score_best
+from common import CACHE, cached_baseline, print_epoch, print_scores, quality_data, score_best
 from seaice_mlflow.data.preprocess import preprocess
 from seaice_mlflow.data.variables import SCENE_VARIABLES
 from seaice_mlflow.training.options import TrainConfig

@@ -11,17 +11,15 @@ class histograms next to the real ones (spec section 4).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 
-from common import CACHE, print_scores, quality_data
+from common import print_scores, quality_data
 from seaice_mlflow.charts import CHART_NAMES, CHARTS, IGNORE_INDEX, REAL_CLASS_FREQUENCIES, REAL_MASKED_PERCENT
 from seaice_mlflow.data.naming import find_scene_files
 from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.scoring.baseline import per_pixel_baseline
-from seaice_mlflow.scoring.metrics import Scores
 
 
 def histogram_table(scenes) -> None:
@@ -35,17 +33,6 @@ def histogram_table(scenes) -> None:
         print(f"  {'':<5}{'synth %':>8}" + "".join(f"{v:7.2f}" for v in synth) + f"{masked:9.1f}")
         print(f"  {'':<5}{'real %':>8}" + "".join(f"{v:7.2f}" for v in REAL_CLASS_FREQUENCIES[chart])
               + f"{REAL_MASKED_PERCENT[chart]:9.1f}")
-
-
-def cached_baseline(train_dir, test_dir, pixels: int = 300_000) -> Scores:
-    """:func:`baseline_scores`, remembered in .bench/ for the same data."""
-    cache = CACHE / f"baseline-{train_dir.name}-{test_dir.name}-{pixels}.json"
-    if cache.is_file():
-        data = json.loads(cache.read_text())
-        return Scores(data["combined"], {c: data[c] for c in CHART_NAMES}, data["pixels"])
-    scores = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir), pixels)
-    cache.write_text(json.dumps(scores.as_dict()))
-    return scores
 
 
 def main() -> None:

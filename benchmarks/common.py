@@ -7,8 +7,10 @@ from pathlib import Path
 
 from seaice_mlflow.data.naming import find_scene_files
 from seaice_mlflow.data.reader import read_scene
+from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.synthetic import synthesize
 from seaice_mlflow.inference.recipe import load_network
+from seaice_mlflow.scoring.baseline import per_pixel_baseline
 from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
 from seaice_mlflow.tracking.pyfunc import SeaIceChartModel
 from seaice_mlflow.training.checkpoint import BEST, load_checkpoint
@@ -35,6 +37,19 @@ def quality_data(n_train: int = 8, n_test: int = 4, size: tuple[int, int] = (100
     train = synthetic_split("quality", n_train, size, "train", seed)
     test = synthetic_split("quality", n_test, size, "test", seed + 1000)
     return train, test
+
+
+def cached_baseline(train_dir: Path, test_dir: Path, pixels: int = 300_000, seed: int = 0) -> Scores:
+    """The per-pixel baseline's test scores, remembered in .bench/ for the same data folders
+    (paths under .bench/), training pixels and seed."""
+    folders = ["-".join(Path(d).absolute().relative_to(CACHE).parts) for d in (train_dir, test_dir)]
+    cache = CACHE / f"baseline-{folders[0]}-{folders[1]}-{pixels}-seed{seed}.json"
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        return Scores(data["combined"], {c: data[c] for c in CHART_NAMES}, data["pixels"])
+    scores = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir), pixels, seed)
+    cache.write_text(json.dumps(scores.as_dict()))
+    return scores
 
 
 def print_scores(label: str, scores) -> None:

@@ -63,7 +63,7 @@ class TrainDefaults:
     batch_size: int = 16
     patch_size: int = 256
     task_weights: str = "1,3,3"  # SIC, SOD, FLOE
-    class_weights: str = "none"  # or "balanced" (inverse sqrt frequency)
+    class_weights: str = "none"  # or "balanced" (inverse sqrt frequency), "balanced:SOD" (that head only)
     focal_gamma: float = 0.0
     augment: str = "all"
     class_balance: float = 0.0

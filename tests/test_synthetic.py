@@ -90,6 +90,19 @@ def test_deterministic_for_a_seed(tmp_path):
     assert all(np.array_equal(first.charts[k], again.charts[k]) for k in CHART_NAMES)
 
 
+def test_worker_processes_write_the_same_scenes(tmp_path):
+    serial = synthesize(tmp_path / "serial", n_scenes=3, size=(64, 80), split="test", seed=5)
+    reported = []
+    parallel = synthesize(tmp_path / "parallel", n_scenes=3, size=(64, 80), split="test", seed=5, workers=2,
+                          on_scene=reported.append)
+    assert [p.name for p in parallel] == [p.name for p in serial]  # scene by scene, in index order
+    assert [p for paths in reported for p in paths] == parallel
+    for a, b in zip(find_scene_files(tmp_path / "serial"), find_scene_files(tmp_path / "parallel")):
+        first, again = read_scene(a), read_scene(b)
+        assert np.array_equal(first.inputs(SCENE_VARIABLES), again.inputs(SCENE_VARIABLES), equal_nan=True)
+        assert all(np.array_equal(first.charts[k], again.charts[k]) for k in CHART_NAMES)
+
+
 def test_scene_physics(ready_dir):
     for path in prep_files(ready_dir):
         scene = read_scene(path)
@@ -178,6 +191,7 @@ def test_reduce_strip_aligns_masks():
     ({"split": "val"}, "split"),
     ({"fmt": "zarr"}, "format"),
     ({"n_scenes": 0}, "at least 1"),
+    ({"workers": 0}, "workers"),
 ])
 def test_bad_synth_parameters(tmp_path, kwargs, message):
     with pytest.raises(ParameterError, match=message):

@@ -43,12 +43,14 @@ def tracking(tmp_path, monkeypatch) -> str:
 
 
 def test_train_logs_everything_and_a_loadable_model(store, tmp_path, tracking):
-    result = CliRunner().invoke(cli, ["train", "--store", str(store), "--out", str(tmp_path / "ckpt"), *TINY])
+    result = CliRunner().invoke(cli, ["train", "--store", str(store), "--out", str(tmp_path / "ckpt"), *TINY,
+                                      "--class-weights", "balanced:SOD"])
     assert result.exit_code == 0, result.output
     [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
     assert run.info.status == "FINISHED"
     assert set(TrainConfig.option_names()) <= set(run.data.params)
     assert run.data.params["lr"] == "0.001" and run.data.tags["seaice.store_digest"]
+    assert run.data.params["class_weights"] == "balanced:SOD"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in history] == [0, 1]
     for name in ("val_SIC_r2", "val_SOD_f1", "val_FLOE_f1", "val_combined", "lr", "patches_per_s",
@@ -82,6 +84,21 @@ def test_resume_continues_exactly(store, tmp_path):
     assert (tmp_path / "b" / BEST).is_file()
 
 
+@pytest.mark.parametrize("model", ["unet", "deeplabv3"])
+def test_sic_regression_starts_at_the_mean_training_class(store, tmp_path, model):
+    config = TrainConfig(store=str(store), out=str(tmp_path), model=model, unet_filters="4,4,8,8", deeplab_depth=18,
+                         workers=0, device="cpu")
+    trainer = Trainer(config)
+    census = np.sum([s.record["histograms"]["SIC"][:11] for s in trainer.store.scenes("train")], axis=0)
+    mean = float(np.arange(11) @ census / census.sum())
+    assert 0 < mean < 10
+    sic = [m for m in trainer.network.heads["SIC"].modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    assert sic.bias.item() == pytest.approx(mean, rel=1e-6)
+    classifier = Trainer(TrainConfig(**{**config.as_params(), "sic_head": "classification"})).network
+    logits = [m for m in classifier.heads["SIC"].modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    assert logits.bias.abs().max() < 1  # a softmax head keeps torch's initialisation
+
+
 def test_bad_parameters_fail_clearly(store, tmp_path, tracking):
     runner = CliRunner()
     result = runner.invoke(cli, ["train", "--store", str(store), "--lr", "abc"])
@@ -92,6 +109,24 @@ def test_bad_parameters_fail_clearly(store, tmp_path, tracking):
     assert result.exit_code == 1 and "not a training store" in result.output
     with pytest.raises(ParameterError, match="task_weights"):
         TrainConfig(task_weights="1,2")
+
+
+@pytest.mark.parametrize("value, sic_head, charts", [
+    ("none", "regression", ()),
+    ("balanced", "regression", ("SOD", "FLOE")),
+    ("balanced", "classification", ("SIC", "SOD", "FLOE")),
+    ("balanced:SOD", "regression", ("SOD",)),
+    ("balanced:FLOE, SOD", "regression", ("FLOE", "SOD")),
+    ("balanced:SIC", "classification", ("SIC",)),
+])
+def test_class_weights_name_the_weighted_heads(value, sic_head, charts):
+    assert TrainConfig(class_weights=value, sic_head=sic_head).weighted_charts == charts
+
+
+@pytest.mark.parametrize("value", ["inverse", "balanced:SIC", "balanced:sod", "balanced:", "none:SOD"])
+def test_bad_class_weights_name_the_parameter(value):
+    with pytest.raises(ParameterError, match="class_weights.*balanced:SOD"):
+        TrainConfig(class_weights=value)
 
 
 def test_mlflow_run_train(store, tmp_path, tracking):

@@ -14,6 +14,7 @@ from seaice_mlflow.data.synthetic.generate import (
     FORMATS,
     MIN_SIZE,
     SPLITS,
+    SYNTH_WORKERS,
     synthesize,
 )
 from seaice_mlflow.errors import SeaIceError
@@ -30,11 +31,13 @@ from seaice_mlflow.errors import SeaIceError
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="ready", show_default=True,
               help="ready: 80 m ready-to-train files; raw: 40 m files with egg-coded ice charts.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same scenes.")
-def synth(out_dir: Path, n_scenes: int, size: tuple[int, int], split: str, fmt: str, seed: int) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=SYNTH_WORKERS, show_default=True,
+              help="Scenes made at once, one process each (the same scenes for any number).")
+def synth(out_dir: Path, n_scenes: int, size: tuple[int, int], split: str, fmt: str, seed: int, workers: int) -> None:
     """Write synthetic AI4Arctic scenes to OUT_DIR in the real file layouts."""
     with tqdm(total=n_scenes, desc="synthetic scenes", unit="scene", disable=None) as bar:
         paths = synthesize(out_dir, n_scenes=n_scenes, size=size, split=split, fmt=fmt, seed=seed,
-                           on_scene=lambda _: bar.update())
+                           on_scene=lambda _: bar.update(), workers=workers)
     for path in paths:
         click.echo(str(path))
 

@@ -33,7 +33,8 @@ HELP = {
     "batch_size": "Patches per batch (per process).",
     "patch_size": "Patch size in working-grid pixels.",
     "task_weights": "Loss weights of SIC,SOD,FLOE.",
-    "class_weights": "none, or balanced (inverse square-root class frequency of the training scenes).",
+    "class_weights": "Weigh classes by inverse square-root frequency in the training scenes: none, balanced "
+                     "(every softmax head) or balanced:SOD (the heads named, comma list).",
     "focal_gamma": "Focal loss gamma for the classification heads (0: cross entropy).",
     "augment": "Augmentations: all, none, or a comma list of flip,rot90,scale,cutmix.",
     "class_balance": "Fraction of patches centred on a rare SOD/FLOE class.",

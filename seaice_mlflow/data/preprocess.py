@@ -8,9 +8,8 @@ reported and skipped while the others land.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ from seaice_mlflow.data.store import (
     write_scene,
 )
 from seaice_mlflow.data.variables import GLOBAL_MEAN_STD, SCENE_VARIABLES
+from seaice_mlflow.data.workers import process_pool
 from seaice_mlflow.errors import ParameterError, SeaIceError
 from seaice_mlflow.io import remove
 
@@ -157,9 +157,7 @@ def preprocess(
         for path in files:
             collect(path, *process_scene(path, root, options, overwrite))
     else:
-        # fork: workers start in milliseconds instead of re-importing numpy/xarray/netCDF4
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
+        with process_pool(min(workers, len(files))) as pool:
             futures = {pool.submit(process_scene, p, root, options, overwrite): p for p in files}
             for future in as_completed(futures):
                 try:

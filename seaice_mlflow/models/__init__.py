@@ -101,6 +101,16 @@ def build_model(spec: ModelSpec) -> nn.Module:
     return MODELS[spec.name](spec)
 
 
+def init_output_bias(model: nn.Module, chart: str, value: float) -> None:
+    """Start ``chart``'s output at ``value`` everywhere: the bias of its head's last convolution
+    (both models end each head in one). For a regression head, the training data's mean."""
+    last = [m for m in model.heads[chart].modules() if isinstance(m, nn.Conv2d)][-1]
+    if last.bias is None:
+        raise ValueError(f"the {chart} head's last convolution has no bias")
+    with torch.no_grad():
+        last.bias.fill_(value)
+
+
 def predicted_classes(outputs: Mapping[str, Tensor], sic_head: str) -> dict[str, Tensor]:
     """Class maps (N, H, W) uint8 from model outputs (N, K, H, W).
 

@@ -16,7 +16,6 @@ from seaice_mlflow.models.deeplab import RESNETS
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "plateau")
-CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class TrainConfig:
 
     def _check(self) -> None:
         choices = {"model": tuple(MODELS), "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
-                   "sic_head": SIC_HEADS, "class_weights": CLASS_WEIGHTS, "device": DEVICES}
+                   "sic_head": SIC_HEADS, "device": DEVICES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ParameterError(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
@@ -80,7 +79,7 @@ class TrainConfig:
                 raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
         if self.patch_size < 16:
             raise ParameterError("patch_size", f"must be at least 16 pixels, got {self.patch_size}")
-        self.filters, self.weights, self.input_variables, self.augmentations  # parse (raises when bad)
+        self.filters, self.weights, self.weighted_charts, self.input_variables, self.augmentations  # parse (raises when bad)
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ParameterError("pretrained", f"{self.pretrained} does not exist; give a local ResNet state_dict file")
 
@@ -104,6 +103,20 @@ class TrainConfig:
             raise ParameterError("task_weights", f"{self.task_weights!r}: give three weights >= 0 for "
                                  "SIC,SOD,FLOE, e.g. 1,3,3")
         return dict(zip(CHART_NAMES, values))
+
+    @property
+    def weighted_charts(self) -> tuple[str, ...]:
+        """Charts whose loss weighs classes by inverse square-root frequency: none, every softmax
+        head (``balanced``), or the heads named after ``balanced:`` (e.g. ``balanced:SOD``)."""
+        softmax = tuple(c for c in CHART_NAMES if c != "SIC" or self.sic_head == "classification")
+        kind, colon, named = self.class_weights.partition(":")
+        charts = tuple(c.strip() for c in named.split(",")) if colon else softmax
+        if self.class_weights == "none":
+            return ()
+        if kind != "balanced" or not set(charts) <= set(softmax):
+            raise ParameterError("class_weights", f"{self.class_weights!r}: give none, balanced, or balanced: and "
+                                 f"a comma list of softmax heads among {','.join(softmax)} (e.g. balanced:SOD)")
+        return charts
 
     @property
     def input_variables(self) -> tuple[str, ...]:

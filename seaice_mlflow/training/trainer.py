@@ -20,14 +20,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from seaice_mlflow.charts import CHART_NAMES
+from seaice_mlflow.charts import CHART_NAMES, CHARTS
 from seaice_mlflow.data.patches import PatchDataset, PatchLoader, PatchOptions
 from seaice_mlflow.data.store import Store, StoreScene
 from seaice_mlflow.errors import ParameterError
 from seaice_mlflow.inference.engine import ChartPredictor, ChartPrediction, TileOptions, resolve_device
 from seaice_mlflow.inference.recipe import Recipe
 from seaice_mlflow.inference.sources import SceneTiles
-from seaice_mlflow.models import build_model
+from seaice_mlflow.models import build_model, init_output_bias
 from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
 from seaice_mlflow.training.checkpoint import BEST, LAST, load_checkpoint, restore_random_state, save_checkpoint
 from seaice_mlflow.training.distributed import Distributed
@@ -72,10 +72,15 @@ class Trainer:
         train_scenes = self.store.scenes("train")
         if not train_scenes:
             raise ParameterError("store", f"{self.store.root} has no training scenes")
+        census = {c: np.sum([s.record["histograms"][c] for s in train_scenes], axis=0) for c in CHART_NAMES}
+        if config.sic_head == "regression":
+            # Start at the mean SIC class, not at 0: in a short run the regression otherwise still
+            # shrinks towards 0 at the end (100 % ice came out as 8-9 on the demo's own training scenes).
+            counts = census["SIC"][: CHARTS["SIC"].n_classes]
+            init_output_bias(self.network, "SIC", float(np.arange(counts.size) @ counts / max(counts.sum(), 1)))
         class_weights = None
-        if config.class_weights == "balanced":  # the classification heads (SIC regression stays plain MSE)
-            charts = [c for c in CHART_NAMES if c != "SIC" or config.sic_head == "classification"]
-            totals = {c: np.sum([s.record["histograms"][c] for s in train_scenes], axis=0).tolist() for c in charts}
+        if config.weighted_charts:
+            totals = {c: census[c].tolist() for c in config.weighted_charts}
             class_weights = {c: w.to(self.device) for c, w in class_weights_from_histograms(totals).items()}
         self.loss = MultiTaskLoss(config.sic_head, config.weights, class_weights, config.focal_gamma)
         params = self.network.parameters()

@@ -30,12 +30,14 @@ from seaice_mlflow.data.synthetic.radar import RadarModel, upsample2
 from seaice_mlflow.data.synthetic.radiometer import brightness_temperatures, era5_fields
 from seaice_mlflow.data.synthetic.writer import RawFile, ReadyFile, ReferenceFile, polygon_code_rows
 from seaice_mlflow.data.variables import COARSE_FACTOR
+from seaice_mlflow.data.workers import process_pool
 from seaice_mlflow.errors import ParameterError
 
 FORMATS = ("ready", "raw")
 SPLITS = ("train", "test")
 MIN_SIZE = 50  # two 2 km cells
 DEFAULT_SIZE = (256, 256)
+SYNTH_WORKERS = 2  # the scenes of a folder are made in this many processes (CLI and pipeline)
 
 
 @dataclass
@@ -54,6 +56,11 @@ class Strip:
     old: np.ndarray  # (h, W) old-ice fraction
 
 
+def scene_rngs(seed: int, index: int) -> list[np.random.Generator]:
+    """The independent random streams of scene ``index`` of ``seed`` (identity first)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(8)]
+
+
 class SyntheticScene:
     """One synthetic scene, deterministic for (seed, index); ``shape`` is the 80 m grid."""
 
@@ -61,7 +68,7 @@ class SyntheticScene:
         self.seed, self.index, self.shape = seed, index, (int(shape[0]), int(shape[1]))
         self.shape40 = (2 * self.shape[0], 2 * self.shape[1])
         self.coarse_shape = (self.shape[0] // COARSE_FACTOR, self.shape[1] // COARSE_FACTOR)
-        rng = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(8)]
+        rng = scene_rngs(seed, index)
         self.identity = make_identity(rng[0])
         self.swath = make_swath(rng[1], self.shape40)
         self.tie = make_tie_points(rng[1], self.shape40, self.swath, self.identity.provider)
@@ -170,10 +177,12 @@ def synthesize(
     seed: int = 0,
     first_index: int = 0,
     on_scene: Callable[[list[Path]], None] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
-    """Write ``n_scenes`` synthetic scenes to ``out_dir``; returns all files written.
+    """Write ``n_scenes`` synthetic scenes to ``out_dir`` with ``workers`` processes; returns all
+    files written, scene by scene in index order (``on_scene`` is called with each scene's files).
 
-    Scene ``first_index + i`` of a seed is the same whatever ``n_scenes`` is.
+    Scene ``first_index + i`` of a seed is the same whatever ``n_scenes`` or ``workers`` is.
     """
     if split not in SPLITS:
         raise ParameterError("split", f"{split!r} is not one of {', '.join(SPLITS)}")
@@ -181,20 +190,40 @@ def synthesize(
         raise ParameterError("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
     if n_scenes < 1:
         raise ParameterError("scenes", f"must be at least 1, got {n_scenes}")
+    if workers < 1:
+        raise ParameterError("workers", f"must be at least 1, got {workers}")
     if min(size) < MIN_SIZE:
         raise ParameterError("size", f"{size[0]}x{size[1]} is too small; scenes need at least "
                              f"{MIN_SIZE}x{MIN_SIZE} pixels (two 2 km cells)")
+    jobs = [(seed, index, size, Path(out_dir), split, fmt) for index in scene_indices(seed, first_index, n_scenes)]
     written: list[Path] = []
-    keys: set[str] = set()
-    index = first_index
-    while len(keys) < n_scenes:
-        scene = SyntheticScene(seed, index, size)
-        index += 1
-        if scene.identity.key in keys:  # two draws with the same second and provider
-            continue
-        keys.add(scene.identity.key)
-        paths = scene.write(Path(out_dir), split, fmt)
-        written.extend(paths)
-        if on_scene is not None:
-            on_scene(paths)
+    with ExitStack() as stack:
+        if workers == 1 or n_scenes == 1:
+            results = (write_scene(*job) for job in jobs)
+        else:
+            results = stack.enter_context(process_pool(min(workers, n_scenes))).map(write_scene, *zip(*jobs))
+        for paths in results:
+            written.extend(paths)
+            if on_scene is not None:
+                on_scene(paths)
     return written
+
+
+def scene_indices(seed: int, first_index: int, n_scenes: int) -> list[int]:
+    """Indices of ``n_scenes`` scenes from ``first_index`` on with distinct file names (a draw
+    with the same second and provider as an earlier one is skipped)."""
+    keys: set[str] = set()
+    indices: list[int] = []
+    index = first_index
+    while len(indices) < n_scenes:
+        key = make_identity(scene_rngs(seed, index)[0]).key
+        if key not in keys:
+            keys.add(key)
+            indices.append(index)
+        index += 1
+    return indices
+
+
+def write_scene(seed: int, index: int, size: tuple[int, int], out_dir: Path, split: str, fmt: str) -> list[Path]:
+    """Make scene ``index`` of ``seed`` and write its files (a worker process's job)."""
+    return SyntheticScene(seed, index, size).write(out_dir, split, fmt)
