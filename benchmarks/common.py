@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.naming import find_scene_files
 from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.synthetic import synthesize
 from seaice_mlflow.inference.recipe import load_network
+from seaice_mlflow.io import atomic_path
 from seaice_mlflow.scoring.baseline import per_pixel_baseline
 from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
 from seaice_mlflow.tracking.pyfunc import SeaIceChartModel
@@ -48,7 +49,8 @@ def cached_baseline(train_dir: Path, test_dir: Path, pixels: int = 300_000, seed
         data = json.loads(cache.read_text())
         return Scores(data["combined"], {c: data[c] for c in CHART_NAMES}, data["pixels"])
     scores = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir), pixels, seed)
-    cache.write_text(json.dumps(scores.as_dict()))
+    with atomic_path(cache) as tmp:
+        tmp.write_text(json.dumps(scores.as_dict()))
     return scores
 
 
