@@ -47,8 +47,9 @@ PROFILES: dict[str, Profile] = {
     # The lighter U-Net of the starter pack trains 15 epochs in the time the default one takes for
     # 10 (the validation score levels off by then: 25 epochs gained +0.2). Without SOD's class
     # weights the CNN never predicted the rare young and thin first-year ice; weighting FLOE too
-    # made it paint calm water as icebergs (FLOE's rarest class). 8 test scenes: a margin measured
-    # on 4 (about 10 polygons) moved by several points with the data seed (DEVELOPERS.md).
+    # made it paint calm water as icebergs (a polygon label on water with a few bright points).
+    # 8 test scenes: a margin measured on 4 (about 10 polygons) moved by several points with
+    # the data seed (DEVELOPERS.md).
     "demo": Profile(train_scenes=40, test_scenes=8, scene_size=(1000, 1000), downsample=4, val_scenes=4,
                     train={"unet_filters": "16,32,64,64", "epochs": 15, "batches_per_epoch": 50, "batch_size": 16,
                            "patch_size": 64, "restart_epochs": 15, "early_stopping": 0, "val_tile": 256,

@@ -108,11 +108,11 @@ class TrainConfig:
     def weighted_charts(self) -> tuple[str, ...]:
         """Charts whose loss weighs classes by inverse square-root frequency: none, every softmax
         head (``balanced``), or the heads named after ``balanced:`` (e.g. ``balanced:SOD``)."""
+        if self.class_weights == "none":
+            return ()
         softmax = tuple(c for c in CHART_NAMES if c != "SIC" or self.sic_head == "classification")
         kind, colon, named = self.class_weights.partition(":")
         charts = tuple(c.strip() for c in named.split(",")) if colon else softmax
-        if self.class_weights == "none":
-            return ()
         if kind != "balanced" or not set(charts) <= set(softmax):
             raise ParameterError("class_weights", f"{self.class_weights!r}: give none, balanced, or balanced: and "
                                  f"a comma list of softmax heads among {','.join(softmax)} (e.g. balanced:SOD)")
