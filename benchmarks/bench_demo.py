@@ -6,10 +6,11 @@ the same synthetic training and test scenes, the same store and training setting
 the test scenes at 80 m, and the per-pixel baseline the pipeline logs as ``baseline_test_*``.
 Prints both per seed, the margin, and the mean and smallest margin over the seeds. ``--set``
 tries training settings beside the profile's (``--set class_weights=balanced --set epochs=20``),
-``--downsample`` another store grid.
+``--downsample`` another store grid, ``--train-seed`` another training seed on the same data
+(the spread between training seeds is the noise any trial's margin must clear).
 
     python benchmarks/bench_demo.py [--profile demo] [--seeds 0,1,2] [--set NAME=VALUE ...] [--downsample N]
-                                    [--device auto]
+                                    [--train-seed N] [--device auto]
 """
 
 from __future__ import annotations
@@ -40,19 +41,22 @@ def parse_setting(item: str) -> tuple[str, object]:
     return name, type(default)(value)
 
 
-def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, object]) -> tuple[Scores, Scores, float]:
-    """CNN and baseline test scores of one pipeline run (training ``settings`` over the
-    profile's), and its training minutes."""
+def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, object],
+             train_seed: int | None = None) -> tuple[Scores, Scores, float]:
+    """CNN and baseline test scores of one pipeline run on data seed ``seed`` (training
+    ``settings`` over the profile's, training seed ``train_seed``, default ``seed``), and its
+    training minutes."""
     work = CACHE / "demo"
     train_dir, test_dir = scene_folders(profile, "", "", work, seed)
     store = work / f"store-{train_dir.name}-x{profile.downsample}-val{profile.val_scenes}"
     if not (store / "manifest.json").is_file():
         preprocess(train_dir, store, downsample=profile.downsample, variables=SCENE_VARIABLES,
                    val_scenes=profile.val_scenes, val_list=None, workers=2, overwrite=False, seed=seed)
-    out = work / f"train-s{seed}-x{profile.downsample}"
+    suffix = "" if train_seed is None else f"-t{train_seed}"
+    out = work / f"train-s{seed}-x{profile.downsample}{suffix}"
     shutil.rmtree(out, ignore_errors=True)
     trainer = Trainer(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
-                                     "seed": seed, "device": device}))
+                                     "seed": seed if train_seed is None else train_seed, "device": device}))
     start = time.perf_counter()
     trainer.fit(print_epoch)
     minutes = (time.perf_counter() - start) / 60
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a training setting over the profile's (repeatable)")
     parser.add_argument("--downsample", type=int, help="store downsampling (default: the profile's)")
+    parser.add_argument("--train-seed", type=int, help="training seed (default: each data seed)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     profile = PROFILES[args.profile]
@@ -75,11 +80,12 @@ def main() -> None:
     settings = dict(parse_setting(item) for item in args.set)
     print(f"profile {args.profile}: {profile.train_scenes} training scenes ({profile.val_scenes} for validation) "
           f"and {profile.test_scenes} test scenes of {profile.scene_size[0]} x {profile.scene_size[1]} px, "
-          f"store x{profile.downsample}, training {profile.train}, set {settings}")
+          f"store x{profile.downsample}, training {profile.train}, set {settings}, "
+          f"training seed {'= data seed' if args.train_seed is None else args.train_seed}")
     margins = []
     for seed in (int(s) for s in args.seeds.split(",")):
         print(f"\nseed {seed}")
-        cnn, baseline, minutes = demo_run(profile, seed, args.device, settings)
+        cnn, baseline, minutes = demo_run(profile, seed, args.device, settings, args.train_seed)
         margins.append(cnn.combined - baseline.combined)
         print_scores(f"CNN (trained {minutes:.1f} min)", cnn)
         print_scores("per-pixel baseline", baseline)
