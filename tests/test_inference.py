@@ -284,14 +284,6 @@ def test_combine_refuses_models_that_see_scenes_differently():
     assert combine([(base, nets[0]), (base, nets[1])], "cpu").recipe == base
 
 
-def test_recipe_round_trip_and_older_recipes_are_refused(tmp_path):
-    recipe = Recipe(ModelSpec("unet", len(VARIABLES), unet_filters=(2,)), VARIABLES, downsample=2)
-    assert Recipe.load(recipe.save(tmp_path / "recipe.json")) == recipe
-    older = {**recipe.as_dict(), "version": 1}  # before the SIC head's scale: its weights mean other values
-    with pytest.raises(ValueError, match="recipe version 1 is not 2; .* retrain it"):
-        Recipe.from_dict(older)
-
-
 # --- devices ----------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from seaice_mlflow.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.errors import ParameterError
-from seaice_mlflow.models import SIC_HEADS, ModelSpec, ScaledConv2d, build_model, init_output_bias, predicted_classes
+from seaice_mlflow.models import SIC_HEADS, ModelSpec, build_model, predicted_classes
 from seaice_mlflow.training.losses import DEFAULT_TASK_WEIGHTS, MultiTaskLoss, class_weights_from_histograms
 
 C = 4
@@ -69,26 +69,6 @@ def test_forward_any_size_and_backward(name, sic_head):
             assert x.grad is not None and torch.isfinite(x.grad).all()
             assert all(p.grad is not None for p in model.parameters())
             model.zero_grad()
-
-
-@pytest.mark.parametrize("name", ["unet", "deeplabv3"])
-def test_sic_regression_head_predicts_the_fraction(name):
-    """The SIC regression head's convolution works in fractions (0-1), the model in classes (0-10)."""
-    model = small_model(name).eval()
-    last = {chart: [m for m in head.modules() if isinstance(m, nn.Conv2d)][-1] for chart, head in model.heads.items()}
-    assert isinstance(last["SIC"], ScaledConv2d) and last["SIC"].scale == CHARTS["SIC"].n_classes - 1
-    assert last["SOD"].scale == last["FLOE"].scale == 1
-    assert small_spec(name, "classification").output_scales() == {c: 1.0 for c in CHART_NAMES}
-    x = torch.randn(1, C, 32, 32)
-    with torch.no_grad():
-        before = model(x)["SIC"]
-        last["SIC"].scale = 1.0
-        assert torch.allclose(model(x)["SIC"] * 10, before, rtol=1e-5, atol=1e-5)
-        last["SIC"].scale = 10.0
-        last["SIC"].weight.zero_()
-        init_output_bias(model, "SIC", 7.5)
-        assert torch.allclose(model(x)["SIC"], torch.full_like(before, 7.5))
-        assert last["SIC"].bias.item() == pytest.approx(0.75)
 
 
 def test_unet_filters_and_levels():

@@ -16,8 +16,7 @@ import torch
 from seaice_mlflow.data.variables import GLOBAL_MEAN_STD, check_input_variables
 from seaice_mlflow.models import ModelSpec, build_model
 
-#: 2: the SIC regression head ends in a ``ScaledConv2d`` (its weights predict the ice fraction).
-RECIPE_VERSION = 2
+RECIPE_VERSION = 1
 NORMALISATION = "ai4arctic-global-meanstd-v2"
 
 
@@ -39,8 +38,7 @@ class Recipe:
     def from_dict(cls, data: dict) -> "Recipe":
         if data.get("version") != RECIPE_VERSION:
             raise ValueError(f"recipe version {data.get('version')} is not {RECIPE_VERSION}; "
-                             "this model was logged by another version of seaice-mlflow: retrain it with this "
-                             "version, or load it with the version that logged it")
+                             "this model was logged by another version of seaice-mlflow")
         return cls(model=ModelSpec.from_dict(data["model"]), variables=check_input_variables(data["variables"]),
                    downsample=int(data["downsample"]), normalisation=data["normalisation"],
                    mean_std={k: tuple(v) for k, v in data["mean_std"].items()}, store_digest=data.get("store_digest"))

@@ -17,16 +17,10 @@ from torch import Tensor, nn
 from seaice_mlflow.charts import CHART_NAMES, CHARTS
 from seaice_mlflow.errors import ParameterError
 from seaice_mlflow.models.deeplab import RESNETS, DeepLabV3
-from seaice_mlflow.models.unet import ScaledConv2d, UNet
+from seaice_mlflow.models.unet import UNet
 
 #: How SIC is predicted: one channel regressing the class index (MSE), or an 11-way softmax (CE).
 SIC_HEADS = ("regression", "classification")
-
-#: The SIC regression head's last convolution predicts the ice fraction (0-1) and scales it by this
-#: to class units (0-10). Adam moves a weight by about ``lr`` per step whatever its gradient, so a
-#: convolution predicting 0-10 itself could not reach the top in a short run: on the demo's own
-#: training scenes 100 % ice came out at 8.1-8.4 on average (DEVELOPERS.md).
-SIC_REGRESSION_SCALE = float(CHARTS["SIC"].n_classes - 1)
 
 
 class ModelSpecError(ParameterError, ValueError):
@@ -51,11 +45,6 @@ class ModelSpec:
             for name in CHART_NAMES
         }
 
-    def output_scales(self) -> dict[str, float]:
-        """Factor each chart's last convolution multiplies its output by (1 but for SIC regression)."""
-        return {name: SIC_REGRESSION_SCALE if name == "SIC" and self.sic_head == "regression" else 1.0
-                for name in CHART_NAMES}
-
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists)."""
         out = asdict(self)
@@ -77,12 +66,11 @@ class ModelSpec:
 
 
 def _build_unet(spec: ModelSpec) -> nn.Module:
-    return UNet(spec.in_channels, spec.outputs(), filters=spec.unet_filters, scales=spec.output_scales())
+    return UNet(spec.in_channels, spec.outputs(), filters=spec.unet_filters)
 
 
 def _build_deeplabv3(spec: ModelSpec) -> nn.Module:
-    return DeepLabV3(spec.in_channels, spec.outputs(), depth=spec.deeplab_depth, pretrained=spec.pretrained,
-                     scales=spec.output_scales())
+    return DeepLabV3(spec.in_channels, spec.outputs(), depth=spec.deeplab_depth, pretrained=spec.pretrained)
 
 
 #: Model builders by name.
@@ -115,13 +103,12 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 def init_output_bias(model: nn.Module, chart: str, value: float) -> None:
     """Start ``chart``'s output at ``value`` everywhere: the bias of its head's last convolution
-    (both models end each head in one; a :class:`ScaledConv2d` gets ``value / scale``). For a
-    regression head, the training data's mean."""
+    (both models end each head in one). For a regression head, the training data's mean."""
     last = [m for m in model.heads[chart].modules() if isinstance(m, nn.Conv2d)][-1]
     if last.bias is None:
         raise ValueError(f"the {chart} head's last convolution has no bias")
     with torch.no_grad():
-        last.bias.fill_(value / getattr(last, "scale", 1.0))
+        last.bias.fill_(value)
 
 
 def predicted_classes(outputs: Mapping[str, Tensor], sic_head: str) -> dict[str, Tensor]:
@@ -142,7 +129,6 @@ def predicted_classes(outputs: Mapping[str, Tensor], sic_head: str) -> dict[str,
 
 
 __all__ = [
-    "MODELS", "SIC_HEADS", "SIC_REGRESSION_SCALE", "DeepLabV3", "ModelSpec", "ModelSpecError", "ScaledConv2d",
-    "UNet",
+    "MODELS", "SIC_HEADS", "DeepLabV3", "ModelSpec", "ModelSpecError", "UNet",
     "build_model", "check_spec", "predicted_classes",
 ]

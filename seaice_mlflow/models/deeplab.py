@@ -20,7 +20,7 @@ from torchvision import models as tvm
 from torchvision.models.segmentation.deeplabv3 import ASPP, ASPPPooling
 
 from seaice_mlflow.errors import ParameterError
-from seaice_mlflow.models.unet import ScaledConv2d, pad_to_multiple
+from seaice_mlflow.models.unet import pad_to_multiple
 
 #: torchvision ResNet constructors by depth.
 RESNETS: Mapping[int, Callable[..., tvm.ResNet]] = {
@@ -50,10 +50,9 @@ def truncated_resnet(depth: int, in_channels: int) -> tuple[nn.Sequential, int]:
 
 
 class DeepLabHead(nn.Sequential):
-    """ASPP with local pooling, 3x3 conv, BN, ReLU, 1x1 conv to ``out_channels`` (at feature resolution),
-    its output times ``scale``."""
+    """ASPP with local pooling, 3x3 conv, BN, ReLU, 1x1 conv to ``out_channels`` (at feature resolution)."""
 
-    def __init__(self, in_channels: int, out_channels: int, channels: int = HEAD_CHANNELS, scale: float = 1.0):
+    def __init__(self, in_channels: int, out_channels: int, channels: int = HEAD_CHANNELS):
         aspp = ASPP(in_channels, list(ATROUS_RATES), out_channels=channels)
         pooling = aspp.convs[-1]
         if not isinstance(pooling, ASPPPooling) or not isinstance(pooling[0], nn.AdaptiveAvgPool2d):
@@ -65,7 +64,7 @@ class DeepLabHead(nn.Sequential):
             nn.Conv2d(channels, channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
-            ScaledConv2d(channels, out_channels, 1, scale=scale),
+            nn.Conv2d(channels, out_channels, 1),
         )
 
 
@@ -77,18 +76,15 @@ class DeepLabV3(nn.Module):
         outputs: output channels per chart, e.g. ``{"SIC": 1, "SOD": 6, "FLOE": 7}``.
         depth: ResNet depth (18, 34, 50, 101 or 152).
         pretrained: optional path of a torchvision ResNet state dict to initialise the backbone.
-        scales: factor per chart on its head's output (default 1).
     """
 
     def __init__(self, in_channels: int, outputs: Mapping[str, int], depth: int = 152,
-                 pretrained: str | Path | None = None, scales: Mapping[str, float] | None = None):
+                 pretrained: str | Path | None = None):
         super().__init__()
         #: Inputs are zero-padded to a multiple of this internally.
         self.stride = OUTPUT_STRIDE
         self.backbone, features = truncated_resnet(depth, in_channels)
-        scales = scales or {}
-        self.heads = nn.ModuleDict({chart: DeepLabHead(features, k, scale=scales.get(chart, 1.0))
-                                    for chart, k in outputs.items()})
+        self.heads = nn.ModuleDict({chart: DeepLabHead(features, k) for chart, k in outputs.items()})
         if pretrained:
             load_backbone(self.backbone, pretrained)
 

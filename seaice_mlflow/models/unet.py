@@ -41,22 +41,6 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class ScaledConv2d(nn.Conv2d):
-    """A convolution whose output is multiplied by a constant ``scale`` (a head predicting a
-    fraction of its target's range: its weights need ``1 / scale`` of the size)."""
-
-    def __init__(self, *args, scale: float = 1.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.scale = float(scale)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = super().forward(x)
-        return out * self.scale if self.scale != 1.0 else out
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + (f", scale={self.scale:g}" if self.scale != 1.0 else "")
-
-
 class Down(nn.Sequential):
     """2x max-pool then a double convolution."""
 
@@ -84,11 +68,10 @@ class UNet(nn.Module):
         outputs: output channels per chart, e.g. ``{"SIC": 1, "SOD": 6, "FLOE": 7}``.
         filters: channels of the encoder levels, e.g. ``(32, 32, 64, 64)`` (MMSeaIce) or
             ``(16, 32, 64, 64)`` (starter pack).
-        scales: factor per chart on its head's output (default 1).
     """
 
     def __init__(self, in_channels: int, outputs: Mapping[str, int],
-                 filters: Sequence[int] = (32, 32, 64, 64), scales: Mapping[str, float] | None = None):
+                 filters: Sequence[int] = (32, 32, 64, 64)):
         super().__init__()
         filters = tuple(int(f) for f in filters)
         if not filters or min(filters) < 1:
@@ -101,9 +84,7 @@ class UNet(nn.Module):
         ups = [Up(filters[-1], filters[-1], filters[-1])]
         ups += [Up(filters[i], filters[i - 1], filters[i - 1]) for i in range(len(filters) - 1, 0, -1)]
         self.ups = nn.ModuleList(ups)
-        scales = scales or {}
-        self.heads = nn.ModuleDict({chart: ScaledConv2d(filters[0], k, 1, scale=scales.get(chart, 1.0))
-                                    for chart, k in outputs.items()})
+        self.heads = nn.ModuleDict({chart: nn.Conv2d(filters[0], k, 1) for chart, k in outputs.items()})
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]

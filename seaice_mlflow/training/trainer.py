@@ -75,8 +75,7 @@ class Trainer:
         census = {c: np.sum([s.record["histograms"][c] for s in train_scenes], axis=0) for c in CHART_NAMES}
         if config.sic_head == "regression":
             # Start at the mean SIC class, not at 0: in a short run the regression otherwise still
-            # shrinks towards 0 at the end. (The head's scale, models.SIC_REGRESSION_SCALE, is the
-            # other half: with both, 100 % ice comes out near 10 on the demo's training scenes.)
+            # shrinks towards 0 at the end (100 % ice came out as 8-9 on the demo's own training scenes).
             counts = census["SIC"][: CHARTS["SIC"].n_classes]
             init_output_bias(self.network, "SIC", float(np.arange(counts.size) @ counts / max(counts.sum(), 1)))
         class_weights = None
