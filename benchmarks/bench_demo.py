@@ -21,7 +21,7 @@ import shutil
 import time
 
 from common import CACHE, cached_baseline, print_epoch, print_scores, score_best
-from seaice_mlflow.config import TRAIN
+from seaice_mlflow.config import PREPROCESS, TRAIN
 from seaice_mlflow.data.preprocess import preprocess
 from seaice_mlflow.data.variables import SCENE_VARIABLES
 from seaice_mlflow.pipeline import PROFILES, Profile, scene_folders
@@ -51,7 +51,8 @@ def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, objec
     store = work / f"store-{train_dir.name}-x{profile.downsample}-val{profile.val_scenes}"
     if not (store / "manifest.json").is_file():
         preprocess(train_dir, store, downsample=profile.downsample, variables=SCENE_VARIABLES,
-                   val_scenes=profile.val_scenes, val_list=None, workers=2, overwrite=False, seed=seed)
+                   val_scenes=profile.val_scenes, val_list=None, workers=PREPROCESS.workers, overwrite=False,
+                   seed=seed)
     suffix = "" if train_seed is None else f"-t{train_seed}"
     out = work / f"train-s{seed}-x{profile.downsample}{suffix}"
     shutil.rmtree(out, ignore_errors=True)
