@@ -7,10 +7,13 @@ the test scenes at 80 m, and the per-pixel baseline the pipeline logs as ``basel
 Prints both per seed, the margin, and the mean and smallest margin over the seeds. ``--set``
 tries training settings beside the profile's (``--set class_weights=balanced --set epochs=20``),
 ``--downsample`` another store grid, ``--train-seed`` another training seed on the same data
-(the spread between training seeds is the noise any trial's margin must clear).
+(the spread between training seeds is the noise any trial's margin must clear). ``--test-scenes``
+scores on more test scenes than the profile's (the first ones are the same scenes), and
+``--reuse`` scores the checkpoint an earlier run left in the same folder (``--tag`` names
+folders apart) instead of training again.
 
     python benchmarks/bench_demo.py [--profile demo] [--seeds 0,1,2] [--set NAME=VALUE ...] [--downsample N]
-                                    [--train-seed N] [--device auto]
+                                    [--train-seed N] [--test-scenes N] [--tag NAME] [--reuse] [--device auto]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from seaice_mlflow.data.preprocess import preprocess
 from seaice_mlflow.data.variables import SCENE_VARIABLES
 from seaice_mlflow.pipeline import PROFILES, Profile, scene_folders
 from seaice_mlflow.scoring.metrics import Scores
+from seaice_mlflow.training.checkpoint import BEST
 from seaice_mlflow.training.options import TrainConfig
 from seaice_mlflow.training.trainer import Trainer
 
@@ -42,10 +46,10 @@ def parse_setting(item: str) -> tuple[str, object]:
 
 
 def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, object],
-             train_seed: int | None = None) -> tuple[Scores, Scores, float]:
+             train_seed: int | None = None, tag: str = "", reuse: bool = False) -> tuple[Scores, Scores, float]:
     """CNN and baseline test scores of one pipeline run on data seed ``seed`` (training
     ``settings`` over the profile's, training seed ``train_seed``, default ``seed``), and its
-    training minutes."""
+    training minutes (0 when ``reuse`` found the folder's checkpoint)."""
     work = CACHE / "demo"
     train_dir, test_dir = scene_folders(profile, "", "", work, seed)
     store = work / f"store-{train_dir.name}-x{profile.downsample}-val{profile.val_scenes}"
@@ -53,14 +57,18 @@ def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, objec
         preprocess(train_dir, store, downsample=profile.downsample, variables=SCENE_VARIABLES,
                    val_scenes=profile.val_scenes, val_list=None, workers=PREPROCESS.workers, overwrite=False,
                    seed=seed)
-    suffix = "" if train_seed is None else f"-t{train_seed}"
+    suffix = ("" if train_seed is None else f"-t{train_seed}") + (f"-{tag}" if tag else "")
     out = work / f"train-s{seed}-x{profile.downsample}{suffix}"
-    shutil.rmtree(out, ignore_errors=True)
+    trained = reuse and (out / BEST).is_file()
+    if not trained:
+        shutil.rmtree(out, ignore_errors=True)
     trainer = Trainer(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
                                      "seed": seed if train_seed is None else train_seed, "device": device}))
-    start = time.perf_counter()
-    trainer.fit(print_epoch)
-    minutes = (time.perf_counter() - start) / 60
+    minutes = 0.0
+    if not trained:
+        start = time.perf_counter()
+        trainer.fit(print_epoch)
+        minutes = (time.perf_counter() - start) / 60
     baseline = cached_baseline(train_dir, test_dir, profile.baseline_pixels, seed)
     return score_best(trainer, test_dir, device), baseline, minutes
 
@@ -73,11 +81,16 @@ def main() -> None:
                         help="a training setting over the profile's (repeatable)")
     parser.add_argument("--downsample", type=int, help="store downsampling (default: the profile's)")
     parser.add_argument("--train-seed", type=int, help="training seed (default: each data seed)")
+    parser.add_argument("--test-scenes", type=int, help="test scenes (default: the profile's)")
+    parser.add_argument("--tag", default="", help="a name appended to the training folder")
+    parser.add_argument("--reuse", action="store_true", help="score the checkpoint already in the training folder")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     profile = PROFILES[args.profile]
     if args.downsample:
         profile = dataclasses.replace(profile, downsample=args.downsample)
+    if args.test_scenes:
+        profile = dataclasses.replace(profile, test_scenes=args.test_scenes)
     settings = dict(parse_setting(item) for item in args.set)
     print(f"profile {args.profile}: {profile.train_scenes} training scenes ({profile.val_scenes} for validation) "
           f"and {profile.test_scenes} test scenes of {profile.scene_size[0]} x {profile.scene_size[1]} px, "
@@ -86,7 +99,7 @@ def main() -> None:
     margins = []
     for seed in (int(s) for s in args.seeds.split(",")):
         print(f"\nseed {seed}")
-        cnn, baseline, minutes = demo_run(profile, seed, args.device, settings, args.train_seed)
+        cnn, baseline, minutes = demo_run(profile, seed, args.device, settings, args.train_seed, args.tag, args.reuse)
         margins.append(cnn.combined - baseline.combined)
         print_scores(f"CNN (trained {minutes:.1f} min)", cnn)
         print_scores("per-pixel baseline", baseline)
