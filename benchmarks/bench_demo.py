@@ -46,10 +46,11 @@ def parse_setting(item: str) -> tuple[str, object]:
 
 
 def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, object],
-             train_seed: int | None = None, tag: str = "", reuse: bool = False) -> tuple[Scores, Scores, float]:
+             train_seed: int | None = None, tag: str = "",
+             reuse: bool = False) -> tuple[Scores, Scores, float | None]:
     """CNN and baseline test scores of one pipeline run on data seed ``seed`` (training
     ``settings`` over the profile's, training seed ``train_seed``, default ``seed``), and its
-    training minutes (0 when ``reuse`` found the folder's checkpoint)."""
+    training minutes (None when ``reuse`` found the folder's checkpoint)."""
     work = CACHE / "demo"
     train_dir, test_dir = scene_folders(profile, "", "", work, seed)
     store = work / f"store-{train_dir.name}-x{profile.downsample}-val{profile.val_scenes}"
@@ -64,7 +65,7 @@ def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, objec
         shutil.rmtree(out, ignore_errors=True)
     trainer = Trainer(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
                                      "seed": seed if train_seed is None else train_seed, "device": device}))
-    minutes = 0.0
+    minutes = None
     if not trained:
         start = time.perf_counter()
         trainer.fit(print_epoch)
@@ -81,7 +82,7 @@ def main() -> None:
                         help="a training setting over the profile's (repeatable)")
     parser.add_argument("--downsample", type=int, help="store downsampling (default: the profile's)")
     parser.add_argument("--train-seed", type=int, help="training seed (default: each data seed)")
-    parser.add_argument("--test-scenes", type=int, help="test scenes (default: the profile's)")
+    parser.add_argument("--test-scenes", type=int, help="test scenes, at least 1 (default: the profile's)")
     parser.add_argument("--tag", default="", help="a name appended to the training folder")
     parser.add_argument("--reuse", action="store_true", help="score the checkpoint already in the training folder")
     parser.add_argument("--device", default="auto")
@@ -89,7 +90,9 @@ def main() -> None:
     profile = PROFILES[args.profile]
     if args.downsample:
         profile = dataclasses.replace(profile, downsample=args.downsample)
-    if args.test_scenes:
+    if args.test_scenes is not None:
+        if args.test_scenes < 1:
+            parser.error(f"--test-scenes must be at least 1, got {args.test_scenes}")
         profile = dataclasses.replace(profile, test_scenes=args.test_scenes)
     settings = dict(parse_setting(item) for item in args.set)
     print(f"profile {args.profile}: {profile.train_scenes} training scenes ({profile.val_scenes} for validation) "
@@ -101,7 +104,7 @@ def main() -> None:
         print(f"\nseed {seed}")
         cnn, baseline, minutes = demo_run(profile, seed, args.device, settings, args.train_seed, args.tag, args.reuse)
         margins.append(cnn.combined - baseline.combined)
-        print_scores(f"CNN (trained {minutes:.1f} min)", cnn)
+        print_scores("CNN (checkpoint reused)" if minutes is None else f"CNN (trained {minutes:.1f} min)", cnn)
         print_scores("per-pixel baseline", baseline)
         print(f"margin {margins[-1]:+.3f}")
     print(f"\nmargin over {len(margins)} seeds: mean {sum(margins) / len(margins):+.3f}, smallest {min(margins):+.3f}")
