@@ -60,13 +60,11 @@ def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, objec
                    seed=seed)
     suffix = ("" if train_seed is None else f"-t{train_seed}") + (f"-{tag}" if tag else "")
     out = work / f"train-s{seed}-x{profile.downsample}{suffix}"
-    reused = reuse and (out / BEST).is_file()
-    if not reused:
-        shutil.rmtree(out, ignore_errors=True)
     trainer = Trainer(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
                                      "seed": seed if train_seed is None else train_seed, "device": device}))
     minutes = None
-    if not reused:
+    if not (reuse and (out / BEST).is_file()):
+        shutil.rmtree(out, ignore_errors=True)  # the Trainer writes nothing there before fit
         start = time.perf_counter()
         trainer.fit(print_epoch)
         minutes = (time.perf_counter() - start) / 60

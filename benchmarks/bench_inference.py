@@ -29,6 +29,7 @@ from pathlib import Path
 from common import synthetic_split
 from seaice_mlflow.config import TILING
 from seaice_mlflow.data.naming import find_scene_files
+from seaice_mlflow.data.synthetic import FORMATS
 
 SIZES = {"large": (5000, 5200), "small": (2500, 2500)}
 
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--skip-whole-large", action="store_true",
                         help="leave out the whole-scene pass on the 5000 px scene (it needs ~20 GiB on CPU)")
-    parser.add_argument("--format", choices=["ready", "raw"], default="ready",
+    parser.add_argument("--format", choices=FORMATS, default="ready",
                         help="scene files: ready-to-train (80 m) or raw (40 m, reduced to 80 m when opened)")
     parser.add_argument("--case", choices=["tiled", "whole"], help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
