@@ -27,6 +27,22 @@ TILING = TilingDefaults()
 
 
 @dataclass(frozen=True)
+class TrackingDefaults:
+    """How commands deal with an HTTP tracking server (MLflow's own retries wait ~4 min per call)."""
+
+    check_timeout_s: int = 5  # the check that the server answers, before any work
+    training_retries: int = 3  # any call during training (~7 s of backoff; MLflow's 7 take ~4 min)
+    epoch_retries: int = 1  # per-epoch logging in training: fail fast, keep the metrics, train on
+    epoch_timeout_s: int = 10
+    #: how long a training that has finished waits for a server that is away before it stops with
+    #: the --resume line (environment variable SEAICE_TRACKING_WAIT, seconds)
+    outage_wait_s: float = 900.0
+
+
+TRACKING = TrackingDefaults()
+
+
+@dataclass(frozen=True)
 class PreprocessDefaults:
     out: str = "outputs/store"
     downsample: int = 1
@@ -137,3 +153,15 @@ class PredictDefaults:
 
 
 PREDICT = PredictDefaults()
+
+
+@dataclass(frozen=True)
+class ServeDefaults:
+    """``seaice serve`` (MLflow's scoring server)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5001  # 5000 is the tracking UI's
+    workers: int = 1
+
+
+SERVE = ServeDefaults()

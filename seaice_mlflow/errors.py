@@ -27,9 +27,23 @@ class SceneError(SeaIceError):
         super().__init__(f"{text}. {remedy}" if remedy else text)
 
 
+def option_name(name: str) -> str:
+    """The command-line flag of a parameter: ``batch_size`` (MLproject, Python) -> ``--batch-size``."""
+    return "--" + name.removeprefix("--").replace("_", "-")
+
+
 class ParameterError(SeaIceError):
-    """A command-line or MLproject parameter has an unusable value."""
+    """A command-line or MLproject parameter has an unusable value; the message names its flag."""
 
     def __init__(self, name: str, problem: str):
-        self.name = name
-        super().__init__(f"parameter {name}: {problem}")
+        self.name = name.removeprefix("--").replace("-", "_")
+        super().__init__(f"option {option_name(name)}: {problem}")
+
+
+class Interrupted(SeaIceError):
+    """The command was stopped by SIGTERM (what schedulers send) or SIGINT (Ctrl-C); its MLflow
+    run ends KILLED and the exit status is 128 + the signal number, as shells report it."""
+
+    def __init__(self, signal_name: str, exit_code: int, message: str = ""):
+        self.signal_name, self.exit_code = signal_name, exit_code
+        super().__init__(message or f"interrupted by {signal_name}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import netCDF4
+
+from seaice_mlflow.errors import ParameterError
 
 
 @contextmanager
@@ -36,6 +39,30 @@ def atomic_netcdf(path: str | Path) -> Iterator[netCDF4.Dataset]:
             yield ds
         finally:
             ds.close()
+
+
+def check_writable(path: str | Path, option: str, kind: str = "folder") -> Path:
+    """Fail at once, naming ``option``, when ``path`` (a folder, or a file with ``kind="file"``)
+    could not be written: below a file, or in a folder this process may not write.
+
+    Probes the nearest existing folder with a temporary file (permissions as the OS applies
+    them, root's override included); creates nothing. Returns the absolute path.
+    """
+    path = Path(path).expanduser().absolute()
+    if path.exists() and (kind == "folder") != path.is_dir():
+        raise ParameterError(option, f"{path} is a {'file' if path.is_file() else 'folder'}; give a {kind} to write")
+    existing = path if kind == "folder" else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ParameterError(option, f"{path} cannot be created: {existing} is a file; give a {kind} elsewhere")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".seaice-probe-"):
+            pass
+    except OSError as err:
+        raise ParameterError(option, f"{path} cannot be written ({err.strerror or err} in {existing}); "
+                             "give a folder you may write to") from None
+    return path
 
 
 def remove(path: Path) -> None:

@@ -4,6 +4,10 @@ Each step is an MLproject entry point run with ``mlflow.projects.run(..., env_ma
 in the pipeline's experiment and nested under its run in the UI; steps hand each other model
 URIs from their runs (the trained ``models:/m-...``, the registered ``models:/NAME@champion``),
 never artifact paths. Without data folders, synthetic scenes are made on the fly.
+
+MLflow's local env manager runs a step's command (``python -m entrypoints...``) with whichever
+``python`` comes first on PATH; while a step runs, the folder of this process's interpreter (the
+venv's ``bin``) is put first, so ``.venv/bin/seaice pipeline`` works without the venv on PATH.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from mlflow.exceptions import ExecutionException
 from seaice_mlflow.data.naming import find_scene_files
 from seaice_mlflow.data.synthetic.generate import SYNTH_WORKERS, synthesize
 from seaice_mlflow.errors import ParameterError, SeaIceError
+from seaice_mlflow.processes import interpreter_first_on_path
 from seaice_mlflow.scoring.baseline import per_pixel_baseline
 from seaice_mlflow.scoring.upload import UPLOAD_PACKAGE
 from seaice_mlflow.tracking.runs import MODEL_URI_TAG
@@ -77,19 +82,22 @@ def project_root() -> Path:
 
 
 class Pipeline:
-    """Runs the steps of one pipeline run in ``experiment_id``, nested under ``parent_run_id``."""
+    """Runs the steps of one pipeline run in ``experiment_id``, nested under ``parent_run_id``, from
+    the MLproject in ``project`` (default: :func:`project_root`)."""
 
-    def __init__(self, experiment_id: str, parent_run_id: str):
+    def __init__(self, experiment_id: str, parent_run_id: str, project: Path | None = None):
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
-        self.project = project_root()
+        self.project = project or project_root()
         self.runs: dict[str, str] = {}
 
     def step(self, entry_point: str, parameters: dict[str, object]) -> mlflow.entities.Run:
-        """Run one MLproject entry point to completion; its run, nested under the pipeline's."""
+        """Run one MLproject entry point to completion with this interpreter; its run, nested
+        under the pipeline's."""
         try:
-            submitted = mlflow.projects.run(str(self.project), entry_point=entry_point, env_manager="local",
-                                            parameters={k: str(v) for k, v in parameters.items()},
-                                            experiment_id=self.experiment_id, synchronous=True)
+            with interpreter_first_on_path():
+                submitted = mlflow.projects.run(str(self.project), entry_point=entry_point, env_manager="local",
+                                                parameters={k: str(v) for k, v in parameters.items()},
+                                                experiment_id=self.experiment_id, synchronous=True)
         except ExecutionException as err:
             raise SeaIceError(f"pipeline step {entry_point} failed ({err}); see that run's output above") from err
         mlflow.MlflowClient().set_tag(submitted.run_id, "mlflow.parentRunId", self.parent_run_id)

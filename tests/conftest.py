@@ -81,3 +81,15 @@ def tracking(store_uri, monkeypatch, request) -> str:
 
 def prep_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*_prep.nc"))
+
+
+@pytest.fixture(scope="session")
+def train_store(ready_dir, tmp_path_factory) -> Path:
+    """The store of ``ready_dir``: one training and one validation scene (read only: copy it to change it)."""
+    from seaice_mlflow.data.preprocess import preprocess
+    from seaice_mlflow.data.variables import SCENE_VARIABLES
+
+    out = tmp_path_factory.mktemp("train-store")
+    preprocess(ready_dir, out, downsample=1, variables=SCENE_VARIABLES, val_scenes=1, val_list=None, workers=1,
+               overwrite=False, seed=0)
+    return out

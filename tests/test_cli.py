@@ -62,3 +62,11 @@ def test_inspect_reports_every_file(ready_dir, test_dir, raw_dir, tmp_path):
     text = runner.invoke(cli, ["inspect", str(broken), str(misnamed)])
     assert text.exit_code == 1
     assert text.output.count("BAD ") == 2 and "Traceback" not in text.output
+
+
+def test_inspect_names_a_missing_path(tmp_path):
+    missing = tmp_path / "missing"
+    result = CliRunner().invoke(cli, ["inspect", str(missing)])
+    assert result.exit_code == 1
+    assert f"BAD {missing}: missing: does not exist ({missing})" in result.output
+    assert "naming" not in result.output and "Traceback" not in result.output

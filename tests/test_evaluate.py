@@ -17,10 +17,11 @@ from click.testing import CliRunner
 
 from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli import cli
+from seaice_mlflow.data.naming import find_scene_files, parse_scene_name
 from seaice_mlflow.data.variables import SCENE_VARIABLES
 from seaice_mlflow.inference.recipe import Recipe
 from seaice_mlflow.models import ModelSpec, build_model
-from seaice_mlflow.tracking.models import load_charter
+from seaice_mlflow.tracking.models import SCORED_ON_TRAINING_TAG, load_charter
 from seaice_mlflow.tracking.pyfunc import log_chart_model
 from tests.conftest import prep_files
 from tests.tiny_model import ROOT, train_tiny_model
@@ -56,6 +57,8 @@ def test_logged_scores_equal_seaice_score_of_the_logged_package(request, data, t
     tags = run.data.tags
     assert tags["seaice.model_uri"] == model_uri and tags["seaice.model_id"] == model_uri.removeprefix("models:/")
     assert tags["seaice.source_run"] == train_run
+    seen = data == "raw_dir"  # the training scenes as raw files
+    assert tags[SCORED_ON_TRAINING_TAG] == str(seen).lower() and run.data.metrics["eval_training_scenes"] == 2 * seen
 
     artifacts = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "a")))
     package = artifacts / "upload_package.nc"
@@ -131,7 +134,7 @@ def test_ensemble_of_models_with_other_inputs_is_refused(trained, tracking, test
         other = log_chart_model(build_model(spec), Recipe(spec, SCENE_VARIABLES)).model_uri
     result = evaluate("--model-uri", model_uri, "--model-uri", other, "--data-dir", str(test_dir), *FAST)
     assert result.exit_code == 1
-    assert f"parameter model_uri: {other} takes inputs" in result.output and "same --variables" in result.output
+    assert f"option --model-uri: {other} takes inputs" in result.output and "same --variables" in result.output
 
 
 def test_bad_scene_is_reported_and_skipped(trained, tracking, test_dir, tmp_path):
@@ -155,16 +158,41 @@ def test_bad_scene_is_reported_and_skipped(trained, tracking, test_dir, tmp_path
 def test_bad_parameters_fail_in_one_line(trained, tracking, test_dir, tmp_path):
     model_uri, _ = trained
     result = evaluate("--model-uri", "models:/no-such-model@champion", "--data-dir", str(test_dir), *FAST)
-    assert result.exit_code == 1 and "parameter model_uri: models:/no-such-model@champion" in result.output
+    assert result.exit_code == 1 and "option --model-uri: models:/no-such-model@champion" in result.output
     result = evaluate("--model-uri", model_uri, "--data-dir", str(tmp_path), *FAST)
     assert result.exit_code == 1 and "holds no AI4Arctic scene files" in result.output
     result = evaluate("--model-uri", model_uri, "--data-dir", str(test_dir), "--upload-package", str(tmp_path), *FAST)
-    assert result.exit_code == 1 and "parameter upload_package" in result.output
+    assert result.exit_code == 1 and "option --upload-package" in result.output
     if not torch.cuda.is_available():
         result = evaluate("--model-uri", model_uri, "--data-dir", str(test_dir), "--device", "cuda")
         assert result.exit_code == 1
-        assert "Error: parameter device: cuda was asked for but no GPU is visible" in result.output
+        assert "Error: option --device: cuda was asked for but no GPU is visible" in result.output
     assert "Traceback" not in result.output
+
+
+def test_scoring_the_training_scenes_warns_and_tags_the_run(trained, tracking, ready_dir):
+    model_uri, _ = trained
+    scenes = sorted(parse_scene_name(f).key for f in find_scene_files(ready_dir))
+    recipe = load_charter([model_uri], "cpu")[0].recipe
+    assert sorted(recipe.scenes["train"] + recipe.scenes["val"]) == scenes  # the Trainer recorded them
+    result = evaluate("--model-uri", model_uri, "--data-dir", str(ready_dir), *FAST)
+    assert result.exit_code == 0, result.output
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert f"2 of the 2 scene(s) are training or validation scenes of the model ({', '.join(scenes)})" in warning
+    run = mlflow.get_run(run_id_of(result.output))
+    assert run.data.tags[SCORED_ON_TRAINING_TAG] == "true" and run.data.metrics["eval_training_scenes"] == 2
+
+
+def test_unwritable_upload_package_fails_before_any_scene(trained, tracking, test_dir, tmp_path):
+    model_uri, _ = trained
+    (tmp_path / "a-file").write_text("not a folder")
+    runs_before = len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list"))
+    result = evaluate("--model-uri", model_uri, "--data-dir", str(test_dir), "--upload-package",
+                      str(tmp_path / "a-file" / "upload_package.nc"), *FAST)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"option --upload-package: {tmp_path / 'a-file' / 'upload_package.nc'} cannot be created" in result.output
+    assert "scored" not in result.output
+    assert len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")) == runs_before
 
 
 def test_mlflow_run_evaluate(trained, tracking, test_dir, tmp_path):

@@ -289,7 +289,7 @@ def test_combine_refuses_models_that_see_scenes_differently():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
 def test_cuda_without_gpu_is_a_clear_parameter_error():
-    with pytest.raises(ParameterError, match="parameter device: cuda was asked for but no GPU is visible"):
+    with pytest.raises(ParameterError, match="option --device: cuda was asked for but no GPU is visible"):
         ChartPredictor([(LocalNet(3), "regression")], "cuda")
     with pytest.raises(ParameterError, match="'tpu' is not one of auto, cpu, cuda"):
         resolve_device("tpu")

@@ -1,6 +1,7 @@
 """The `main` pipeline end to end at smoke size, and the quickstart notebook executed with nbclient."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from seaice_mlflow.errors import ParameterError
-from seaice_mlflow.pipeline import PROFILES, scene_folders
+from seaice_mlflow.pipeline import PROFILES, Pipeline, scene_folders
 from seaice_mlflow.training.options import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,14 +26,39 @@ def project_env(tmp_path, monkeypatch) -> str:
     return uri
 
 
+#: A PATH without the venv (its python lacks the project's dependencies, or there is none).
+BARE_PATH = "/usr/bin:/bin"
+PROBE_PROJECT = """
+name: probe
+entry_points:
+  probe:
+    parameters:
+      out: string
+    command: "python -c 'import sys, pathlib; pathlib.Path(sys.argv[1]).write_text(sys.executable)' {out}"
+"""
+
+
+def test_steps_run_with_this_interpreter_without_the_venv_on_path(tmp_path, project_env, monkeypatch):
+    (tmp_path / "MLproject").write_text(PROBE_PROJECT)
+    monkeypatch.setenv("PATH", BARE_PATH)
+    experiment_id = mlflow.create_experiment("probe")
+    with mlflow.start_run(experiment_id=experiment_id) as parent:
+        run = Pipeline(experiment_id, parent.info.run_id, project=tmp_path).step("probe", {"out": tmp_path / "used"})
+    assert (tmp_path / "used").read_text() == sys.executable
+    assert os.environ["PATH"] == BARE_PATH and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
 def test_main_pipeline_runs_every_step_as_child_runs(tmp_path, project_env):
-    submitted = mlflow.projects.run(str(ROOT), entry_point="main", env_manager="local", experiment_name="main",
-                                    parameters={"profile": "smoke", "out": str(tmp_path / "work")})
-    assert submitted.wait()
-    parent = mlflow.get_run(submitted.run_id)
+    """`.venv/bin/seaice pipeline` with the venv not on PATH (as a user who did not activate it)."""
+    env = {**os.environ, "PATH": BARE_PATH, "MLFLOW_EXPERIMENT_NAME": "main"}
+    done = subprocess.run([str(Path(sys.executable).parent / "seaice"), "pipeline", "--profile", "smoke",
+                           "--out", str(tmp_path / "work")], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [parent] = mlflow.search_runs(experiment_names=["main"], output_format="list",
+                                  filter_string="tags.`seaice.entry_point` = 'main'")
     assert parent.info.status == "FINISHED"
     children = mlflow.search_runs(experiment_names=["main"], output_format="list",
-                                  filter_string=f"tags.mlflow.parentRunId = '{submitted.run_id}'")
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     steps = {run.data.tags["seaice.entry_point"] for run in children}
     assert steps == {"preprocess", "train", "evaluate", "register", "predict"}
     assert all(run.info.status == "FINISHED" for run in children)
@@ -65,7 +91,7 @@ def test_profiles_are_valid_training_settings(name, tmp_path):
 
 def test_scene_folders_refuse_a_folder_without_scenes(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ParameterError, match="data_dir"):
+    with pytest.raises(ParameterError, match="option --data-dir"):
         scene_folders(PROFILES["smoke"], str(tmp_path / "empty"), "", tmp_path, seed=0)
-    with pytest.raises(ParameterError, match="test_dir"):
+    with pytest.raises(ParameterError, match="option --test-dir"):
         scene_folders(PROFILES["smoke"], "", str(tmp_path / "missing"), tmp_path, seed=0)

@@ -18,6 +18,8 @@ from seaice_mlflow import __version__
 from seaice_mlflow.charts import CHART_NAMES, CHARTS
 from seaice_mlflow.cli import cli
 from seaice_mlflow.data.reader import read_scene
+from seaice_mlflow.errors import SeaIceError
+from seaice_mlflow.inference.prediction import expand_scene_paths, predict_files
 from seaice_mlflow.scoring.upload import read_upload_package
 from tests.conftest import prep_files
 from tests.tiny_model import ROOT, train_tiny_model, use_tracking
@@ -139,13 +141,33 @@ def test_bad_scene_in_the_list_is_reported_and_skipped(registered, tracking, tes
 def test_bad_parameters_fail_in_one_line(registered, tracking, test_dir, tmp_path):
     model_uri, _ = registered
     result = predict("--model-uri", model_uri, "--scenes", str(tmp_path), "--out", str(tmp_path / "o"), *FAST)
-    assert result.exit_code == 1 and "parameter scenes: no scene files in" in result.output
+    assert result.exit_code == 1 and "option --scenes: no scene files in" in result.output
     result = predict("--model-uri", f"models:/{NAME}/Staging", "--scenes", str(test_dir), "--out",
                      str(tmp_path / "o"), *FAST)
     assert result.exit_code == 1
-    assert f"parameter model_uri: models:/{NAME}/Staging: registered model {NAME} has no version in stage " \
+    assert f"option --model-uri: models:/{NAME}/Staging: registered model {NAME} has no version in stage " \
         "Staging; register or promote one first" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_unwritable_out_fails_before_the_model_is_loaded(tracking, test_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = predict("--model-uri", "models:/no-such-model/1", "--scenes", str(test_dir), "--out",
+                     str(blocker / "charts"), *FAST)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"option --out: {blocker / 'charts'} cannot be created: {blocker} is a file" in result.output
+    assert "no-such-model" not in result.output
+
+
+def test_missing_scene_path_is_reported_as_missing(tmp_path):
+    missing = tmp_path / "missing" / "path"
+    failed = []
+    with pytest.raises(SeaIceError, match=r"none of the 1 scene file\(s\) could be charted \(path: does not exist"):
+        predict_files(None, expand_scene_paths([missing]), tmp_path / "out", {}, on_scene=failed.append)
+    [outcome] = failed
+    assert outcome.file == missing and outcome.message.startswith(f"path: does not exist ({missing})")
+    assert "naming" not in outcome.message
 
 
 def test_mlflow_run_predict(registered, tracking, test_dir, tmp_path):

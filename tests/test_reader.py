@@ -100,17 +100,19 @@ def copy_scene(src: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def rewrite(src: Path, dst: Path, drop=(), zero=()):
-    """Copy a netCDF file variable by variable, dropping or zeroing some."""
+def rewrite(src: Path, dst: Path, drop=(), zero=(), replace=None):
+    """Copy a netCDF file variable by variable, dropping or zeroing some, or replacing some with
+    other arrays (``replace``: name -> array, written with the array's dtype)."""
+    replace = replace or {}
     with netCDF4.Dataset(src) as a, netCDF4.Dataset(dst, "w") as b:
         for name, dim in a.dimensions.items():
             b.createDimension(name, len(dim))
         for name, var in a.variables.items():
             if name in drop:
                 continue
-            out = b.createVariable(name, var.dtype, var.dimensions)
+            values = replace.get(name, var[:])
+            out = b.createVariable(name, values.dtype if name in replace else var.dtype, var.dimensions)
             out.setncatts(var.__dict__)
-            values = var[:]
             out[:] = np.zeros_like(values) if name in zero else values
 
 
@@ -166,8 +168,43 @@ def test_bad_names_and_references(test_dir, tmp_path):
     reference = sorted(test_dir.glob("*_reference.nc"))[0]
     with pytest.raises(SceneError, match="is a test reference"):
         read_scene(reference)
-    with pytest.raises(SceneError, match="file not found"):
+    with pytest.raises(SceneError, match="20180101T000000_cis_prep.nc: does not exist"):
         read_scene(tmp_path / "20180101T000000_cis_prep.nc")
+
+
+def test_missing_path_is_reported_as_missing(tmp_path):
+    missing = tmp_path / "missing" / "path"
+    with pytest.raises(SceneError, match=rf"path: does not exist \({missing}\)"):
+        read_scene(missing)  # not "does not follow the AI4Arctic naming"
+
+
+def test_impossible_date_in_a_name():
+    with pytest.raises(SceneError, match=r"20201399T999999_dmi_prep.nc: the start time 20201399T999999 in the "
+                                         r"file name is not a real date and time.*rename"):
+        parse_scene_name("20201399T999999_dmi_prep.nc")
+    assert parse_scene_name("20200229T235959_cis_prep.nc").time.day == 29
+
+
+def test_chart_classes_outside_the_tables(ready_dir, test_dir, tmp_path):
+    src = prep_files(ready_dir)[0]
+    with netCDF4.Dataset(src) as ds:
+        sod, floe = ds["SOD"][:].astype(np.int16), ds["FLOE"][:].astype(np.int16)
+    sod[0, 0], floe[0, :2] = 9, -1  # -1 would read as 255 (masked) once cast to uint8
+    bad = tmp_path / src.name
+    rewrite(src, bad, replace={"SOD": sod, "FLOE": floe})
+    with pytest.raises(SceneError, match=r"chart values outside the classes: SOD 9 \(valid 0-5\), "
+                                         r"FLOE -1 \(valid 0-6\); 255 = masked"):
+        read_scene(bad)
+    test_file = prep_files(test_dir)[0]
+    reference = test_dir / test_file.name.replace("_prep.nc", "_prep_reference.nc")
+    with netCDF4.Dataset(reference) as ds:
+        sic = ds["SIC"][:]
+    sic[5, 5:8] = [11, 42, 11]
+    bad_reference = tmp_path / reference.name
+    rewrite(reference, bad_reference, replace={"SIC": sic})
+    with pytest.raises(SceneError, match=r"_prep_reference.nc: chart values outside the classes: SIC 11, 42 "
+                                         r"\(valid 0-10\)"):
+        read_scene(test_file, reference=bad_reference)
 
 
 def test_reference_of_other_scene(test_dir, tmp_path):

@@ -1,11 +1,10 @@
-"""Against a real `mlflow server` over HTTP: train, evaluate, register, load by alias and by stage."""
+"""Against a real `mlflow server` over HTTP: train, evaluate, register, load by alias and by stage;
+and a model served over REST with `seaice serve`."""
 
+import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,43 +16,21 @@ from click.testing import CliRunner
 from seaice_mlflow.cli import cli
 from seaice_mlflow.data.preprocess import preprocess
 from seaice_mlflow.data.variables import SCENE_VARIABLES
+from seaice_mlflow.inference.recipe import Recipe
+from seaice_mlflow.models import ModelSpec, build_model
+from seaice_mlflow.tracking.pyfunc import log_chart_model
+from tests.mlflow_server import TrackingServer, free_port, stop_group, wait_until_healthy
 
 TINY = ["--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64",
         "--unet-filters", "8,8,16,16", "--workers", "0", "--val-tile", "64", "--device", "cpu"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     """`mlflow server` on 127.0.0.1 with a sqlite backend in tmp_path, stopped by its PID."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.5)
-    else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("mlflow server did not become healthy in 120 s")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)  # the server, its uvicorn worker and job runner
-    proc.wait(timeout=30)
+    tracking = TrackingServer(tmp_path)
+    yield tracking.start()
+    tracking.stop()
 
 
 def test_pipeline_steps_over_http(server, ready_dir, test_dir, tmp_path, monkeypatch):
@@ -77,3 +54,28 @@ def test_pipeline_steps_over_http(server, ready_dir, test_dir, tmp_path, monkeyp
     for uri in ("models:/http-charts@champion", "models:/http-charts/Production"):
         out = mlflow.pyfunc.load_model(uri, model_config={"device": "cpu"}).predict(x)
         assert out["SIC"].shape == (1, 40, 48), uri
+
+
+def test_seaice_serve_works_without_the_venv_on_path(tmp_path, monkeypatch):
+    """`mlflow models serve` starts `uvicorn` by name; `.venv/bin/seaice serve` finds this venv's."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("served")
+    spec = ModelSpec("unet", len(SCENE_VARIABLES), unet_filters=(2, 2))
+    with mlflow.start_run():
+        model_uri = log_chart_model(build_model(spec), Recipe(spec, SCENE_VARIABLES)).model_uri
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "seaice"), "serve", "--model-uri", model_uri, "--port", str(port)]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PATH": "/usr/bin:/bin"}, start_new_session=True)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/ping", proc)
+        body = json.dumps({"inputs": np.zeros((1, len(SCENE_VARIABLES), 16, 24), np.float32).tolist()}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = json.loads(response.read())["predictions"]
+        assert np.asarray(predictions["SIC"]).shape == (1, 16, 24)
+    finally:
+        stop_group(proc)

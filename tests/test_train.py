@@ -1,8 +1,12 @@
 """Training end to end against a temporary sqlite MLflow store: logging, pyfunc model, resume, DDP."""
 
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import mlflow
@@ -12,9 +16,12 @@ import torch
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.preprocess import preprocess
+from seaice_mlflow.config import TRAIN
 from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.errors import ParameterError, SeaIceError
+from seaice_mlflow.inference.recipe import Recipe
+from seaice_mlflow.models import ModelSpec, build_model
+from seaice_mlflow.tracking.pyfunc import log_chart_model
 from seaice_mlflow.training.checkpoint import BEST, LAST, load_checkpoint
 from seaice_mlflow.training.options import TrainConfig
 from seaice_mlflow.training.trainer import Trainer
@@ -22,14 +29,6 @@ from seaice_mlflow.training.trainer import Trainer
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--epochs", "2", "--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64",
         "--unet-filters", "8,8,16,16", "--workers", "0", "--val-tile", "64", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def store(ready_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("train-store")
-    preprocess(ready_dir, out, downsample=1, variables=SCENE_VARIABLES, val_scenes=1, val_list=None, workers=1,
-               overwrite=False, seed=0)
-    return out
 
 
 @pytest.fixture
@@ -42,8 +41,8 @@ def tracking(tmp_path, monkeypatch) -> str:
     return uri
 
 
-def test_train_logs_everything_and_a_loadable_model(store, tmp_path, tracking):
-    result = CliRunner().invoke(cli, ["train", "--store", str(store), "--out", str(tmp_path / "ckpt"), *TINY,
+def test_train_logs_everything_and_a_loadable_model(train_store, tmp_path, tracking):
+    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(tmp_path / "ckpt"), *TINY,
                                       "--class-weights", "balanced:SOD"])
     assert result.exit_code == 0, result.output
     [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
@@ -69,8 +68,8 @@ def test_train_logs_everything_and_a_loadable_model(store, tmp_path, tracking):
         model.predict(np.zeros((1, channels - 1, 16, 16), np.float32))
 
 
-def test_resume_continues_exactly(store, tmp_path):
-    straight = TrainConfig(store=str(store), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=2, batch_size=2,
+def test_resume_continues_exactly(train_store, tmp_path):
+    straight = TrainConfig(store=str(train_store), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=2, batch_size=2,
                            patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu")
     Trainer(straight).fit()
     first_half = TrainConfig(**{**straight.as_params(), "out": str(tmp_path / "b"), "epochs": 1})
@@ -85,8 +84,8 @@ def test_resume_continues_exactly(store, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["unet", "deeplabv3"])
-def test_sic_regression_starts_at_the_mean_training_class(store, tmp_path, model):
-    config = TrainConfig(store=str(store), out=str(tmp_path), model=model, unet_filters="4,4,8,8", deeplab_depth=18,
+def test_sic_regression_starts_at_the_mean_training_class(train_store, tmp_path, model):
+    config = TrainConfig(store=str(train_store), out=str(tmp_path), model=model, unet_filters="4,4,8,8", deeplab_depth=18,
                          workers=0, device="cpu")
     trainer = Trainer(config)
     census = np.sum([s.record["histograms"]["SIC"][:11] for s in trainer.store.scenes("train")], axis=0)
@@ -99,15 +98,15 @@ def test_sic_regression_starts_at_the_mean_training_class(store, tmp_path, model
     assert logits.bias.abs().max() < 1  # a softmax head keeps torch's initialisation
 
 
-def test_bad_parameters_fail_clearly(store, tmp_path, tracking):
+def test_bad_parameters_fail_clearly(train_store, tmp_path, tracking):
     runner = CliRunner()
-    result = runner.invoke(cli, ["train", "--store", str(store), "--lr", "abc"])
+    result = runner.invoke(cli, ["train", "--store", str(train_store), "--lr", "abc"])
     assert result.exit_code == 2 and "Invalid value for '--lr'" in result.output
-    result = runner.invoke(cli, ["train", "--store", str(store), "--model", "resnet"])
-    assert result.exit_code == 1 and "parameter model: 'resnet' is not one of unet, deeplabv3" in result.output
+    result = runner.invoke(cli, ["train", "--store", str(train_store), "--model", "resnet"])
+    assert result.exit_code == 1 and "option --model: 'resnet' is not one of unet, deeplabv3" in result.output
     result = runner.invoke(cli, ["train", "--store", str(tmp_path), *TINY])
     assert result.exit_code == 1 and "not a training store" in result.output
-    with pytest.raises(ParameterError, match="task_weights"):
+    with pytest.raises(ParameterError, match="--task-weights"):
         TrainConfig(task_weights="1,2")
 
 
@@ -125,12 +124,12 @@ def test_class_weights_name_the_weighted_heads(value, sic_head, charts):
 
 @pytest.mark.parametrize("value", ["inverse", "balanced:SIC", "balanced:sod", "balanced:", "none:SOD"])
 def test_bad_class_weights_name_the_parameter(value):
-    with pytest.raises(ParameterError, match="class_weights.*balanced:SOD"):
+    with pytest.raises(ParameterError, match="--class-weights.*balanced:SOD"):
         TrainConfig(class_weights=value)
 
 
-def test_mlflow_run_train(store, tmp_path, tracking):
-    params = {"store": str(store), "out": str(tmp_path / "ckpt"), "lr": "1e-4", "epochs": 1,
+def test_mlflow_run_train(train_store, tmp_path, tracking):
+    params = {"store": str(train_store), "out": str(tmp_path / "ckpt"), "lr": "1e-4", "epochs": 1,
               "batches_per_epoch": 2, "batch_size": 2, "patch_size": 64, "unet_filters": "8,8,16,16",
               "workers": 0, "val_tile": 64, "device": "cpu"}
     submitted = mlflow.projects.run(str(ROOT), entry_point="train", parameters=params, env_manager="local",
@@ -141,8 +140,8 @@ def test_mlflow_run_train(store, tmp_path, tracking):
     assert "best_val_combined" in run.data.metrics
 
 
-def test_distributed_training_logs_once(store, tmp_path, tracking):
-    args = ["train", "--store", str(store), "--out", str(tmp_path / "ckpt"), *TINY, "--epochs", "1"]
+def test_distributed_training_logs_once(train_store, tmp_path, tracking):
+    args = ["train", "--store", str(train_store), "--out", str(tmp_path / "ckpt"), *TINY, "--epochs", "1"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                "-m", "seaice_mlflow", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
@@ -151,3 +150,150 @@ def test_distributed_training_logs_once(store, tmp_path, tracking):
     runs = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
     assert len(runs) == 1
     assert runs[0].data.params["world_size"] == "2" and runs[0].info.status == "FINISHED"
+
+
+# --- reliability (issue 15) --------------------------------------------------------------------
+
+FLOAT_OPTIONS = [f.name for f in fields(TrainConfig) if isinstance(getattr(TRAIN, f.name), float)]
+
+
+@pytest.mark.parametrize("name", FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_every_float_option_refuses_nan_and_inf(name, value):
+    with pytest.raises(ParameterError, match=f"option --{name.replace('_', '-')}: must be a finite number"):
+        TrainConfig(**{name: value})
+
+
+def test_nan_option_is_one_line_on_the_command_line(train_store, tmp_path, tracking):
+    for option in ("--weight-decay", "--momentum", "--focal-gamma", "--grad-clip", "--lr"):
+        result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(tmp_path), option, "nan"])
+        assert result.exit_code == 1 and f"option {option}: must be a finite number, got nan" in result.output
+        assert "Traceback" not in result.output
+    assert not mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+
+
+def test_diverged_training_fails_its_run_and_logs_no_model(train_store, tmp_path, tracking):
+    out = tmp_path / "ckpt"
+    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(out), *TINY, "--lr", "1e30",
+                                      "--grad-clip", "0"])
+    assert result.exit_code == 1, result.output
+    assert "training diverged in epoch 1" in result.output and "--lr (now 1e+30)" in result.output
+    [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+    assert run.info.status == "FAILED" and "best_val_combined" not in run.data.metrics
+    assert not mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+    assert not (out / LAST).exists() and not (out / BEST).exists()  # nothing non-finite was written
+
+
+def test_a_network_with_non_finite_weights_is_never_logged(tracking):
+    spec = ModelSpec("unet", len(SCENE_VARIABLES), unet_filters=(2, 2))
+    network = build_model(spec)
+    with torch.no_grad():
+        next(network.parameters())[0] = float("nan")
+    with pytest.raises(SeaIceError, match="non-finite weights"):  # checked before anything is logged
+        log_chart_model(network, Recipe(spec, SCENE_VARIABLES))
+
+
+def test_a_kill_between_best_and_last_keeps_the_resume_exact(train_store, tmp_path, monkeypatch):
+    """Every epoch improves here (no validation scenes: the last epoch is the best)."""
+    no_val = tmp_path / "store"
+    shutil.copytree(train_store, no_val)
+    manifest = json.loads((no_val / "manifest.json").read_text())
+    for scene in manifest["scenes"]:
+        scene["split"] = "train"
+    (no_val / "manifest.json").write_text(json.dumps(manifest))
+    config = TrainConfig(store=str(no_val), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=1, batch_size=2,
+                         patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu")
+    Trainer(config).fit()
+
+    import seaice_mlflow.training.trainer as trainer_module
+
+    writes = []
+    save = trainer_module.save_checkpoint
+
+    def killed_between_the_writes_of_epoch_2(path, state):
+        writes.append(path.name)
+        if len(writes) == 4:  # epoch 1 wrote two checkpoints, epoch 2 one of its two
+            raise SystemExit("killed")
+        return save(path, state)
+
+    interrupted = TrainConfig(**{**config.as_params(), "out": str(tmp_path / "b")})
+    with monkeypatch.context() as patch, pytest.raises(SystemExit):
+        patch.setattr(trainer_module, "save_checkpoint", killed_between_the_writes_of_epoch_2)
+        Trainer(interrupted).fit()
+    best, last = (load_checkpoint(tmp_path / "b" / name)["state"] for name in (BEST, LAST))
+    assert best["best_epoch"] >= last["best_epoch"]  # best.pt is never older than what last.pt says
+    resumed = Trainer(interrupted)
+    resumed.resume(tmp_path / "b" / LAST)
+    resumed.fit()
+    a, b = (load_checkpoint(tmp_path / run / BEST)["model"] for run in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_other_hyper_parameters_naming_the_options(train_store, tmp_path, tracking):
+    out = tmp_path / "ckpt"
+    base = ["train", "--store", str(train_store), "--out", str(out), *TINY, "--epochs", "1"]
+    assert CliRunner().invoke(cli, base).exit_code == 0
+    result = CliRunner().invoke(cli, [*base, "--resume", str(out), "--lr", "0.5", "--seed", "99"])
+    assert result.exit_code == 1
+    assert "was trained with --lr 0.001 --seed 0, not --lr 0.5 --seed 99" in result.output
+    filters = CliRunner().invoke(cli, [*base, "--resume", str(out), "--unet-filters", "4,4,8,8"])
+    assert filters.exit_code == 1 and "--unet-filters 8,8,16,16, not --unet-filters 4,4,8,8" in filters.output
+    longer = CliRunner().invoke(cli, [*base, "--resume", str(out), "--epochs", "2", "--workers", "1"])
+    assert longer.exit_code == 0, longer.output  # going on longer, with more loader workers, is a resume
+    assert len(mlflow.search_runs(experiment_names=["train-test"], output_format="list")) == 2
+
+
+def test_unwritable_out_fails_before_training(train_store, tmp_path, tracking):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(blocker / "ckpt"), *TINY])
+    assert result.exit_code == 1 and f"option --out: {blocker / 'ckpt'} cannot be created" in result.output
+    assert not mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+
+
+def start_training(store: Path, out: Path, epochs: int, *extra: str) -> subprocess.Popen:
+    """`seaice train` in its own process, its output a pipe (as under nohup), unbuffered only by the code."""
+    args = ["train", "--store", str(store), "--out", str(out), *TINY, "--epochs", str(epochs), *extra]
+    return subprocess.Popen([sys.executable, "-m", "seaice_mlflow", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def first_epoch_line(proc: subprocess.Popen) -> str:
+    """The first line on stdout: each epoch prints one at once, with no terminal attached."""
+    line = proc.stdout.readline()
+    assert line.startswith("epoch 1/"), (line, proc.stderr.read() if proc.poll() is not None else "")
+    return line
+
+
+def test_a_killed_run_is_marked_when_resumed_and_the_resume_names_its_id(train_store, tmp_path, tracking):
+    out = tmp_path / "ckpt"
+    proc = start_training(train_store, out, 50)
+    line = first_epoch_line(proc)
+    assert "loss" in line and "val" in line and "ETA" in line
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    [killed] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+    assert killed.info.status == "RUNNING"  # a SIGKILL leaves no chance to say anything
+    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(out), *TINY, "--epochs", "50",
+                                      "--resume", str(out / LAST), "--early-stopping", "1"])
+    assert result.exit_code == 0, result.output
+    assert mlflow.get_run(killed.info.run_id).info.status == "KILLED"
+    [resumed] = [r for r in mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+                 if r.info.run_id != killed.info.run_id]
+    assert resumed.data.tags["seaice.resumed_from"] == killed.info.run_id
+    assert resumed.data.tags["seaice.resumed_from_checkpoint"] == str(out / LAST)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_end_the_run_killed_with_the_resume_line(train_store, tmp_path, tracking, signum, code):
+    out = tmp_path / "ckpt"
+    proc = start_training(train_store, out, 50)
+    first_epoch_line(proc)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err[-3000:]
+    assert f"training interrupted by {signal.Signals(signum).name}" in err and "ends KILLED" in err
+    assert f"seaice train --resume {out / LAST}" in err and "Traceback" not in err
+    [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+    assert run.info.status == "KILLED"
+    assert load_checkpoint(out / LAST)["run_id"] == run.info.run_id

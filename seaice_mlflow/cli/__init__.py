@@ -12,10 +12,15 @@ class SeaIceGroup(click.Group):
     """A click group that shows user errors as one clear line instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
+        from seaice_mlflow.interrupts import signals_interrupt
+
         try:
-            return super().invoke(ctx)
+            with signals_interrupt():
+                return super().invoke(ctx)
         except SeaIceError as err:
-            raise click.ClickException(str(err)) from None
+            error = click.ClickException(str(err))
+            error.exit_code = getattr(err, "exit_code", error.exit_code)
+            raise error from None
 
 
 @click.group(cls=SeaIceGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,10 +37,11 @@ def _register() -> None:
     from seaice_mlflow.cli.preprocess import preprocess_command
     from seaice_mlflow.cli.register import register_command
     from seaice_mlflow.cli.score import score
+    from seaice_mlflow.cli.serve import serve_command
     from seaice_mlflow.cli.train import train_command
 
     for command in (synth, inspect_command, preprocess_command, train_command, register_command, score,
-                    evaluate_command, predict_command, pipeline_command):
+                    evaluate_command, predict_command, pipeline_command, serve_command):
         cli.add_command(command)
 
 

@@ -9,9 +9,10 @@ import click
 from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.config import EVALUATE
 
-MODEL_URI_HELP = ("MLflow model URI: runs:/<run>/model, models:/m-<id>, models:/<name>@<alias>, "
-                  "models:/<name>/<version|stage>. Repeat it, or separate URIs by commas or spaces, to "
-                  "ensemble models (probabilities averaged).")
+MODEL_URI_FORMS = ("MLflow model URI: runs:/<run>/model, models:/m-<id>, models:/<name>@<alias>, "
+                   "models:/<name>/<version|stage>.")
+MODEL_URI_HELP = (f"{MODEL_URI_FORMS} Repeat it, or separate URIs by commas or spaces, to ensemble models "
+                  "(probabilities averaged).")
 
 
 def model_uri_option(command):
@@ -66,7 +67,7 @@ def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, upload_package:
             click.echo(f"FAILED  {outcome.file}: {outcome.message}", err=True)
 
     done = evaluate(model_uri, data_dir, upload_package or None, device, TileOptions(tile, overlap, batch),
-                    on_scene=report)
+                    on_scene=report, warn=lambda line: click.echo(line, err=True))
     pooled = done.result.pooled
     click.echo(f"{'scene':<22}{'combined':>10}" + "".join(f"{c:>10}" for c in CHART_NAMES))
     for scene_id, scores in done.result.board.per_scene().items():

@@ -12,8 +12,7 @@ from tqdm import tqdm
 from seaice_mlflow import plots
 from seaice_mlflow.cli.options import flag
 from seaice_mlflow.config import PREPROCESS
-from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.preprocess import preprocess
+from seaice_mlflow.data.preprocess import convert_scenes, plan_preprocess
 from seaice_mlflow.data.store import MANIFEST, NORMALISATION, Store
 from seaice_mlflow.data.variables import parse_variables
 from seaice_mlflow.errors import ParameterError
@@ -40,6 +39,7 @@ def preprocess_command(data_dir: Path, out: Path, downsample: int, variables: st
                        val_list: str, workers: int, overwrite: bool, seed: int) -> None:
     """Convert a folder of scenes into the chunked training store (and log it to MLflow).
 
+    Options, --out and the split sizes are checked before anything is converted or logged.
     Scenes already in the store with the same checksum and parameters are skipped; a bad scene
     is reported and skipped, the others land, and the exit status is 1.
     """
@@ -47,6 +47,8 @@ def preprocess_command(data_dir: Path, out: Path, downsample: int, variables: st
         names = parse_variables(variables)
     except ValueError as err:
         raise ParameterError("variables", str(err)) from None
+    plan = plan_preprocess(data_dir, out, downsample=downsample, variables=names, val_scenes=val_scenes,
+                           val_list=val_list or None, workers=workers, overwrite=overwrite, seed=seed)
     import mlflow
 
     from seaice_mlflow.tracking.runs import log_params_once, log_scene_dataset, start_run
@@ -55,19 +57,16 @@ def preprocess_command(data_dir: Path, out: Path, downsample: int, variables: st
     params = {"data_dir": str(data_dir.resolve()), "out": str(out), "downsample": downsample,
               "variables": variables, "val_scenes": val_scenes, "val_list": val_list, "workers": workers,
               "overwrite": overwrite, "seed": seed}
-    n_files = len(find_scene_files(data_dir))
     with start_run("preprocess", "preprocess"):
         log_params_once(params)
         started = time.perf_counter()
-        with tqdm(total=n_files, desc="preprocess", unit="scene", disable=None) as bar:
+        with tqdm(total=len(plan.files), desc="preprocess", unit="scene", disable=None) as bar:
             def progress(status: str, info: dict) -> None:
                 bar.update()
                 if status == "failed":
                     tqdm.write(f"skipped {info['file']}: {info['problem']}")
 
-            result = preprocess(data_dir, out, downsample=downsample, variables=names, val_scenes=val_scenes,
-                                val_list=val_list or None, workers=workers, overwrite=overwrite, seed=seed,
-                                on_scene=progress)
+            result = convert_scenes(plan, on_scene=progress)
         scenes = result.manifest["scenes"]
         mlflow.log_metrics({"scenes": len(scenes), "scenes_processed": len(result.processed),
                             "scenes_skipped": len(result.skipped), "scenes_failed": len(result.failed),

@@ -6,6 +6,7 @@ the MLproject (tested) and the logged params share one list of names and default
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from dataclasses import fields
@@ -13,6 +14,7 @@ from dataclasses import fields
 import click
 
 from seaice_mlflow.config import TRAIN
+from seaice_mlflow.errors import Interrupted, option_name
 
 HELP = {
     "store": "Training store made by `seaice preprocess`.",
@@ -58,7 +60,7 @@ def train_options(command):
 
     for field in reversed(fields(TrainConfig)):
         name, default = field.name, getattr(TRAIN, field.name)
-        option = "--" + name.replace("_", "-")
+        option = option_name(name)
         if isinstance(default, bool):
             command = click.option(option, type=click.BOOL, is_flag=False, flag_value=True, default=default,
                                    show_default=True, help=HELP[name])(command)
@@ -84,18 +86,46 @@ def train_command(**options) -> None:
         raise SystemExit(run_under_torchrun(config))
     from seaice_mlflow.tracking.training import train
 
-    result = train(config)
+    result = train(config, on_epoch=EpochLines(config.epochs), echo=lambda line: click.echo(line, err=True))
     if result.run_id is not None:
         click.echo(f"run {result.run_id}: best val_combined {result.best_val_combined} "
                    f"after {result.epochs} epoch(s); model {result.model_uri}")
 
 
+class EpochLines:
+    """One line per epoch (loss, validation scores, seconds, time left), flushed, so that a log
+    file or nohup shows progress as a terminal does."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.seconds = epochs, 0.0
+
+    def __call__(self, report) -> None:
+        from seaice_mlflow.charts import CHART_NAMES, CHARTS
+
+        metrics, done = report.metrics, report.epoch + 1
+        self.seconds += report.seconds
+        line = f"epoch {done}/{self.epochs}  loss {metrics['train_loss']:.4f}"
+        if "val_combined" in metrics:
+            line += f"  val {metrics['val_combined']:.2f} (" + " ".join(
+                f"{c} {metrics[f'val_{c}_{CHARTS[c].metric}']:.1f}" for c in CHART_NAMES) + ")"
+            line += " best" if report.improved else ""
+        left = self.seconds / done * (self.epochs - done)
+        click.echo(f"{line}  {report.seconds:.1f} s  ETA {left / 60:.1f} min")
+
+
 def run_under_torchrun(config) -> int:
     """Start ``nproc`` processes of this command under torchrun; returns their exit status."""
+    from seaice_mlflow.training.options import option_value
+
     args = []
     for name, value in config.as_params().items():
-        args += ["--" + name.replace("_", "-"), str(value).lower() if isinstance(value, bool) else str(value)]
+        args += [option_name(name), option_value(value)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.nproc}",
                "-m", "seaice_mlflow", "train", *args]
-    return subprocess.call(command)
+    with subprocess.Popen(command) as torchrun:
+        try:
+            return torchrun.wait()
+        except Interrupted:  # torchrun passes SIGTERM on to the ranks; rank 0 ends its run and says how to resume
+            torchrun.send_signal(signal.SIGTERM)
+            return torchrun.wait()
 

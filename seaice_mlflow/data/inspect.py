@@ -9,7 +9,7 @@ import numpy as np
 
 from seaice_mlflow.charts import CHARTS, IGNORE_INDEX
 from seaice_mlflow.data.naming import REFERENCE, parse_scene_name
-from seaice_mlflow.data.reader import open_scene_file, read_charts, read_scene
+from seaice_mlflow.data.reader import check_file, open_scene_file, read_charts, read_scene
 from seaice_mlflow.errors import SeaIceError
 
 
@@ -53,6 +53,7 @@ def inspect_file(path: str | Path) -> FileReport:
     path = Path(path)
     report = FileReport(path=str(path), ok=False)
     try:
+        check_file(path)
         name = parse_scene_name(path)
         report.scene_id = name.key
         with open_scene_file(path) as ds:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,9 +50,26 @@ def parse_scene_name(path: str | Path) -> SceneName:
             "expected <YYYYMMDDThhmmss>_<dmi|cis>_prep.nc, <key>_prep_reference.nc or "
             "S1?_EW_GRDM_1SDH_..._icechart_<dmi|cis>_....nc; rename the file or leave it out",
         )
-    time = datetime.strptime(match["time"], TIME_FORMAT)
+    try:
+        time = datetime.strptime(match["time"], TIME_FORMAT)
+    except ValueError:  # matched the digits, but e.g. month 13 or hour 99
+        raise SceneError(path, f"the start time {match['time']} in the file name is not a real date and time "
+                         "(YYYYMMDDThhmmss)",
+                         "rename the file after its Sentinel-1 start time or leave it out") from None
     key = f"{match['time']}_{match['provider']}"
     return SceneName(key=key, provider=match["provider"], time=time, file_kind=kind)
+
+
+def parsed_names(paths: Iterable[str | Path]) -> list[tuple[Path, SceneName]]:
+    """The files whose names parse, with what their names say; the others (e.g. an impossible
+    date) are left for the step that reads them to report."""
+    parsed = []
+    for path in map(Path, paths):
+        try:
+            parsed.append((path, parse_scene_name(path)))
+        except SceneError:
+            continue
+    return parsed
 
 
 def prep_name(key: str) -> str:
@@ -65,7 +83,10 @@ def reference_name(key: str) -> str:
 
 
 def find_scene_files(directory: str | Path) -> list[Path]:
-    """Scene files (ready, test or raw, not references) in ``directory``, sorted by name."""
+    """Scene files (ready, test or raw, not references) in ``directory``, sorted by name.
+
+    Files are chosen by the pattern of their name only: one whose name holds an impossible date
+    is listed, and :func:`parse_scene_name` reports it when it is read."""
     directory = Path(directory)
     if not directory.is_dir():
         raise SceneError(directory, "is not a folder", "give the folder that holds the .nc scene files")

@@ -2,6 +2,10 @@
 
 Every problem with a user's file becomes a :class:`SceneError` that names the file, says what
 is wrong and what to do; no bare traceback reaches the user.
+
+The charts handed out hold only their chart's classes and 255 (masked): those of ready-to-train
+files and references are checked when loaded, the raw files' egg codes are masked where they
+map to no class (:mod:`eggcode`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from seaice_mlflow.charts import CHART_NAMES
+from seaice_mlflow.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.data.naming import RAW, REFERENCE, parse_scene_name, prep_name, reference_name
 from seaice_mlflow.data.scene import Scene
 from seaice_mlflow.data.variables import (
@@ -38,6 +42,17 @@ CHART_LAYOUT: dict[str, tuple[str, ...]] = {chart: SAR_DIMS for chart in CHART_N
 
 REDOWNLOAD = "the file is truncated or not netCDF; download it again"
 
+#: Class values listed in an error before the list is cut short.
+SHOWN_VALUES = 5
+
+
+def check_file(path: Path) -> None:
+    """A :class:`SceneError` naming ``path`` when it does not exist or is a folder."""
+    if not path.exists():
+        raise SceneError(path, f"does not exist ({path})", "check the path")
+    if not path.is_file():
+        raise SceneError(path, f"is a folder ({path}), not a scene file", "give the .nc files it holds")
+
 
 @contextmanager
 def open_scene_file(path: str | Path, cache: bool = True) -> Iterator[xr.Dataset]:
@@ -45,8 +60,7 @@ def open_scene_file(path: str | Path, cache: bool = True) -> Iterator[xr.Dataset
 
     ``cache=False`` keeps xarray from holding on to variables once read (for window reads)."""
     path = Path(path)
-    if not path.is_file():
-        raise SceneError(path, "file not found", "check the path")
+    check_file(path)
     try:
         ds = xr.open_dataset(path, engine="netcdf4", decode_times=False, cache=cache)
     except Exception as err:  # netCDF4/HDF5 raise OSError, ValueError or RuntimeError
@@ -65,6 +79,35 @@ def load_variable(ds: xr.Dataset, name: str, path: Path, dtype=None, window=None
     except Exception as err:
         raise SceneError(path, f"variable {name} cannot be read ({first_line(err)})", REDOWNLOAD) from err
     return values if dtype is None else values.astype(dtype, copy=False)
+
+
+def foreign_values(values: np.ndarray, n_classes: int) -> list[int]:
+    """The distinct values of a chart that are neither one of its ``n_classes`` classes nor the
+    ignore value (255), sorted."""
+    foreign = (values < 0) | ((values >= n_classes) & (values != IGNORE_INDEX))
+    return np.unique(values[foreign]).tolist() if foreign.any() else []
+
+
+def load_charts(ds: xr.Dataset, path: Path, names: Sequence[str] = CHART_NAMES) -> dict[str, np.ndarray]:
+    """Read the charts ``names`` as uint8 class indices: integer variables whose every value is a
+    class of its chart (:mod:`seaice_mlflow.charts`) or 255 = masked, checked before the cast to
+    uint8 (which would wrap -1 to 255); one error lists every chart that has other values."""
+    charts, foreign = {}, []
+    for name in names:
+        if not np.issubdtype(ds[name].dtype, np.integer):
+            raise SceneError(path, f"{name} is {ds[name].dtype}, expected uint8 class indices",
+                             "the file is not an AI4Arctic chart file")
+        values = load_variable(ds, name, path)
+        n_classes = CHARTS[name].n_classes
+        found = foreign_values(values, n_classes)
+        if found:
+            shown = ", ".join(map(str, found[:SHOWN_VALUES])) + (", ..." if len(found) > SHOWN_VALUES else "")
+            foreign.append(f"{name} {shown} (valid 0-{n_classes - 1})")
+        charts[name] = values.astype(np.uint8, copy=False)
+    if foreign:
+        raise SceneError(path, f"chart values outside the classes: {', '.join(foreign)}; {IGNORE_INDEX} = masked",
+                         "the charts are damaged or use another class table; fix them or leave the file out")
+    return charts
 
 
 def check_layout(ds: xr.Dataset, path: Path, layout: Mapping[str, tuple[str, ...]], what: str) -> None:
@@ -102,12 +145,7 @@ def read_charts(path: str | Path, shape: tuple[int, int] | None = None) -> dict[
     path = Path(path)
     with open_scene_file(path) as ds:
         check_layout(ds, path, CHART_LAYOUT, "chart")
-        charts = {}
-        for chart in CHART_NAMES:
-            if not np.issubdtype(ds[chart].dtype, np.integer):
-                raise SceneError(path, f"{chart} is {ds[chart].dtype}, expected uint8 class indices",
-                                 "the file is not an AI4Arctic chart file")
-            charts[chart] = load_variable(ds, chart, path, np.uint8)
+        charts = load_charts(ds, path)
     found = charts["SIC"].shape
     if shape is not None and found != tuple(shape):
         raise SceneError(path, f"charts are {found[0]}x{found[1]} but the scene is {shape[0]}x{shape[1]}",
@@ -139,6 +177,7 @@ def read_scene(path: str | Path, *, reference: str | Path | bool | None = True,
     a path joins that file, False/None reads inputs only.
     """
     path = Path(path)
+    check_file(path)  # a missing path is "does not exist", whatever its name
     name = parse_scene_name(path)
     if name.file_kind == REFERENCE:
         raise SceneError(path, "is a test reference (charts only), not a scene",
@@ -169,7 +208,7 @@ def load_prep(ds: xr.Dataset, path: Path, sar_names: Sequence[str]) -> tuple:
     coarse = {n: load_variable(ds, n, path, np.float32) for n in COARSE_VARIABLES}
     latitude = load_variable(ds, LATITUDE, path, np.float64)
     longitude = load_variable(ds, LONGITUDE, path, np.float64)
-    charts = {c: load_variable(ds, c, path, np.uint8) for c in in_file}
+    charts = load_charts(ds, path, in_file)
     return "ready" if in_file else "test", sar, coarse, latitude, longitude, charts, dict(ds.attrs)
 
 

@@ -3,7 +3,8 @@
 Layout of ``STORE/``::
 
     manifest.json          schema version, parameters, scenes (split, shapes, class histograms,
-                           source checksums), failures
+                           source checksums), failures; its content fields define the store's
+                           digest (:func:`content_digest`)
     normalisation.json     the mean/std table the inputs are scaled with
     scenes/<scene>.nc      sar      (n_sar, h, w) int16 packed z-scores (scale 0.002), 256 x 256 chunks
                            coarse   (n_coarse, ch, cw) float32  AMSR2/ERA5, still on the 2 km grid
@@ -53,6 +54,10 @@ CHUNK = 256
 SAR_SCALE = np.float32(0.002)
 CLASS_POINTS = 512  # pixels remembered per class and scene for class-balanced sampling
 COVERAGE_BLOCK = 32  # the coverage map holds the valid SIC fraction of each 32 x 32 block
+#: The manifest fields that define a store's content: the scenes (source checksums, splits,
+#: shapes, histograms) and the parameters that made them. The others are provenance (creation
+#: time, software version, data folder) or the files that failed, and leave the digest alone.
+CONTENT_FIELDS = ("schema_version", "parameters", "normalisation", "scenes")
 #: (chart, class) of each row of ``class_points``.
 CLASS_ROWS: tuple[tuple[str, int], ...] = tuple((c, k) for c in CHART_NAMES for k in range(CHARTS[c].n_classes))
 
@@ -175,6 +180,22 @@ def read_record(root: Path, scene_id: str) -> dict | None:
         return None
 
 
+def content_digest(manifest: dict) -> str:
+    """sha256 of the manifest's :data:`CONTENT_FIELDS` as canonical JSON (sorted keys, no spaces):
+    the same for the same data and parameters, whenever and from wherever it was preprocessed."""
+    content = {name: manifest.get(name) for name in CONTENT_FIELDS}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def read_manifest(root: Path) -> dict | None:
+    """The manifest of the store ``root``, or None when there is none (or it is damaged)."""
+    try:
+        manifest = json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def write_manifest(root: Path, manifest: dict) -> None:
     """Write the manifest atomically."""
     tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
@@ -289,8 +310,10 @@ class Store:
 
     @property
     def digest(self) -> str:
-        """sha256 of the manifest: identifies the data a model was trained on."""
-        return hashlib.sha256((self.root / MANIFEST).read_bytes()).hexdigest()
+        """Identifies the data a model was trained on: :func:`content_digest` of the manifest, so a
+        re-run that changed nothing, or the same files preprocessed from another folder, keep it;
+        another scene, split or parameter changes it."""
+        return content_digest(self.manifest)
 
     def scenes(self, split: str | None = None) -> list[StoreScene]:
         return [StoreScene(self.root, s) for s in self.manifest["scenes"] if split in (None, s["split"])]

@@ -20,7 +20,14 @@ import xarray as xr
 
 from seaice_mlflow.data.grid import Window
 from seaice_mlflow.data.naming import PREP, parse_scene_name
-from seaice_mlflow.data.reader import build_scene, load_prep, load_variable, open_scene_file, read_scene
+from seaice_mlflow.data.reader import (
+    build_scene,
+    check_file,
+    load_prep,
+    load_variable,
+    open_scene_file,
+    read_scene,
+)
 from seaice_mlflow.data.scene import Scene
 from seaice_mlflow.data.variables import SAR_VARIABLES
 
@@ -73,6 +80,7 @@ def open_scene(path: str | Path, *, reference: str | Path | bool | None = True,
     """A scene for the duration of the ``with`` block: a :class:`SceneFile` for ``_prep.nc``
     files, an in-memory :class:`Scene` (:func:`read_scene`) for raw files. Errors as :func:`read_scene`."""
     path = Path(path)
+    check_file(path)
     if parse_scene_name(path).file_kind != PREP:
         yield read_scene(path, reference=reference, min_size=min_size)
         return

@@ -29,7 +29,6 @@ from seaice_mlflow.inference.products import (
 from seaice_mlflow.scoring.upload import UPLOAD_PACKAGE, UploadPackageWriter
 
 
-
 @dataclass
 class PredictOutcome:
     """What happened to one file: ``written`` or ``failed``."""

@@ -2,14 +2,17 @@
 
 The recipe travels inside every logged model (``recipe.json``), so evaluation and prediction
 feed it raw scenes exactly as it was trained: same channels in the same order, same
-downsampling, same normalisation table.
+downsampling, same normalisation table. It also names the scenes the model was fitted on
+(``scenes``: training and validation scene ids), so that scoring a model on them can be told.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -18,6 +21,8 @@ from seaice_mlflow.models import ModelSpec, build_model
 
 RECIPE_VERSION = 1
 NORMALISATION = "ai4arctic-global-meanstd-v2"
+#: The store splits a model is fitted on (training) or selected on (validation).
+FittedSplit = Literal["train", "val"]
 
 
 @dataclass(frozen=True)
@@ -28,11 +33,19 @@ class Recipe:
     normalisation: str = NORMALISATION
     mean_std: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(GLOBAL_MEAN_STD))
     store_digest: str | None = None
+    #: Scene ids per split the model was trained and validated on; empty for older models.
+    scenes: Mapping[FittedSplit, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def seen_scenes(self) -> frozenset[str]:
+        """Every scene the model was trained or validated on: its scores there are not test scores."""
+        return frozenset(scene for ids in self.scenes.values() for scene in ids)
 
     def as_dict(self) -> dict:
         return {"version": RECIPE_VERSION, "model": self.model.as_dict(), "variables": list(self.variables),
                 "downsample": self.downsample, "normalisation": self.normalisation,
-                "mean_std": {k: list(v) for k, v in self.mean_std.items()}, "store_digest": self.store_digest}
+                "mean_std": {k: list(v) for k, v in self.mean_std.items()}, "store_digest": self.store_digest,
+                "scenes": {split: list(ids) for split, ids in self.scenes.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
@@ -41,7 +54,8 @@ class Recipe:
                              "this model was logged by another version of seaice-mlflow")
         return cls(model=ModelSpec.from_dict(data["model"]), variables=check_input_variables(data["variables"]),
                    downsample=int(data["downsample"]), normalisation=data["normalisation"],
-                   mean_std={k: tuple(v) for k, v in data["mean_std"].items()}, store_digest=data.get("store_digest"))
+                   mean_std={k: tuple(v) for k, v in data["mean_std"].items()}, store_digest=data.get("store_digest"),
+                   scenes={split: tuple(ids) for split, ids in data.get("scenes", {}).items()})
 
     def save(self, path: str | Path) -> Path:
         Path(path).write_text(json.dumps(self.as_dict(), indent=1))

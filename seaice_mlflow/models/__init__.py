@@ -111,6 +111,12 @@ def init_output_bias(model: nn.Module, chart: str, value: float) -> None:
         last.bias.fill_(value)
 
 
+def non_finite_weights(state: Mapping[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding nan or inf (a diverged model)."""
+    return [name for name, value in state.items()
+            if torch.is_floating_point(value) and not bool(torch.isfinite(value).all())]
+
+
 def predicted_classes(outputs: Mapping[str, Tensor], sic_head: str) -> dict[str, Tensor]:
     """Class maps (N, H, W) uint8 from model outputs (N, K, H, W).
 

@@ -1,10 +1,16 @@
 """An evaluate run in MLflow: the official test scores of one model or an ensemble, and the files
-behind them (upload package, per-scene CSV, confusion matrices, quicklooks)."""
+behind them (upload package, per-scene CSV, confusion matrices, quicklooks).
+
+Scenes a model was trained or validated on (its recipe names them) are still scored, with a
+warning; the run is then tagged ``seaice.scored_on_training_scenes=true`` (``eval_training_scenes``
+counts them) and ``seaice register`` does not rank by its test scores.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +19,23 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.data.naming import find_scene_files
+from seaice_mlflow.data.naming import find_scene_files, parsed_names
 from seaice_mlflow.errors import ParameterError
 from seaice_mlflow.inference.engine import TileOptions, resolve_device
 from seaice_mlflow.inference.evaluation import EvaluationResult, SceneOutcome, evaluate_files
 from seaice_mlflow.inference.prediction import split_values
-from seaice_mlflow.io import atomic_path
-from seaice_mlflow.tracking.models import ModelRef, load_charter, model_tags
+from seaice_mlflow.io import atomic_path, check_writable
+from seaice_mlflow.tracking.models import (
+    SCORED_ON_TRAINING_TAG,
+    ModelRef,
+    load_charter,
+    model_tags,
+    seen_scenes_among,
+)
 from seaice_mlflow.tracking.runs import log_params_once, log_scene_dataset, start_run
+
+#: How many scene ids a warning names before "and N more".
+SHOWN_SCENES = 5
 
 
 @dataclass
@@ -50,15 +65,16 @@ def scene_files(data_dir: str | Path) -> list[Path]:
 
 def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, upload_package: str | Path | None = None,
              device: str = "auto", options: TileOptions = TileOptions(),
-             on_scene: Callable[[SceneOutcome], None] | None = None) -> EvaluateRun:
-    """Score the model(s) on ``data_dir`` in the active (or a new) MLflow run ("evaluate")."""
+             on_scene: Callable[[SceneOutcome], None] | None = None,
+             warn: Callable[[str], None] | None = None) -> EvaluateRun:
+    """Score the model(s) on ``data_dir`` in the active (or a new) MLflow run ("evaluate").
+
+    ``warn`` gets one-line warnings (default: :func:`warnings.warn`); the command prints them.
+    """
     uris = split_values(model_uris)
-    resolve_device(device)  # a clear error before the run starts
+    resolve_device(device)  # clear errors before the run starts and scenes are scored
     files = scene_files(data_dir)
-    target = Path(upload_package).resolve() if upload_package else None
-    if target is not None and target.is_dir():
-        raise ParameterError("upload_package", f"{target} is a folder; give the file to write, e.g. "
-                             f"{target / 'upload_package.nc'}")
+    target = check_writable(upload_package, "upload_package", kind="file") if upload_package else None
     with start_run("evaluate", "evaluate") as run:
         log_params_once({"model_uri": " ".join(uris), "data_dir": str(Path(data_dir).resolve()),
                          "upload_package": str(target or ""), "device": device, "tile": options.tile,
@@ -66,6 +82,8 @@ def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, upload_packa
         charter, refs = load_charter(uris, device, options)
         mlflow.set_tags({**model_tags(refs), "seaice.data_dir": str(Path(data_dir).resolve()),
                          "seaice.downsample": str(charter.recipe.downsample)})
+        tag_seen_scenes(seen_scenes_among(refs, (name.key for _, name in parsed_names(files))), len(files),
+                        warn or (lambda line: warnings.warn(line, stacklevel=3)))
         with tempfile.TemporaryDirectory(prefix="seaice-evaluate-") as tmp:
             result = evaluate_files(charter, files, Path(tmp), on_scene)
             metrics = result.pooled.metrics("test")
@@ -85,6 +103,18 @@ def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, upload_packa
         log_scene_dataset(result.records, source=str(Path(data_dir).resolve()), name=Path(data_dir).resolve().name,
                           context="evaluation")
         return EvaluateRun(run.info.run_id, metrics, result, refs, target)
+
+
+def tag_seen_scenes(seen: list[str], n_files: int, warn: Callable[[str], None]) -> None:
+    """Tag the run with whether it scores scenes the model(s) were fitted on; warn when it does."""
+    mlflow.set_tags({SCORED_ON_TRAINING_TAG: str(bool(seen)).lower()})
+    mlflow.log_metric("eval_training_scenes", len(seen))
+    if seen:
+        more = len(seen) - SHOWN_SCENES
+        named = ", ".join(seen[:SHOWN_SCENES]) + (f" and {more} more" if more > 0 else "")
+        warn(f"warning: {len(seen)} of the {n_files} scene(s) are training or validation scenes of the model "
+             f"({named}): its test scores are optimistic and `seaice register` will not rank by this run; "
+             "evaluate on held-out test scenes")
 
 
 def log_test_metrics(metrics: dict[str, float], refs: Sequence[ModelRef]) -> None:

@@ -22,6 +22,9 @@ from seaice_mlflow.inference.ensemble import SceneCharter, combine
 from seaice_mlflow.inference.prediction import split_values
 from seaice_mlflow.tracking.runs import MODEL_ID_TAG, MODEL_URI_TAG
 
+#: Run tag of an evaluate run that scored scenes a model was trained or validated on ("true" or
+#: "false"); ``seaice register`` does not rank models by such a run's test scores.
+SCORED_ON_TRAINING_TAG = "seaice.scored_on_training_scenes"
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<suffix>[^/]+))$")
 LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]+$")
 
@@ -36,6 +39,7 @@ class ModelRef:
     run_id: str | None = None  # the run that logged (trained) the model
     name: str | None = None  # registered model name, when the URI names one
     version: str | None = None  # its version
+    seen_scenes: frozenset[str] = frozenset()  # scenes it was trained or validated on (its recipe)
 
     @property
     def canonical_uri(self) -> str:
@@ -93,7 +97,8 @@ def load_model(uri: str, device: str, options: TileOptions):
     if model_id is None and LOGGED_MODEL_ID.match(loaded_uri.removeprefix("models:/")):
         model_id = loaded_uri.removeprefix("models:/")
     ref = ModelRef(uri=uri, loaded_uri=loaded_uri, model_id=model_id, run_id=getattr(meta, "run_id", None),
-                   name=registered[0] if registered else None, version=registered[1] if registered else None)
+                   name=registered[0] if registered else None, version=registered[1] if registered else None,
+                   seen_scenes=model.recipe.seen_scenes)
     return model, ref
 
 
@@ -108,6 +113,12 @@ def load_charter(uris: Sequence[str], device: str = "auto",
     members = [(model.recipe, model.predictor.models[0]) for model, _ in loaded]
     charter = combine(members, torch_device, options, names=uris)
     return charter, [ref for _, ref in loaded]
+
+
+def seen_scenes_among(refs: Sequence[ModelRef], scene_ids: Iterable[str]) -> list[str]:
+    """The scene ids that some model of ``refs`` (any ensemble member) was trained or validated on."""
+    seen = frozenset().union(*(ref.seen_scenes for ref in refs))
+    return sorted(set(scene_ids) & seen)
 
 
 def model_tags(refs: Sequence[ModelRef]) -> dict[str, str]:

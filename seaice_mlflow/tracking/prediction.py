@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 
@@ -20,8 +19,9 @@ from seaice_mlflow.inference.prediction import (
     split_paths,
     split_values,
 )
+from seaice_mlflow.io import check_writable
 from seaice_mlflow.tracking.models import ModelRef, load_charter, model_tags
-from seaice_mlflow.tracking.runs import log_params_once, start_run
+from seaice_mlflow.tracking.runs import log_params_once, public_uri, start_run
 
 
 @dataclass
@@ -56,14 +56,6 @@ def provenance(refs: Sequence[ModelRef], run_id: str, options: TileOptions, devi
     }
 
 
-def public_uri(uri: str) -> str:
-    """A tracking URI without user name or password (they must not end up in product files)."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
-    return uri
-
-
 def predict(model_uris: str | Sequence[str], scenes: str | Sequence[str], out: str | Path, device: str = "auto",
             upload_package: bool = False, probabilities: bool = False, options: TileOptions = TileOptions(),
             on_scene: Callable[[PredictOutcome], None] | None = None) -> PredictRun:
@@ -74,9 +66,7 @@ def predict(model_uris: str | Sequence[str], scenes: str | Sequence[str], out: s
     if not files:
         raise ParameterError("scenes", f"no scene files in {', '.join(paths) or 'nothing'}; give *_prep.nc or raw "
                              "S1*_icechart_*.nc files, or folders of them")
-    out = Path(out).resolve()
-    if out.exists() and not out.is_dir():
-        raise ParameterError("out", f"{out} is a file; give a folder for the chart files")
+    out = check_writable(Path(out).resolve(), "out")  # before the model is loaded
     with start_run("predict", "predict") as run:
         log_params_once({"model_uri": " ".join(uris), "scenes": " ".join(paths), "out": str(out), "device": device,
                          "upload_package": upload_package, "probabilities": probabilities, "tile": options.tile,

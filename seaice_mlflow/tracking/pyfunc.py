@@ -23,9 +23,11 @@ from mlflow.types import Schema, TensorSpec
 
 from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.grid import SceneSource
+from seaice_mlflow.errors import SeaIceError
 from seaice_mlflow.inference.engine import ChartPrediction, ChartPredictor, TileOptions
 from seaice_mlflow.inference.recipe import Recipe, load_network
 from seaice_mlflow.inference.sources import ArrayTiles, SceneTiles
+from seaice_mlflow.models import non_finite_weights
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 ENTRY = Path(__file__).resolve().parent / "pyfunc_entry.py"
@@ -92,6 +94,10 @@ def pip_requirements() -> list[str]:
 def log_chart_model(network: torch.nn.Module, recipe: Recipe, name: str = "model"):
     """Log the network as a pyfunc model of the active run; returns MLflow's ModelInfo
     (``model_info.model_uri`` is ``models:/m-...``)."""
+    broken = non_finite_weights(network.state_dict())
+    if broken:
+        raise SeaIceError(f"the model has non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): it "
+                          "diverged and is not logged; train again with a lower --lr")
     with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.models.model"):
         # MLflow also records model_config as run params; a training run that used, e.g.,
         # --device cpu already has that param, so MLflow's note about it is expected noise.

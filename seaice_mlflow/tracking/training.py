@@ -1,23 +1,43 @@
-"""A training run in MLflow: params, tags, dataset, per-epoch metrics, checkpoints, plots, the model."""
+"""A training run in MLflow: params, tags, dataset, per-epoch metrics, checkpoints, plots, the model.
+
+A resumed run is tagged with the run it continues (``seaice.resumed_from``, a run id), and that
+run, if it was left RUNNING by a kill, is marked KILLED. An interrupted training (SIGTERM,
+Ctrl-C) ends its run KILLED and names the ``--resume`` command; per-epoch logging survives the
+tracking server going away (:mod:`seaice_mlflow.tracking.outage`).
+"""
 
 from __future__ import annotations
 
 import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import torch
+from mlflow.exceptions import MlflowException
 
 from seaice_mlflow import plots
 from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.grid import Window
-from seaice_mlflow.training.checkpoint import BEST, load_checkpoint, resolve_resume
+from seaice_mlflow.errors import Interrupted
+from seaice_mlflow.io import check_writable
+from seaice_mlflow.tracking.outage import EpochLog, training_patience
+from seaice_mlflow.tracking.pyfunc import log_chart_model
+from seaice_mlflow.tracking.runs import (
+    MODEL_URI_TAG,
+    TrackingUnavailable,
+    connection_problem,
+    log_params_once,
+    log_scene_dataset,
+    resolve_tracking_uri,
+    start_run,
+)
+from seaice_mlflow.training.checkpoint import BEST, LAST, RUN_ID, load_checkpoint, resolve_resume
 from seaice_mlflow.training.distributed import setup, teardown
 from seaice_mlflow.training.options import TrainConfig
-from seaice_mlflow.training.trainer import EpochReport, Trainer
-from seaice_mlflow.tracking.pyfunc import log_chart_model
-from seaice_mlflow.tracking.runs import MODEL_URI_TAG, log_params_once, log_scene_dataset, start_run
+from seaice_mlflow.training.trainer import EpochReport, Trainer, TrainingState
 
 
 @dataclass
@@ -38,48 +58,103 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train as configured; rank 0 tracks everything in the active (or a new) MLflow run."""
+def stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def train(config: TrainConfig, on_epoch: Callable[[EpochReport], None] | None = None,
+          echo: Callable[[str], None] = stderr_line) -> TrainResult:
+    """Train as configured; rank 0 tracks everything in the active (or a new) MLflow run.
+
+    ``on_epoch`` sees each epoch's report (the command prints a line); ``echo`` gets warnings
+    (the tracking server away and back).
+    """
+    out = check_writable(config.out, "out")  # before minutes of work
+    resolve_tracking_uri()  # a server that does not answer fails now, not after the first epoch
     dist = setup(torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"))
     try:
         trainer = Trainer(config, dist)
+        resumed_from = None
         if config.resume:
-            trainer.resume(resolve_resume(config.resume, Path(config.out)))
+            checkpoint = resolve_resume(config.resume, out)
+            resumed_from = trainer.resume(checkpoint).get("run_id") or (
+                config.resume if RUN_ID.match(config.resume) else None)
         if not dist.main:
             trainer.fit()
             return TrainResult(None, None, None, trainer.state.epoch)
-        with start_run("train", "train", system_metrics=True) as run:
+        with training_patience(), start_run("train", "train", system_metrics=True) as run:
+            trainer.run_id = run.info.run_id
             log_params_once({**config.as_params(), "world_size": dist.world, "downsample": trainer.store.downsample,
                              "in_channels": len(trainer.recipe.variables)})
             mlflow.set_tags({"seaice.store_digest": trainer.store.digest, "seaice.store": str(trainer.store.root),
                              "seaice.model": config.model, "seaice.git_commit": git_commit() or "unknown"})
             if config.resume:
-                mlflow.set_tag("seaice.resumed_from", config.resume)
+                mark_resumed(run.info.run_id, resumed_from, checkpoint)
             scenes = [s.record | {"split": s.split} for s in trainer.store.scenes() if s.split in ("train", "val")]
             log_scene_dataset(scenes, source=str(trainer.store.root), name=trainer.store.root.name, context="training")
             mlflow.log_dict(config.as_params(), "config.json")
             mlflow.log_dict(trainer.recipe.as_dict(), "recipe.json")
 
-            def on_epoch(report: EpochReport) -> None:
-                mlflow.log_metrics(report.metrics, step=report.epoch)
-                mlflow.log_artifact(str(report.checkpoint), "checkpoints")
+            hint = resume_hint(out, run.info.run_id)
+            log = EpochLog(echo, hint)
 
-            state = trainer.fit(on_epoch)
-            best = load_checkpoint(Path(config.out) / BEST)
-            trainer.network.load_state_dict(best["model"])
-            summary = {"best_epoch": state.best_epoch, "epochs_trained": state.epoch}
-            if trainer.val_scenes:
-                scores, predictions = trainer.validate()
-                summary.update({f"best_{k}": v for k, v in scores.metrics("val").items()})
-                log_quicklooks(trainer, predictions)
-            mlflow.log_metrics(summary)
-            mlflow.log_artifact(str(Path(config.out) / BEST), "checkpoints")
-            mlflow.log_figure(plots.learning_curves(state.history), "learning_curves.png")
-            info = log_chart_model(trainer.network, trainer.recipe)
-            mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
-            return TrainResult(run.info.run_id, info.model_uri, summary.get("best_val_combined"), state.epoch)
+            def epoch_done(report: EpochReport) -> None:
+                log.epoch(report.epoch, report.metrics, report.checkpoint)
+                if on_epoch is not None:
+                    on_epoch(report)
+
+            try:
+                state = trainer.fit(epoch_done)
+            except Interrupted as err:
+                done = (f"epoch {trainer.state.epoch} is in {out / LAST}; {hint}" if trainer.state.epoch
+                        else "no epoch was completed, so there is nothing to resume")
+                raise Interrupted(err.signal_name, err.exit_code, f"training interrupted by {err.signal_name} "
+                                  f"in epoch {trainer.state.epoch + 1}; run {run.info.run_id} ends KILLED; "
+                                  f"{done}") from None
+            log.wait()
+            try:
+                return log_trained_model(trainer, state, run.info.run_id)
+            except MlflowException as err:
+                raise TrackingUnavailable(f"logging the trained model failed ({connection_problem(err)}); the "
+                                          f"checkpoints are kept: {hint}") from None
     finally:
         teardown(dist)
+
+
+def resume_hint(out: Path, run_id: str) -> str:
+    """The command that continues this training (the other options as they were given)."""
+    return f"continue with `seaice train --resume {out / LAST}` (or `--resume {run_id}`) and the same options"
+
+
+def mark_resumed(run_id: str, previous: str | None, checkpoint: Path) -> None:
+    """Tag the resumed run with the run it continues; a previous run left RUNNING (killed) becomes KILLED."""
+    mlflow.set_tags({"seaice.resumed_from": previous or "unknown", "seaice.resumed_from_checkpoint": str(checkpoint)})
+    if previous is None or previous == run_id:
+        return
+    client = mlflow.MlflowClient()
+    try:
+        if client.get_run(previous).info.status == "RUNNING":
+            client.set_terminated(previous, "KILLED")
+    except MlflowException:  # a run of another tracking store
+        pass
+
+
+def log_trained_model(trainer: Trainer, state: TrainingState, run_id: str) -> TrainResult:
+    """The best checkpoint's scores, quicklooks and learning curves, and the logged pyfunc model."""
+    config = trainer.config
+    best = load_checkpoint(Path(config.out) / BEST)
+    trainer.network.load_state_dict(best["model"])
+    summary = {"best_epoch": state.best_epoch, "epochs_trained": state.epoch}
+    if trainer.val_scenes:
+        scores, predictions = trainer.validate()
+        summary.update({f"best_{k}": v for k, v in scores.metrics("val").items()})
+        log_quicklooks(trainer, predictions)
+    mlflow.log_metrics(summary)
+    mlflow.log_artifact(str(Path(config.out) / BEST), "checkpoints")
+    mlflow.log_figure(plots.learning_curves(state.history), "learning_curves.png")
+    info = log_chart_model(trainer.network, trainer.recipe)
+    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return TrainResult(run_id, info.model_uri, summary.get("best_val_combined"), state.epoch)
 
 
 def log_quicklooks(trainer: Trainer, predictions: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -16,6 +17,15 @@ from seaice_mlflow.models.deeplab import RESNETS
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "plateau")
+#: Options that may differ from the checkpoint's when resuming: where the data, checkpoints and
+#: device are, how many workers load patches, and how long to go on. Any other difference would
+#: make the resumed run another experiment than the one its params describe, so it is refused.
+RESUMABLE = ("store", "resume", "out", "epochs", "early_stopping", "workers", "device")
+
+
+def option_value(value: object) -> str:
+    """A config value as it is written on the command line (``--amp false``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,10 @@ class TrainConfig:
         self._check()
 
     def _check(self) -> None:
+        for field in fields(self):  # nan passes every comparison below; inf diverges at once
+            value = getattr(self, field.name)
+            if isinstance(getattr(TRAIN, field.name), float) and not math.isfinite(value):
+                raise ParameterError(field.name, f"must be a finite number, got {value}")
         choices = {"model": tuple(MODELS), "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
                    "sic_head": SIC_HEADS, "device": DEVICES}
         for name, allowed in choices.items():
@@ -144,3 +158,10 @@ class TrainConfig:
     @classmethod
     def option_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    def resume_conflicts(self, trained: dict[str, object]) -> dict[str, tuple[object, object]]:
+        """Options (other than :data:`RESUMABLE`) whose value differs from ``trained``, the
+        checkpoint's config: name -> (checkpoint's value, this config's value)."""
+        given = self.as_params()
+        return {name: (trained[name], given[name]) for name in self.option_names()
+                if name not in RESUMABLE and name in trained and trained[name] != given[name]}

@@ -1,10 +1,13 @@
 """The training loop: patches from the store, multi-task loss, validation on whole held-out scenes.
 
 Each epoch trains ``batches_per_epoch`` batches, validates on the store's ``val`` scenes with the
-official score (full-scene tiled inference), steps the schedule, writes ``last.pt`` (and
-``best.pt`` when the combined score improved) and stops early after ``early_stopping`` epochs
-without improvement. Under ``torchrun`` it trains data parallel; only rank 0 validates, writes
-checkpoints and reports. MLflow logging lives in :mod:`seaice_mlflow.tracking.training`.
+official score (full-scene tiled inference), steps the schedule, writes ``best.pt`` when the
+combined score improved and then ``last.pt`` (in that order: a kill between the two leaves a
+``last.pt`` whose best epoch is the one in ``best.pt``, or older, so a resume from it is exact),
+and stops early after ``early_stopping`` epochs without improvement. A non-finite loss or weight
+stops training with :class:`TrainingDiverged` before anything non-finite is written. Under
+``torchrun`` it trains data parallel; only rank 0 validates, writes checkpoints and reports.
+MLflow logging lives in :mod:`seaice_mlflow.tracking.training`.
 """
 
 from __future__ import annotations
@@ -23,16 +26,20 @@ from tqdm import tqdm
 from seaice_mlflow.charts import CHART_NAMES, CHARTS
 from seaice_mlflow.data.patches import PatchDataset, PatchLoader, PatchOptions
 from seaice_mlflow.data.store import Store, StoreScene
-from seaice_mlflow.errors import ParameterError
-from seaice_mlflow.inference.engine import ChartPredictor, ChartPrediction, TileOptions, resolve_device
+from seaice_mlflow.errors import ParameterError, SeaIceError, option_name
+from seaice_mlflow.inference.engine import ChartPrediction, ChartPredictor, TileOptions, resolve_device
 from seaice_mlflow.inference.recipe import Recipe
 from seaice_mlflow.inference.sources import SceneTiles
-from seaice_mlflow.models import build_model, init_output_bias
+from seaice_mlflow.models import build_model, init_output_bias, non_finite_weights
 from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
 from seaice_mlflow.training.checkpoint import BEST, LAST, load_checkpoint, restore_random_state, save_checkpoint
 from seaice_mlflow.training.distributed import Distributed
 from seaice_mlflow.training.losses import MultiTaskLoss, class_weights_from_histograms
-from seaice_mlflow.training.options import TrainConfig
+from seaice_mlflow.training.options import RESUMABLE, TrainConfig, option_value
+
+
+class TrainingDiverged(SeaIceError):
+    """The loss or the weights became nan or inf; nothing of the diverged model was written."""
 
 
 @dataclass
@@ -43,6 +50,7 @@ class EpochReport:
     metrics: dict[str, float]
     improved: bool
     checkpoint: Path | None = None
+    seconds: float = 0.0  # training and validation
 
 
 @dataclass
@@ -65,7 +73,9 @@ class Trainer:
         self.store = Store(config.store)
         variables = config.input_variables
         self.recipe = Recipe(model=config.model_spec(len(variables)), variables=variables,
-                             downsample=self.store.downsample, store_digest=self.store.digest)
+                             downsample=self.store.downsample, store_digest=self.store.digest,
+                             scenes={split: tuple(s.scene_id for s in self.store.scenes(split))
+                                     for split in ("train", "val")})
         torch.manual_seed(config.seed)
         self.network = build_model(self.recipe.model).to(self.device)
         self.model = DistributedDataParallel(self.network) if dist.enabled else self.network
@@ -104,27 +114,41 @@ class Trainer:
         self.val_scenes: list[StoreScene] = self.store.scenes("val")
         self.state = TrainingState()
         self.out = Path(config.out)
+        self.run_id: str | None = None  # the MLflow run the checkpoints belong to (set by the tracking layer)
 
     # --- checkpoints -----------------------------------------------------------------------
 
     def checkpoint_state(self) -> dict:
         return {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "state": self.state.__dict__, "recipe": self.recipe.as_dict(), "config": self.config.as_params()}
+                "state": self.state.__dict__, "recipe": self.recipe.as_dict(), "config": self.config.as_params(),
+                "run_id": self.run_id}
 
-    def resume(self, path: Path) -> None:
-        """Continue from a checkpoint exactly where it stopped."""
+    def resume(self, path: Path) -> dict:
+        """Continue from a checkpoint exactly where it stopped; returns the checkpoint.
+
+        Refused, naming the options, when this config differs from the checkpoint's in anything
+        but :data:`~seaice_mlflow.training.options.RESUMABLE`, or the store holds other data.
+        """
         checkpoint = load_checkpoint(path)
-        keys = ("model", "variables", "downsample")
-        if any(checkpoint["recipe"][k] != self.recipe.as_dict()[k] for k in keys):
-            raise ParameterError("resume", f"{path} was trained with another model or inputs; resume with "
-                                 "the same --model, --variables and store parameters")
+        conflicts = self.config.resume_conflicts(checkpoint.get("config", {}))
+        if conflicts:
+            trained = " ".join(f"{option_name(k)} {option_value(old)}" for k, (old, _) in conflicts.items())
+            given = " ".join(f"{option_name(k)} {option_value(new)}" for k, (_, new) in conflicts.items())
+            raise ParameterError("resume", f"{path} was trained with {trained}, not {given}; resume with the "
+                                 "checkpoint's values (only " + ", ".join(map(option_name, RESUMABLE)) + " may change)")
+        keys = ("model", "variables", "downsample", "store_digest")
+        if any(checkpoint["recipe"].get(k) != self.recipe.as_dict()[k] for k in keys):
+            raise ParameterError("resume", f"{path} was trained on other data (store digest "
+                                 f"{str(checkpoint['recipe'].get('store_digest'))[:12]}, --store {self.store.root} has "
+                                 f"{str(self.store.digest)[:12]}); resume with the store it was trained on")
         self.network.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.state = TrainingState(**checkpoint["state"])
         restore_random_state(checkpoint["random"])
+        return checkpoint
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -132,6 +156,7 @@ class Trainer:
         """Train until ``epochs`` or early stopping; returns the final state."""
         while self.state.epoch < self.config.epochs:
             epoch = self.state.epoch
+            started = time.perf_counter()
             metrics = self.train_epoch(epoch)
             report = EpochReport(epoch, metrics, improved=False)
             if self.dist.main:
@@ -151,9 +176,10 @@ class Trainer:
             self.state.epoch = epoch + 1
             if self.dist.main:
                 self.state.history.append({"epoch": epoch, **metrics})
-                report.checkpoint = save_checkpoint(self.out / LAST, self.checkpoint_state())
-                if report.improved:
+                if report.improved:  # best first: see the module docstring
                     save_checkpoint(self.out / BEST, self.checkpoint_state())
+                report.checkpoint = save_checkpoint(self.out / LAST, self.checkpoint_state())
+                report.seconds = time.perf_counter() - started
                 if on_epoch is not None:
                     on_epoch(report)
             patience = self.config.early_stopping
@@ -178,6 +204,8 @@ class Trainer:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                 outputs = self.model(image)
             loss, parts = self.loss({c: o.float() for c, o in outputs.items()}, targets)
+            if not torch.isfinite(loss):
+                self.diverged(epoch, f"the loss of batch {step + 1} is {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
@@ -194,10 +222,20 @@ class Trainer:
             bar.set_postfix(loss=f"{totals['train_loss'] / (step + 1):.4f}",
                             patches_s=f"{(step + 1) * cfg.batch_size * self.dist.world / elapsed:.1f}")
         elapsed = time.perf_counter() - start
+        broken = non_finite_weights(self.network.state_dict())
+        if broken:
+            self.diverged(epoch, f"{len(broken)} weight tensors are not finite (e.g. {broken[0]})")
         metrics = {k: self.dist.mean(v / cfg.batches_per_epoch) for k, v in totals.items()}
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["patches_per_s"] = cfg.batches_per_epoch * cfg.batch_size * self.dist.world / elapsed
         return metrics
+
+    def diverged(self, epoch: int, what: str) -> None:
+        """Stop: raise :class:`TrainingDiverged` saying what went wrong and what is left."""
+        kept = (f"{self.out / LAST} holds epoch {self.state.epoch} (finite)" if self.state.epoch
+                else "no checkpoint was written")
+        raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; {kept}. Train again with a lower "
+                               f"--lr (now {self.config.lr:g}) or a --grad-clip (now {self.config.grad_clip:g})")
 
     def predictor(self) -> ChartPredictor:
         return ChartPredictor([(self.network, self.config.sic_head)], self.device,
