@@ -10,11 +10,16 @@ import signal
 import subprocess
 import sys
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 import click
 
 from seaice_mlflow.config import TRAIN
 from seaice_mlflow.errors import Interrupted, option_name
+
+if TYPE_CHECKING:  # the command imports torch only when it runs
+    from seaice_mlflow.training.options import TrainConfig
+    from seaice_mlflow.training.trainer import EpochReport
 
 HELP = {
     "store": "Training store made by `seaice preprocess`.",
@@ -99,7 +104,7 @@ class EpochLines:
     def __init__(self, epochs: int):
         self.epochs, self.seconds = epochs, 0.0
 
-    def __call__(self, report) -> None:
+    def __call__(self, report: EpochReport) -> None:
         from seaice_mlflow.charts import CHART_NAMES, CHARTS
 
         metrics, done = report.metrics, report.epoch + 1
@@ -113,7 +118,7 @@ class EpochLines:
         click.echo(f"{line}  {report.seconds:.1f} s  ETA {left / 60:.1f} min")
 
 
-def run_under_torchrun(config) -> int:
+def run_under_torchrun(config: TrainConfig) -> int:
     """Start ``nproc`` processes of this command under torchrun; returns their exit status."""
     from seaice_mlflow.training.options import option_value
 
