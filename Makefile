@@ -26,6 +26,7 @@ demo: $(STAMP)
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db  (http://127.0.0.1:5000)"
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 
 clean:

@@ -5,9 +5,9 @@ default U-Net (32,32,64,64; all 24 inputs + 5 encodings; random weights, which c
 trained ones), each case runs in a process of its own and reports its peak RSS and Mpixel/s of
 prediction (the scene file is opened before the clock starts, as evaluate and predict open it;
 the timed part reads and assembles the inputs, tile by tile or, for the whole-scene pass, the
-full input stack). Prints the figures and the tiled/whole ratios measured in this run. Targets on the 2-core CPU machine: tiled peak RSS
-<= 4 GiB and flat in scene size, tiled throughput >= 0.9x the whole-scene pass; on a GPU, under
-one second of compute per 5000 px scene with AMP.
+full input stack). Prints the figures and the tiled/whole ratios measured in this run. Targets on
+the 2-core CPU machine: tiled peak RSS <= 4 GiB and flat in scene size, tiled throughput >= 0.9x
+the whole-scene pass; on a GPU, under one second of compute per 5000 px scene with AMP.
 
 ``--format raw`` runs the same cases on raw 40 m files (reduced to 80 m when opened, as evaluate
 and predict read them).
@@ -39,8 +39,8 @@ def run_case(case: str, scene_path: Path, args: argparse.Namespace) -> dict:
     import torch
 
     from seaice_mlflow.config import TRAIN
-    from seaice_mlflow.data.windowed import open_scene
     from seaice_mlflow.data.variables import parse_variables
+    from seaice_mlflow.data.windowed import open_scene
     from seaice_mlflow.inference.engine import TileOptions
     from seaice_mlflow.inference.ensemble import combine
     from seaice_mlflow.inference.recipe import Recipe

@@ -54,7 +54,7 @@ PROFILES: dict[str, Profile] = {
     # weights the CNN never predicted the rare young and thin first-year ice; weighting FLOE too
     # made it paint calm water as icebergs (a polygon label on water with a few bright points).
     # 8 test scenes: a margin measured on 4 (about 10 polygons) moved by several points with
-    # the data seed (DEVELOPERS.md).
+    # the data seed (docs/experiments.md).
     "demo": Profile(train_scenes=40, test_scenes=8, scene_size=(1000, 1000), downsample=4, val_scenes=4,
                     train={"unet_filters": "16,32,64,64", "epochs": 15, "batches_per_epoch": 50, "batch_size": 16,
                            "patch_size": 64, "restart_epochs": 15, "early_stopping": 0, "val_tile": 256,

@@ -2,7 +2,6 @@
 
 import os
 import sys
-
 from pathlib import Path
 
 import click
@@ -35,7 +34,8 @@ def test_parameters_reach_the_command_and_the_cli(name):
     command_line = " ".join(spec["command"].split())
     assert command_line.startswith(f"python -m entrypoints.{name} ")
     assert (ROOT / "entrypoints" / f"{name}.py").is_file()
-    options = {p.name: p for p in cli.commands[COMMANDS.get(name, name)].params if isinstance(p, click.Option) and p.name != "help"}
+    command = cli.commands[COMMANDS.get(name, name)]
+    options = {p.name: p for p in command.params if isinstance(p, click.Option) and p.name != "help"}
     assert set(spec["parameters"]) == set(options), "MLproject and click options differ"
     for param, declared in spec["parameters"].items():
         flag = "--" + param.replace("_", "-")

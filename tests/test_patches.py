@@ -26,7 +26,9 @@ def labelled_scene(scene_id: str, shape=(120, 150), seed=0) -> Scene:
     sod = np.where(sic == IGNORE_INDEX, IGNORE_INDEX, np.minimum(sic // 2, 4)).astype(np.uint8)
     sod[-30:-20, -30:-20] = 5  # old ice: one small floe in the whole scene
     floe = np.where(sic == IGNORE_INDEX, IGNORE_INDEX, np.minimum(sic // 2, 6)).astype(np.uint8)
-    spell = lambda chart: np.where(chart == IGNORE_INDEX, 0, (chart.astype(np.float32) + 1) * STEP)
+    def spell(chart):
+        return np.where(chart == IGNORE_INDEX, 0, (chart.astype(np.float32) + 1) * STEP)
+
     sar = {"nersc_sar_primary": spell(sic), "nersc_sar_secondary": spell(sod),
            "sar_incidenceangle": spell(floe), "distance_map": np.ones(shape, np.float32)}
     coarse_shape = (shape[0] // 25, shape[1] // 25)

@@ -133,7 +133,8 @@ def test_bad_scene_in_the_list_is_reported_and_skipped(registered, tracking, tes
     run = mlflow.get_run(run_id_of(result.output))
     assert run.info.status == "FINISHED" and run.data.metrics["predict_scenes_failed"] == 2
     listed = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/outputs.json"))
-    assert len(listed["files"]) == 2 and {Path(f["source"]).name for f in listed["failed"]} == {bad.name, reference.name}
+    assert len(listed["files"]) == 2
+    assert {Path(f["source"]).name for f in listed["failed"]} == {bad.name, reference.name}
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "quicklooks")}
     assert len(artifacts) == 2
 

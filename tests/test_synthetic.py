@@ -28,7 +28,8 @@ def test_ready_layout_matches_spec(ready_dir):
         hh = ds["nersc_sar_primary"].attrs
         assert hh["polarisation"] == "HH" and hh["variable_fill_value"] == 0 and hh["min"] < hh["max"]
         assert len(hh["upstream_id"]) == 67
-        assert ds["btemp_6_9h"].attrs["description"] == "Brightness temperature in K at 6.9GHz. Polarization: horizontal."
+        description = "Brightness temperature in K at 6.9GHz. Polarization: horizontal."
+        assert ds["btemp_6_9h"].attrs["description"] == description
         assert ds.attrs["ice_service"] in ("dmi", "cis") and ds.attrs["pixel_spacing"] == 80 and ds.attrs["flip"] == 0
         assert ds.attrs["scene_id"] == prep_files(ready_dir)[0].name
         assert ds.attrs["original_id"].startswith(hh["upstream_id"] + "_icechart_")
@@ -122,7 +123,8 @@ def test_scene_physics(ready_dir):
 
 def test_incidence_angle_ramps_across_the_swath(ready_dir):
     scene = read_scene(prep_files(ready_dir)[0])
-    ia = scene.sar["sar_incidenceangle"] * GLOBAL_MEAN_STD["sar_incidenceangle"][1] + GLOBAL_MEAN_STD["sar_incidenceangle"][0]
+    mean, std = GLOBAL_MEAN_STD["sar_incidenceangle"]
+    ia = scene.sar["sar_incidenceangle"] * std + mean
     ia = ia[scene.sar_valid]
     assert 17 < ia.min() < 30 and 35 < ia.max() < 48
 

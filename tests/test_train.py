@@ -60,7 +60,7 @@ def test_train_logs_everything_and_a_loadable_model(train_store, tmp_path, track
     [logged] = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
 
     model = mlflow.pyfunc.load_model(logged.model_uri, model_config={"device": "cpu", "tile": 32})
-    channels = len(model.metadata.get_input_schema().inputs[0].shape) and model.metadata.get_input_schema().inputs[0].shape[1]
+    channels = model.metadata.get_input_schema().inputs[0].shape[1]
     out = model.predict(np.random.default_rng(0).normal(size=(1, channels, 37, 53)).astype(np.float32))
     assert set(out) == {"SIC", "SOD", "FLOE"}
     assert out["SIC"].shape == (1, 37, 53) and out["SIC"].dtype == np.uint8 and out["SIC"].max() <= 10
@@ -85,8 +85,8 @@ def test_resume_continues_exactly(train_store, tmp_path):
 
 @pytest.mark.parametrize("model", ["unet", "deeplabv3"])
 def test_sic_regression_starts_at_the_mean_training_class(train_store, tmp_path, model):
-    config = TrainConfig(store=str(train_store), out=str(tmp_path), model=model, unet_filters="4,4,8,8", deeplab_depth=18,
-                         workers=0, device="cpu")
+    config = TrainConfig(store=str(train_store), out=str(tmp_path), model=model, unet_filters="4,4,8,8",
+                         deeplab_depth=18, workers=0, device="cpu")
     trainer = Trainer(config)
     census = np.sum([s.record["histograms"]["SIC"][:11] for s in trainer.store.scenes("train")], axis=0)
     mean = float(np.arange(11) @ census / census.sum())

@@ -71,7 +71,8 @@ def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, upload_package:
     pooled = done.result.pooled
     click.echo(f"{'scene':<22}{'combined':>10}" + "".join(f"{c:>10}" for c in CHART_NAMES))
     for scene_id, scores in done.result.board.per_scene().items():
-        click.echo(f"{scene_id:<22}{scores.combined:>10.3f}" + "".join(f"{scores.charts[c]:>10.3f}" for c in CHART_NAMES))
+        click.echo(f"{scene_id:<22}{scores.combined:>10.3f}"
+                   + "".join(f"{scores.charts[c]:>10.3f}" for c in CHART_NAMES))
     click.echo(f"{'pooled (official)':<22}{pooled.combined:>10.3f}"
                + "".join(f"{pooled.charts[c]:>10.3f}" for c in CHART_NAMES))
     click.echo(f"run {done.run_id}: test_combined {done.metrics['test_combined']:.3f} on "

@@ -29,7 +29,7 @@ class Augment:
     scale_range: tuple[float, float] = (0.9, 1.1)
 
     @classmethod
-    def parse(cls, spec: str) -> "Augment":
+    def parse(cls, spec: str) -> Augment:
         """From a comma list such as ``flip,rot90`` (``all`` or ``none`` also accepted)."""
         names = {s.strip() for s in spec.split(",") if s.strip()}
         if names == {"all"}:

@@ -29,7 +29,7 @@ class Window(NamedTuple):
         return slice(self.row, self.row + self.height), slice(self.col, self.col + self.width)
 
     @classmethod
-    def full(cls, shape: tuple[int, int]) -> "Window":
+    def full(cls, shape: tuple[int, int]) -> Window:
         return cls(0, 0, int(shape[0]), int(shape[1]))
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +206,8 @@ def plan_preprocess(
     data_dir = Path(data_dir)
     files = find_scene_files(data_dir)
     if not files:
-        raise ParameterError("data-dir", f"{data_dir} holds no AI4Arctic scene files (*_prep.nc or raw *_icechart_*.nc)")
+        raise ParameterError("data-dir", f"{data_dir} holds no AI4Arctic scene files (*_prep.nc or raw "
+                             "*_icechart_*.nc)")
     plan = PreprocessPlan(data_dir=data_dir, store=store, files=tuple(files), options=options, val_scenes=val_scenes,
                           val_list=val_path, validation_ids=read_val_list(val_path) if val_path else (),
                           workers=workers, overwrite=overwrite, seed=seed)
@@ -281,7 +282,7 @@ def creation_time(root: Path, manifest: dict) -> str:
     previous = read_manifest(root)
     if previous is not None and previous.get("created") and content_digest(previous) == content_digest(manifest):
         return previous["created"]
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def preprocess(data_dir: str | Path, out: str | Path, *, on_scene: Callable[[str, dict], None] | None = None,

@@ -64,7 +64,7 @@ class TiePoints:
     incidence: np.ndarray
 
     @classmethod
-    def from_points(cls, line, sample, latitude, longitude, incidence) -> "TiePoints":
+    def from_points(cls, line, sample, latitude, longitude, incidence) -> TiePoints:
         """Arrange the 1-D tie points (any order) into a line x sample grid."""
         line, sample = np.asarray(line, float), np.asarray(sample, float)
         lines, samples = np.unique(np.round(line)), np.unique(np.round(sample))

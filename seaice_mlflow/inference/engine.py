@@ -67,7 +67,7 @@ class ChartPrediction:
     charts: dict[str, np.ndarray]
     scores: dict[str, np.ndarray] | None = None
 
-    def upsampled(self, downsample: int, shape: tuple[int, int]) -> "ChartPrediction":
+    def upsampled(self, downsample: int, shape: tuple[int, int]) -> ChartPrediction:
         """Back on the 80 m grid from a model's x K working grid (each pixel repeated K x K)."""
         charts = {c: upsample_chart(v, downsample, shape) for c, v in self.charts.items()}
         scores = None if self.scores is None else {

@@ -21,7 +21,7 @@ MLflow run, the tiling, the creation time and ``Conventions = "CF-1.8"``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +96,7 @@ def chart_dataset(scene: Scene, prediction: ChartPrediction, provenance: Mapping
             "standard_name": standard, "units": unit,
             "long_name": f"{standard} of the 21 x 21 tie points spanning the scene evenly from its first to its "
                          "last line and sample"})
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     attrs = {
         "title": f"Sea-ice charts (SIC, SOD, FLOE) of Sentinel-1 scene {scene.scene_id}",
         "Conventions": CONVENTIONS,

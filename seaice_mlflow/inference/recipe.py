@@ -48,7 +48,7 @@ class Recipe:
                 "scenes": {split: list(ids) for split, ids in self.scenes.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Recipe":
+    def from_dict(cls, data: dict) -> Recipe:
         if data.get("version") != RECIPE_VERSION:
             raise ValueError(f"recipe version {data.get('version')} is not {RECIPE_VERSION}; "
                              "this model was logged by another version of seaice-mlflow")
@@ -62,7 +62,7 @@ class Recipe:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recipe":
+    def load(cls, path: str | Path) -> Recipe:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def check_normalisation(self) -> None:

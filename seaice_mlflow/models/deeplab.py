@@ -99,7 +99,8 @@ class DeepLabV3(nn.Module):
 
 
 def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
-    """First-conv weights (64, c, k, k) for ``in_channels`` inputs: the channel mean, repeated and scaled by c/in_channels.
+    """First-conv weights (64, c, k, k) for ``in_channels`` inputs: the channel mean, repeated and
+    scaled by c/in_channels.
 
     The scaling keeps the response to an input equal in every channel; weights that already
     have ``in_channels`` inputs are returned unchanged.

@@ -84,7 +84,7 @@ class Scores:
     pixels: dict[str, int]
 
     @classmethod
-    def from_confusions(cls, confusions: Mapping[str, np.ndarray]) -> "Scores":
+    def from_confusions(cls, confusions: Mapping[str, np.ndarray]) -> Scores:
         charts = {c: chart_score(c, confusions[c]) for c in CHART_NAMES}
         return cls(combined_score(charts), charts, {c: int(confusions[c].sum()) for c in CHART_NAMES})
 

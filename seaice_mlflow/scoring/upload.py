@@ -40,7 +40,7 @@ class UploadPackageWriter:
         self._stack = ExitStack()
         self.scenes: list[str] = []
 
-    def __enter__(self) -> "UploadPackageWriter":
+    def __enter__(self) -> UploadPackageWriter:
         self._ds = self._stack.enter_context(atomic_netcdf(self.path))
         return self
 

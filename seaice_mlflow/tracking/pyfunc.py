@@ -49,7 +49,7 @@ class SeaIceChartModel(mlflow.pyfunc.PythonModel):
                    bool(config["probabilities"]))
 
     def setup(self, recipe: Recipe, network: torch.nn.Module, device: str = "auto",
-              options: TileOptions = TileOptions(), probabilities: bool = False) -> "SeaIceChartModel":
+              options: TileOptions = TileOptions(), probabilities: bool = False) -> SeaIceChartModel:
         """Ready the model for a network in hand (what load_context does for a logged one)."""
         recipe.check_normalisation()
         self.recipe, self.probabilities = recipe, probabilities

@@ -93,7 +93,8 @@ class TrainConfig:
                 raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
         if self.patch_size < 16:
             raise ParameterError("patch_size", f"must be at least 16 pixels, got {self.patch_size}")
-        self.filters, self.weights, self.weighted_charts, self.input_variables, self.augmentations  # parse (raises when bad)
+        # parsed once here, so that a bad value raises now
+        self.filters, self.weights, self.weighted_charts, self.input_variables, self.augmentations
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ParameterError("pretrained", f"{self.pretrained} does not exist; give a local ResNet state_dict file")
 
@@ -104,7 +105,8 @@ class TrainConfig:
         except ValueError:
             raise ParameterError("unet_filters", f"{self.unet_filters!r} is not a comma list of integers") from None
         if not values or min(values) < 1:
-            raise ParameterError("unet_filters", f"{self.unet_filters!r}: give positive filter counts, e.g. 32,32,64,64")
+            raise ParameterError("unet_filters", f"{self.unet_filters!r}: give positive filter counts, "
+                                 "e.g. 32,32,64,64")
         return values
 
     @property

@@ -139,7 +139,8 @@ def make_ice_polygon(
     stages, forms = [stage], [form]
     for _ in tenths[1:]:
         same_stage = rng.random() < 0.2 and stages.count(stage) < 2
-        stages.append(stage if same_stage else neighbour_class(rng, stage, 6, set(stages) if len(stages) > 1 else set()))
+        avoid = set(stages) if len(stages) > 1 else set()
+        stages.append(stage if same_stage else neighbour_class(rng, stage, 6, avoid))
         same_form = rng.random() < 0.45 and forms.count(form) < 2
         forms.append(form if same_form else neighbour_class(rng, form, 6, set(forms) if len(forms) > 1 else set()))
     for i in range(len(stages)):

@@ -143,7 +143,8 @@ def make_land(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndar
     ramp_r = (rows[:, None] / max(h, w)) * np.cos(direction)
     ramp_c = (cols[None, :] / max(h, w)) * np.sin(direction)
     offshore_km = rng.uniform(5, 250)
-    virtual_km = offshore_km + (ramp_r + ramp_c - min(0, np.cos(direction)) - min(0, np.sin(direction))) * max(h, w) * PIXEL_KM
+    ramp = ramp_r + ramp_c - min(0, np.cos(direction)) - min(0, np.sin(direction))
+    virtual_km = offshore_km + ramp * max(h, w) * PIXEL_KM
     if rng.random() < 0.4:
         land = np.zeros(shape, dtype=bool)
         return land, distance_zone(virtual_km)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seaice_mlflow.data.raw import TiePoints
 from seaice_mlflow.data.synthetic.fields import SmoothField
 from seaice_mlflow.data.synthetic.icechart import FAST, GLACIER, PANCAKE
 from seaice_mlflow.data.synthetic.layout import ChartLayout, Swath, ice_edge_quantile
-from seaice_mlflow.data.raw import TiePoints
 
 LOOKS = 5.0
 BORDER_OFFSET_PX = 12.0
@@ -50,7 +50,7 @@ class PolygonTable:
     berg: np.ndarray  # (n,) bool: open water with icebergs
 
     @classmethod
-    def from_chart(cls, rng: np.random.Generator, chart: ChartLayout) -> "PolygonTable":
+    def from_chart(cls, rng: np.random.Generator, chart: ChartLayout) -> PolygonTable:
         n = len(chart.polygons)
         conc, berg = np.zeros(n), np.zeros(n, bool)
         cum, stage, form = np.ones((n, 3)), np.ones((n, 3), np.int16), np.full((n, 3), 5, np.int16)
