@@ -10,7 +10,8 @@ import pytest
 from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.grid import Window, coarse_indices, month_encoding, tie_point_field
 from seaice_mlflow.data.naming import find_scene_files, parse_scene_name
-from seaice_mlflow.data.reader import find_references, read_charts, read_scene
+from seaice_mlflow.data.prep import read_charts
+from seaice_mlflow.data.reader import find_references, read_scene
 from seaice_mlflow.data.variables import INPUT_VARIABLES, SCENE_VARIABLES, check_input_variables
 from seaice_mlflow.errors import SceneError
 from tests.conftest import SIZE, prep_files

@@ -10,7 +10,8 @@ from sklearn.metrics import f1_score, r2_score
 from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli import cli
 from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.reader import find_references, read_charts, read_scene
+from seaice_mlflow.data.prep import read_charts
+from seaice_mlflow.data.reader import find_references, read_scene
 from seaice_mlflow.errors import SceneError, SeaIceError
 from seaice_mlflow.scoring.baseline import per_pixel_baseline
 from seaice_mlflow.scoring.evaluation import score_upload_package

@@ -9,7 +9,9 @@ import numpy as np
 
 from seaice_mlflow.charts import CHARTS, IGNORE_INDEX
 from seaice_mlflow.data.naming import REFERENCE, parse_scene_name
-from seaice_mlflow.data.reader import check_file, open_scene_file, read_charts, read_scene
+from seaice_mlflow.data.netcdf import check_file, open_scene_file
+from seaice_mlflow.data.prep import read_charts
+from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.errors import SeaIceError
 
 

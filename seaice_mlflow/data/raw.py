@@ -25,7 +25,9 @@ import numpy as np
 from seaice_mlflow.charts import CHART_NAMES, IGNORE_INDEX
 from seaice_mlflow.data.eggcode import PolygonCodeError, decode_polygons, parse_polygon_codes, rasterise
 from seaice_mlflow.data.grid import interpolate_grid
-from seaice_mlflow.data.reader import build_scene, check_layout, load_variable, open_scene_file
+from seaice_mlflow.data.naming import SceneName
+from seaice_mlflow.data.netcdf import check_layout, load_variable, open_scene_file
+from seaice_mlflow.data.prep import SceneContent, build_scene
 from seaice_mlflow.data.scene import Scene
 from seaice_mlflow.data.variables import COARSE_DIMS, COARSE_VARIABLES, SAR_DIMS, standard_scale
 from seaice_mlflow.errors import SceneError
@@ -154,10 +156,10 @@ def read_polygon_charts(ds, path: Path) -> tuple[np.ndarray, dict[str, np.ndarra
     return table.poly_ids, decode_polygons(table)
 
 
-def read_raw_scene(path: str | Path, *, reference: str | Path | bool | None = True,
+def read_raw_scene(path: Path, name: SceneName, *, reference: str | Path | bool | None = True,
                    min_size: tuple[int, int] | None = None) -> Scene:
-    """Read a raw 40 m file and convert it to the 80 m ready-to-train representation."""
-    path = Path(path)
+    """Read a raw 40 m file whose name says ``name`` and convert it to the 80 m ready-to-train
+    representation."""
     with open_scene_file(path) as ds:
         check_layout(ds, path, RAW_LAYOUT, "raw")
         has_chart = POLYGON_VARIABLE in ds.variables
@@ -193,4 +195,5 @@ def read_raw_scene(path: str | Path, *, reference: str | Path | bool | None = Tr
                 charts[key][out_rows] = values
         coarse = {n: standard_scale(n, load_variable(ds, n, path, np.float64)) for n in COARSE_VARIABLES}
         attrs = dict(ds.attrs)
-    return build_scene(path, "raw", sar, coarse, tie.latitude, tie.longitude, charts, attrs, reference, min_size)
+    content = SceneContent("raw", sar, coarse, tie.latitude, tie.longitude, charts, attrs)
+    return build_scene(path, name, content, reference, min_size)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -14,7 +15,8 @@ from seaice_mlflow.data.grid import Window, assemble_inputs
 
 #: Kinds of scene: ``ready`` (inputs and charts), ``test`` (inputs, charts from a reference file
 #: when present), ``raw`` (40 m file converted on reading).
-SCENE_KINDS = ("ready", "test", "raw")
+SceneKind = Literal["ready", "test", "raw"]
+SCENE_KINDS: tuple[SceneKind, ...] = get_args(SceneKind)
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Scene:
     scene_id: str
     provider: str
     date: datetime
-    kind: str
+    kind: SceneKind
     source: Path
     sar: dict[str, np.ndarray]
     coarse: dict[str, np.ndarray]

@@ -20,14 +20,9 @@ import xarray as xr
 
 from seaice_mlflow.data.grid import Window
 from seaice_mlflow.data.naming import PREP, parse_scene_name
-from seaice_mlflow.data.reader import (
-    build_scene,
-    check_file,
-    load_prep,
-    load_variable,
-    open_scene_file,
-    read_scene,
-)
+from seaice_mlflow.data.netcdf import check_file, load_variable, open_scene_file
+from seaice_mlflow.data.prep import build_scene, load_prep
+from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.data.scene import Scene
 from seaice_mlflow.data.variables import SAR_VARIABLES
 
@@ -81,11 +76,12 @@ def open_scene(path: str | Path, *, reference: str | Path | bool | None = True,
     files, an in-memory :class:`Scene` (:func:`read_scene`) for raw files. Errors as :func:`read_scene`."""
     path = Path(path)
     check_file(path)
-    if parse_scene_name(path).file_kind != PREP:
+    name = parse_scene_name(path)
+    if name.file_kind != PREP:
         yield read_scene(path, reference=reference, min_size=min_size)
         return
     with open_scene_file(path, cache=False) as ds:
-        checked = build_scene(path, *load_prep(ds, path, [HH]), reference, min_size)  # holds HH only
+        checked = build_scene(path, name, load_prep(ds, path, [HH]), reference, min_size)  # holds HH only
         parts = {f.name: getattr(checked, f.name) for f in fields(Scene) if f.name != "sar"}
         scene = SceneFile(**parts, sar=WindowedVariables(ds, path), valid=checked.sar_valid)
         del checked  # HH itself is not kept

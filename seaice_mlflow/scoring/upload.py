@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.data.reader import load_variable, open_scene_file
+from seaice_mlflow.data.netcdf import load_variable, open_scene_file
 from seaice_mlflow.errors import SceneError
 from seaice_mlflow.io import add_variable, atomic_netcdf
 
