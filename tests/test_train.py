@@ -17,12 +17,21 @@ from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
 from seaice_mlflow.config import TRAIN
+from seaice_mlflow.data.store import Store
 from seaice_mlflow.data.variables import SCENE_VARIABLES
 from seaice_mlflow.errors import ParameterError, SeaIceError
 from seaice_mlflow.inference.recipe import Recipe
 from seaice_mlflow.models import ModelSpec, build_model
 from seaice_mlflow.tracking.pyfunc import log_chart_model
 from seaice_mlflow.training.checkpoint import BEST, LAST, load_checkpoint
+from seaice_mlflow.training.configure import (
+    class_census,
+    configure_loss,
+    configure_network,
+    configure_optimizer,
+    configure_recipe,
+    configure_scheduler,
+)
 from seaice_mlflow.training.options import TrainConfig
 from seaice_mlflow.training.trainer import Trainer
 
@@ -297,3 +306,55 @@ def test_sigterm_and_ctrl_c_end_the_run_killed_with_the_resume_line(train_store,
     [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
     assert run.info.status == "KILLED"
     assert load_checkpoint(out / LAST)["run_id"] == run.info.run_id
+
+
+# --- the parts of a training run, each alone (training/configure.py) -----------------------------
+
+
+@pytest.mark.parametrize("optimizer, kind", [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize("scheduler, schedule", [
+    ("cosine", torch.optim.lr_scheduler.CosineAnnealingWarmRestarts),
+    ("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau),
+])
+def test_optimizer_and_schedule_follow_the_config(optimizer, kind, scheduler, schedule):
+    config = TrainConfig(optimizer=optimizer, scheduler=scheduler, lr=3e-4, momentum=0.8, weight_decay=0.05,
+                         restart_epochs=7)
+    built = configure_optimizer(config, [torch.nn.Parameter(torch.zeros(3))])
+    assert isinstance(built, kind) and built.param_groups[0]["lr"] == 3e-4
+    assert built.param_groups[0]["weight_decay"] == 0.05
+    assert optimizer != "sgd" or built.param_groups[0]["momentum"] == 0.8
+    steps = configure_scheduler(config, built)
+    assert isinstance(steps, schedule) and (scheduler != "cosine" or steps.T_0 == 7)
+
+
+def test_class_census_and_loss_from_the_store(train_store):
+    store = Store(train_store)
+    census = class_census(store)
+    [train] = store.scenes("train")
+    assert {c: census[c].tolist() for c in census} == train.record["histograms"]
+    loss = configure_loss(TrainConfig(class_weights="balanced:SOD"), census, torch.device("cpu"))
+    assert loss.weighted_charts == ("SOD",) and loss.class_weights_SOD.shape == (6,)
+    assert configure_loss(TrainConfig(), census, torch.device("cpu")).weighted_charts == ()
+
+
+def test_class_census_refuses_a_store_without_training_scenes(train_store, tmp_path):
+    only_val = tmp_path / "store"
+    shutil.copytree(train_store, only_val)
+    manifest = json.loads((only_val / "manifest.json").read_text())
+    for scene in manifest["scenes"]:
+        scene["split"] = "val"
+    (only_val / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ParameterError, match="has no training scenes"):
+        class_census(Store(only_val))
+
+
+def test_the_network_is_drawn_from_the_seed(train_store):
+    config = TrainConfig(store=str(train_store), unet_filters="4,4,8,8", device="cpu")
+    store = Store(train_store)
+    recipe, census = configure_recipe(config, store), class_census(store)
+    assert recipe.scenes == {"train": tuple(s.scene_id for s in store.scenes("train")),
+                             "val": tuple(s.scene_id for s in store.scenes("val"))}
+    a, b = (configure_network(config, recipe, census, torch.device("cpu")).state_dict() for _ in range(2))
+    other = configure_network(TrainConfig(**{**config.as_params(), "seed": 1}), recipe, census, torch.device("cpu"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], v) for k, v in other.state_dict().items())

@@ -18,23 +18,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from seaice_mlflow.charts import CHART_NAMES, CHARTS
-from seaice_mlflow.data.patches import PatchDataset, PatchLoader, PatchOptions
+from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.data.store import Store, StoreScene
 from seaice_mlflow.errors import ParameterError, SeaIceError, option_name
-from seaice_mlflow.inference.engine import ChartPrediction, ChartPredictor, TileOptions, resolve_device
-from seaice_mlflow.inference.recipe import Recipe
+from seaice_mlflow.inference.engine import ChartPrediction, ChartPredictor, TileOptions
 from seaice_mlflow.inference.sources import SceneTiles
-from seaice_mlflow.models import build_model, init_output_bias, non_finite_weights
+from seaice_mlflow.models import non_finite_weights
 from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
 from seaice_mlflow.training.checkpoint import BEST, LAST, load_checkpoint, restore_random_state, save_checkpoint
+from seaice_mlflow.training.configure import (
+    class_census,
+    configure_device,
+    configure_loader,
+    configure_loss,
+    configure_network,
+    configure_optimizer,
+    configure_recipe,
+    configure_scheduler,
+)
 from seaice_mlflow.training.distributed import Distributed
-from seaice_mlflow.training.losses import MultiTaskLoss, class_weights_from_histograms
 from seaice_mlflow.training.options import RESUMABLE, TrainConfig, option_value
 
 
@@ -63,54 +69,22 @@ class TrainingState:
 
 
 class Trainer:
-    """Builds model, optimiser, schedule and loader from a :class:`TrainConfig` and a store."""
+    """The training loop over parts built by :mod:`seaice_mlflow.training.configure`."""
 
     def __init__(self, config: TrainConfig, dist: Distributed = Distributed()):
         self.config, self.dist = config, dist
-        self.device = resolve_device(config.device)
-        if self.device.type == "cuda" and dist.enabled:
-            self.device = torch.device("cuda", dist.local_rank)
+        self.device = configure_device(config, dist)
         self.store = Store(config.store)
-        variables = config.input_variables
-        self.recipe = Recipe(model=config.model_spec(len(variables)), variables=variables,
-                             downsample=self.store.downsample, store_digest=self.store.digest,
-                             scenes={split: tuple(s.scene_id for s in self.store.scenes(split))
-                                     for split in ("train", "val")})
-        torch.manual_seed(config.seed)
-        self.network = build_model(self.recipe.model).to(self.device)
+        self.recipe = configure_recipe(config, self.store)
+        census = class_census(self.store)
+        self.network = configure_network(config, self.recipe, census, self.device)
         self.model = DistributedDataParallel(self.network) if dist.enabled else self.network
-        train_scenes = self.store.scenes("train")
-        if not train_scenes:
-            raise ParameterError("store", f"{self.store.root} has no training scenes")
-        census = {c: np.sum([s.record["histograms"][c] for s in train_scenes], axis=0) for c in CHART_NAMES}
-        if config.sic_head == "regression":
-            # Start at the mean SIC class, not at 0: in a short run the regression otherwise still
-            # shrinks towards 0 at the end (100 % ice came out as 8-9 on the demo's own training scenes).
-            counts = census["SIC"][: CHARTS["SIC"].n_classes]
-            init_output_bias(self.network, "SIC", float(np.arange(counts.size) @ counts / max(counts.sum(), 1)))
-        class_weights = None
-        if config.weighted_charts:
-            totals = {c: census[c].tolist() for c in config.weighted_charts}
-            class_weights = {c: w.to(self.device) for c, w in class_weights_from_histograms(totals).items()}
-        self.loss = MultiTaskLoss(config.sic_head, config.weights, class_weights, config.focal_gamma)
-        params = self.network.parameters()
-        if config.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                             weight_decay=config.weight_decay)
-        else:
-            self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        if config.scheduler == "cosine":  # warm restarts every restart_epochs, stepped per batch
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-                self.optimizer, T_0=config.restart_epochs)
-        else:
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5,
-                                                                        patience=4)
+        self.loss = configure_loss(config, census, self.device)
+        self.optimizer = configure_optimizer(config, self.network.parameters())
+        self.scheduler = configure_scheduler(config, self.optimizer)
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        options = PatchOptions(config.patch_size, variables, config.min_valid, config.class_balance,
-                               config.augmentations)
-        dataset = PatchDataset(self.store, options, seed=config.seed)
-        self.loader = PatchLoader(dataset, config.batch_size, workers=config.workers)
+        self.loader = configure_loader(config, self.store)
         self.val_scenes: list[StoreScene] = self.store.scenes("val")
         self.state = TrainingState()
         self.out = Path(config.out)
