@@ -163,6 +163,16 @@ def test_distributed_training_logs_once(train_store, tmp_path, tracking):
 
 # --- reliability (issue 15) --------------------------------------------------------------------
 
+
+def store_in_one_split(store: Path, out: Path, split: str) -> Path:
+    """A copy of ``store`` whose scenes are all in ``split``."""
+    shutil.copytree(store, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for scene in manifest["scenes"]:
+        scene["split"] = split
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
 FLOAT_OPTIONS = [f.name for f in fields(TrainConfig) if isinstance(getattr(TRAIN, f.name), float)]
 
 
@@ -204,12 +214,7 @@ def test_a_network_with_non_finite_weights_is_never_logged(tracking):
 
 def test_a_kill_between_best_and_last_keeps_the_resume_exact(train_store, tmp_path, monkeypatch):
     """Every epoch improves here (no validation scenes: the last epoch is the best)."""
-    no_val = tmp_path / "store"
-    shutil.copytree(train_store, no_val)
-    manifest = json.loads((no_val / "manifest.json").read_text())
-    for scene in manifest["scenes"]:
-        scene["split"] = "train"
-    (no_val / "manifest.json").write_text(json.dumps(manifest))
+    no_val = store_in_one_split(train_store, tmp_path / "store", "train")
     config = TrainConfig(store=str(no_val), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=1, batch_size=2,
                          patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu")
     Trainer(config).fit()
@@ -338,12 +343,7 @@ def test_class_census_and_loss_from_the_store(train_store):
 
 
 def test_class_census_refuses_a_store_without_training_scenes(train_store, tmp_path):
-    only_val = tmp_path / "store"
-    shutil.copytree(train_store, only_val)
-    manifest = json.loads((only_val / "manifest.json").read_text())
-    for scene in manifest["scenes"]:
-        scene["split"] = "val"
-    (only_val / "manifest.json").write_text(json.dumps(manifest))
+    only_val = store_in_one_split(train_store, tmp_path / "store", "val")
     with pytest.raises(ParameterError, match="has no training scenes"):
         class_census(Store(only_val))
 
