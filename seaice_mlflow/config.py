@@ -1,12 +1,29 @@
 """Defaults of every command: the single source for click options, MLproject and logged params.
 
+Options built from a dataclass here carry their help text too (:func:`option`).
+
 Defaults are the good settings for real data, not toy ones; the ``main`` pipeline's demo
 profile scales them down explicitly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def option(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: int | None = None,
+           maximum: int | None = None) -> Any:
+    """A command option: its default, its help text and its allowed values, in one place. The
+    click options are built from these fields (:func:`seaice_mlflow.cli.options.options_from`);
+    the MLproject is checked against them."""
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum,
+                                            "maximum": maximum})
+
+
+DEVICES = ("auto", "cpu", "cuda")
+STAGES = ("Production", "Staging", "none")  # legacy registry stages mirrored from the alias
+PROFILES = ("smoke", "demo", "full")  # of the `main` pipeline (pipeline.PROFILES)
 
 
 @dataclass(frozen=True)
@@ -18,9 +35,10 @@ class TilingDefaults:
     slower per pixel); a batch is about 1.2 Mpixel, also a good size for a GPU.
     """
 
-    tile: int = 768
-    overlap: int = 64
-    batch: int = 2
+    tile: int = option(768, "Tile size in working-grid pixels (rounded down to the network's stride); memory "
+                       "grows with tile x tile x batch, not with the scene.", minimum=1)
+    overlap: int = option(64, "Overlap of neighbouring tiles (blended; at most half a tile).", minimum=0)
+    batch: int = option(2, "Tiles per forward pass.", minimum=1)
 
 
 TILING = TilingDefaults()
@@ -43,15 +61,26 @@ TRACKING = TrackingDefaults()
 
 
 @dataclass(frozen=True)
+class InferenceDefaults(TilingDefaults):
+    """Full-scene inference of a command: tiling and device."""
+
+    device: str = option("auto", "auto: the GPU when there is one.", choices=DEVICES)
+
+
+@dataclass(frozen=True)
 class PreprocessDefaults:
-    out: str = "outputs/store"
-    downsample: int = 1
-    variables: str = "all"
-    val_scenes: int = 10  # as the starter pack
-    val_list: str = ""
-    workers: int = 2
-    overwrite: bool = False
-    seed: int = 0
+    """``seaice preprocess`` (besides the required ``--data-dir``)."""
+
+    out: str = option("outputs/store", "Store folder to create or update.")
+    downsample: int = option(1, "Store the scenes downsampled xK (mean for inputs, centre pixel for charts).",
+                             minimum=1)
+    variables: str = option("all", "Inputs to store: 'all' (the 24 scene variables) or a comma list.")
+    val_scenes: int = option(10, "Training scenes held out for validation, drawn with --seed (the starter "
+                                 "pack's 10).", minimum=0)
+    val_list: str = option("", "Text file with one validation scene id per line (replaces --val-scenes).")
+    workers: int = option(2, "Scenes converted in parallel.", minimum=1)
+    overwrite: bool = option(False, "Convert every scene again, even those already in the store.")
+    seed: int = option(0, "Seed of the validation draw.")
 
 
 PREPROCESS = PreprocessDefaults()
@@ -61,39 +90,45 @@ PREPROCESS = PreprocessDefaults()
 class TrainDefaults:
     """Good settings for real data (MMSeaIce's recipe where it applies, AdamW instead of SGD)."""
 
-    store: str = "outputs/store"
-    model: str = "unet"
-    unet_filters: str = "32,32,64,64"
-    deeplab_depth: int = 152
-    pretrained: str = ""
-    sic_head: str = "regression"
-    variables: str = "all+encodings"
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine warm restarts, or plateau
-    restart_epochs: int = 20
-    epochs: int = 100
-    batches_per_epoch: int = 500
-    batch_size: int = 16
-    patch_size: int = 256
-    task_weights: str = "1,3,3"  # SIC, SOD, FLOE
-    class_weights: str = "none"  # or "balanced" (inverse sqrt frequency), "balanced:SOD" (that head only)
-    focal_gamma: float = 0.0
-    augment: str = "all"
-    class_balance: float = 0.0
-    min_valid: float = 0.3
-    grad_clip: float = 1.0
-    amp: bool = True
-    early_stopping: int = 20  # epochs without a better validation score
-    val_tile: int = TILING.tile
-    workers: int = 2
-    device: str = "auto"
-    seed: int = 0
-    resume: str = ""
-    out: str = "outputs/train"
-    nproc: int = 1
+    store: str = option("outputs/store", "Training store made by `seaice preprocess`.")
+    model: str = option("unet", "Network: unet or deeplabv3.")
+    unet_filters: str = option("32,32,64,64", "U-Net filters per level (starter pack 16,32,64,64; MMSeaIce "
+                                              "32,32,64,64).")
+    deeplab_depth: int = option(152, "DeepLabV3 ResNet depth (18, 34, 50, 101, 152), truncated after layer3.")
+    pretrained: str = option("", "Local torchvision ResNet state_dict for the DeepLabV3 backbone (none: random init).")
+    sic_head: str = option("regression", "SIC as regression on the class index (MSE, rounded) or 11-way "
+                                         "classification.")
+    variables: str = option("all+encodings", "Inputs: all (24), all+encodings (+ month, sin/cos lat/lon), compact, "
+                                             "or a comma list.")
+    optimizer: str = option("adamw", "adamw or sgd.")
+    lr: float = option(1e-3, "Learning rate.")
+    weight_decay: float = option(0.01, "Weight decay.")
+    momentum: float = option(0.9, "SGD momentum.")
+    scheduler: str = option("cosine", "cosine (warm restarts every --restart-epochs) or plateau (x0.5 after 4 flat "
+                                      "epochs).")
+    restart_epochs: int = option(20, "Epochs between cosine warm restarts.")
+    epochs: int = option(100, "Maximum number of epochs.")
+    batches_per_epoch: int = option(500, "Training batches per epoch.")
+    batch_size: int = option(16, "Patches per batch (per process).")
+    patch_size: int = option(256, "Patch size in working-grid pixels.")
+    task_weights: str = option("1,3,3", "Loss weights of SIC,SOD,FLOE.")
+    class_weights: str = option("none", "Weigh classes by inverse square-root frequency in the training scenes: "
+                                        "none, balanced (every softmax head) or balanced:SOD (the heads named, "
+                                        "comma list).")
+    focal_gamma: float = option(0.0, "Focal loss gamma for the classification heads (0: cross entropy).")
+    augment: str = option("all", "Augmentations: all, none, or a comma list of flip,rot90,scale,cutmix.")
+    class_balance: float = option(0.0, "Fraction of patches centred on a rare SOD/FLOE class.")
+    min_valid: float = option(0.3, "Reject patches with a smaller valid-SIC fraction.")
+    grad_clip: float = option(1.0, "Clip the gradient norm (0: off).")
+    amp: bool = option(True, "Mixed precision on GPU.")
+    early_stopping: int = option(20, "Stop after this many epochs without a better validation score (0: never).")
+    val_tile: int = option(TILING.tile, "Tile size of the full-scene validation inference.")
+    workers: int = option(2, "Patch loader worker processes.")
+    device: str = option("auto", "auto, cpu or cuda.")
+    seed: int = option(0, "Seed of weights, patches and augmentations.")
+    resume: str = option("", "Continue from a checkpoint file, a folder with last.pt, or an MLflow run id.")
+    out: str = option("outputs/train", "Folder for checkpoints (last.pt, best.pt).")
+    nproc: int = option(1, "Processes for distributed data parallel training (re-runs itself under torchrun).")
 
 
 TRAIN = TrainDefaults()
@@ -101,67 +136,54 @@ TRAIN = TrainDefaults()
 
 @dataclass(frozen=True)
 class RegisterDefaults:
-    experiment: str = "seaice"
-    model_name: str = "seaice-charts"
-    metric: str = "auto"  # test_combined when evaluated runs exist, else best_val_combined
-    alias: str = "champion"
-    stage: str = "Production"  # or none
-    force: bool = False
+    """``seaice register``."""
 
-
-REGISTER = RegisterDefaults()
+    experiment: str = option("seaice", "Experiment whose FINISHED runs are ranked.")
+    model_name: str = option("seaice-charts", "Registered model name.")
+    metric: str = option("auto", "Ranking metric; auto: test_combined when every model compared has one "
+                                 "(evaluate runs not on its training scenes), else best_val_combined.")
+    alias: str = option("champion", "Alias of the best version.")
+    stage: str = option("Production", "Legacy stage mirrored from the alias (none: aliases only).", choices=STAGES)
+    force: bool = option(False, "Promote the best run's model even if it does not beat the current champion.")
 
 
 @dataclass(frozen=True)
 class PipelineDefaults:
-    profile: str = "demo"  # demo: a few CPU minutes; full: real-size settings
-    data_dir: str = ""  # empty: synthetic training scenes made on the fly
-    test_dir: str = ""  # empty: synthetic test scenes (with references)
-    model_name: str = "seaice-charts"
-    out: str = "outputs/main"
-    seed: int = 0
+    """``seaice pipeline`` (the MLproject's ``main``)."""
 
-
-PIPELINE = PipelineDefaults()
-
-
-@dataclass(frozen=True)
-class EvaluateDefaults:
-    """``seaice evaluate``; tiling as :class:`~seaice_mlflow.inference.engine.TileOptions`."""
-
-    upload_package: str = ""  # empty: the package is only logged as an artifact of the run
-    device: str = "auto"
-    tile: int = TILING.tile  # working-grid pixels; rounded down to the network's stride
-    overlap: int = TILING.overlap
-    batch: int = TILING.batch  # tiles per forward pass
-
-
-EVALUATE = EvaluateDefaults()
+    profile: str = option("demo", "smoke: a one-minute installation check; demo: small synthetic scenes and a "
+                                  "short training (a few CPU minutes); full: real-size settings.", choices=PROFILES)
+    data_dir: str = option("", "Training scenes; empty: synthetic scenes made on the fly.")
+    test_dir: str = option("", "Test scenes with references; empty: synthetic ones.")
+    model_name: str = option("seaice-charts", "Registered model name.")
+    out: str = option("outputs/main", "Working folder (data, store, charts).")
+    seed: int = option(0, "Seed of data and training.")
 
 
 @dataclass(frozen=True)
-class PredictDefaults:
-    """``seaice predict``; tiling as :class:`~seaice_mlflow.inference.engine.TileOptions`."""
+class EvaluateDefaults(InferenceDefaults):
+    """``seaice evaluate`` (besides the required ``--model-uri`` and ``--data-dir``)."""
 
-    out: str = "outputs/charts"
-    device: str = "auto"
-    upload_package: bool = False
-    probabilities: bool = False
-    tile: int = TILING.tile
-    overlap: int = TILING.overlap
-    batch: int = TILING.batch
+    upload_package: str = option("", "Also write the AutoICE upload_package.nc here (it is always logged with "
+                                     "the run).")
 
 
-PREDICT = PredictDefaults()
+@dataclass(frozen=True)
+class PredictDefaults(InferenceDefaults):
+    """``seaice predict`` (besides the required ``--model-uri`` and ``--scenes``)."""
+
+    out: str = option("outputs/charts", "Folder for <scene_id>_charts.nc and <scene_id>_charts.png.")
+    upload_package: bool = option(False, "Also write upload_package.nc (AutoICE format) of the predicted scenes "
+                                         "to --out.")
+    probabilities: bool = option(False, "Also write class probabilities (uint8 percent; SIC_value in percent for "
+                                        "a regressed SIC); memory then grows with the scene.")
 
 
 @dataclass(frozen=True)
 class ServeDefaults:
     """``seaice serve`` (MLflow's scoring server)."""
 
-    host: str = "127.0.0.1"
-    port: int = 5001  # 5000 is the tracking UI's
-    workers: int = 1
+    host: str = option("127.0.0.1", "Address to listen on (0.0.0.0: every one).")
+    port: int = option(5001, "Port (5000 is the tracking UI's).", minimum=1, maximum=65535)
+    workers: int = option(1, "Server processes (each holds the model).", minimum=1)
 
-
-SERVE = ServeDefaults()

@@ -3,11 +3,24 @@
 import json
 import subprocess
 import sys
+from dataclasses import fields
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
+from seaice_mlflow.config import PROFILES as PROFILE_NAMES
+from seaice_mlflow.config import (
+    EvaluateDefaults,
+    PipelineDefaults,
+    PredictDefaults,
+    PreprocessDefaults,
+    RegisterDefaults,
+    ServeDefaults,
+    TrainDefaults,
+)
+from seaice_mlflow.pipeline import PROFILES
 from tests.conftest import prep_files
 
 
@@ -70,3 +83,27 @@ def test_inspect_names_a_missing_path(tmp_path):
     assert result.exit_code == 1
     assert f"BAD {missing}: missing: does not exist ({missing})" in result.output
     assert "naming" not in result.output and "Traceback" not in result.output
+
+
+COMMAND_DEFAULTS = {"preprocess": PreprocessDefaults, "train": TrainDefaults, "register": RegisterDefaults,
+                    "pipeline": PipelineDefaults, "evaluate": EvaluateDefaults, "predict": PredictDefaults,
+                    "serve": ServeDefaults}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_DEFAULTS))
+def test_options_come_from_one_definition(command):
+    """Every option with a default is a field of the command's defaults dataclass: its default, help
+    text and allowed values are the field's."""
+    defaults = COMMAND_DEFAULTS[command]
+    options = {p.name: p for p in cli.commands[command].params if isinstance(p, click.Option) and p.default
+               is not None and not p.required and p.name != "help"}
+    assert set(options) == {f.name for f in fields(defaults)}
+    for field in fields(defaults):
+        option = options[field.name]
+        assert option.default == field.default and option.help == field.metadata["help"] != ""
+        if field.metadata["choices"]:
+            assert tuple(option.type.choices) == field.metadata["choices"]
+
+
+def test_the_pipeline_profiles_are_the_listed_choices():
+    assert tuple(PROFILES) == PROFILE_NAMES

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.config import EVALUATE
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.config import EvaluateDefaults
 
 MODEL_URI_FORMS = ("MLflow model URI: runs:/<run>/model, models:/m-<id>, models:/<name>@<alias>, "
                    "models:/<name>/<version|stage>.")
@@ -20,33 +21,12 @@ def model_uri_option(command):
                         help=MODEL_URI_HELP)(command)
 
 
-def tiling_options(defaults):
-    """``--device``, ``--tile``, ``--overlap``, ``--batch`` with the command's defaults."""
-    def decorate(command):
-        for option in reversed([
-            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=defaults.device,
-                         show_default=True, help="auto: the GPU when there is one."),
-            click.option("--tile", type=click.IntRange(min=1), default=defaults.tile, show_default=True,
-                         help="Tile size in working-grid pixels (rounded down to the network's stride); "
-                              "memory grows with tile x tile x batch, not with the scene."),
-            click.option("--overlap", type=click.IntRange(min=0), default=defaults.overlap, show_default=True,
-                         help="Overlap of neighbouring tiles (blended; at most half a tile)."),
-            click.option("--batch", type=click.IntRange(min=1), default=defaults.batch, show_default=True,
-                         help="Tiles per forward pass."),
-        ]):
-            command = option(command)
-        return command
-    return decorate
-
-
 @click.command("evaluate")
 @model_uri_option
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path),
               help="Folder of scenes with reference charts: test _prep.nc files with their "
                    "_prep_reference.nc, ready-to-train files or raw files with an ice chart.")
-@click.option("--upload-package", default=EVALUATE.upload_package, show_default=True,
-              help="Also write the AutoICE upload_package.nc here (it is always logged with the run).")
-@tiling_options(EVALUATE)
+@options_from(EvaluateDefaults)
 def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, upload_package: str, device: str, tile: int,
                      overlap: int, batch: int) -> None:
     """Score model(s) on the scenes of DATA_DIR with the official AutoICE metric; log to MLflow.

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import click
 
-from seaice_mlflow.config import PIPELINE
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.config import PipelineDefaults
 
 
 @click.command("pipeline")
-@click.option("--profile", type=click.Choice(["smoke", "demo", "full"]), default=PIPELINE.profile,
-              show_default=True, help="smoke: a one-minute installation check; demo: small synthetic scenes "
-              "and a short training (a few CPU minutes); full: real-size settings.")
-@click.option("--data-dir", default=PIPELINE.data_dir, show_default=True,
-              help="Training scenes; empty: synthetic scenes made on the fly.")
-@click.option("--test-dir", default=PIPELINE.test_dir, show_default=True,
-              help="Test scenes with references; empty: synthetic ones.")
-@click.option("--model-name", default=PIPELINE.model_name, show_default=True, help="Registered model name.")
-@click.option("--out", default=PIPELINE.out, show_default=True, help="Working folder (data, store, charts).")
-@click.option("--seed", type=int, default=PIPELINE.seed, show_default=True, help="Seed of data and training.")
+@options_from(PipelineDefaults)
 def pipeline_command(profile: str, data_dir: str, test_dir: str, model_name: str, out: str, seed: int) -> None:
     """preprocess -> train -> evaluate -> register -> predict, as child runs of one MLflow run."""
     import mlflow

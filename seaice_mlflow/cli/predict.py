@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from seaice_mlflow.cli.evaluate import model_uri_option, tiling_options
-from seaice_mlflow.cli.options import flag
-from seaice_mlflow.config import PREDICT
+from seaice_mlflow.cli.evaluate import model_uri_option
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.config import PredictDefaults
 
 
 @click.command("predict")
@@ -16,13 +14,8 @@ from seaice_mlflow.config import PREDICT
 @click.option("--scenes", multiple=True, required=True, metavar="PATH",
               help="Scene files (ready-to-train, test or raw) or folders of them; repeat it, or separate "
                    "paths by commas or spaces.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=PREDICT.out, show_default=True,
-              help="Folder for <scene_id>_charts.nc and <scene_id>_charts.png.")
-@flag("--upload-package", "Also write upload_package.nc (AutoICE format) of the predicted scenes to --out.")
-@flag("--probabilities", "Also write class probabilities (uint8 percent; SIC_value in percent for a "
-      "regressed SIC); memory then grows with the scene.")
-@tiling_options(PREDICT)
-def predict_command(model_uri: tuple[str, ...], scenes: tuple[str, ...], out: Path, upload_package: bool,
+@options_from(PredictDefaults)
+def predict_command(model_uri: tuple[str, ...], scenes: tuple[str, ...], out: str, upload_package: bool,
                     probabilities: bool, device: str, tile: int, overlap: int, batch: int) -> None:
     """Chart SIC, SOD and FLOE for whole scenes with model(s) from MLflow; log the run.
 

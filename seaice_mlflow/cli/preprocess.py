@@ -10,8 +10,8 @@ import click
 from tqdm import tqdm
 
 from seaice_mlflow import plots
-from seaice_mlflow.cli.options import flag
-from seaice_mlflow.config import PREPROCESS
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.config import PreprocessDefaults
 from seaice_mlflow.data.preprocess import convert_scenes, plan_preprocess
 from seaice_mlflow.data.store import MANIFEST, NORMALISATION, Store
 from seaice_mlflow.data.variables import parse_variables
@@ -21,21 +21,8 @@ from seaice_mlflow.errors import ParameterError
 @click.command("preprocess")
 @click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of AI4Arctic scenes: ready-to-train, raw, or test files with their references.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=PREPROCESS.out,
-              show_default=True, help="Store folder to create or update.")
-@click.option("--downsample", type=click.IntRange(min=1), default=PREPROCESS.downsample, show_default=True,
-              help="Store the scenes downsampled xK (mean for inputs, centre pixel for charts).")
-@click.option("--variables", default=PREPROCESS.variables, show_default=True,
-              help="Inputs to store: 'all' (the 24 scene variables) or a comma list.")
-@click.option("--val-scenes", type=click.IntRange(min=0), default=PREPROCESS.val_scenes, show_default=True,
-              help="Training scenes held out for validation, drawn with --seed.")
-@click.option("--val-list", default=PREPROCESS.val_list, show_default=True,
-              help="Text file with one validation scene id per line (replaces --val-scenes).")
-@click.option("--workers", type=click.IntRange(min=1), default=PREPROCESS.workers, show_default=True,
-              help="Scenes converted in parallel.")
-@flag("--overwrite", "Convert every scene again, even those already in the store.")
-@click.option("--seed", type=int, default=PREPROCESS.seed, show_default=True, help="Seed of the validation draw.")
-def preprocess_command(data_dir: Path, out: Path, downsample: int, variables: str, val_scenes: int,
+@options_from(PreprocessDefaults)
+def preprocess_command(data_dir: Path, out: str, downsample: int, variables: str, val_scenes: int,
                        val_list: str, workers: int, overwrite: bool, seed: int) -> None:
     """Convert a folder of scenes into the chunked training store (and log it to MLflow).
 
@@ -53,8 +40,8 @@ def preprocess_command(data_dir: Path, out: Path, downsample: int, variables: st
 
     from seaice_mlflow.tracking.runs import log_params_once, log_scene_dataset, start_run
 
-    out = out.resolve()
-    params = {"data_dir": str(data_dir.resolve()), "out": str(out), "downsample": downsample,
+    store = Path(out).resolve()
+    params = {"data_dir": str(data_dir.resolve()), "out": str(store), "downsample": downsample,
               "variables": variables, "val_scenes": val_scenes, "val_list": val_list, "workers": workers,
               "overwrite": overwrite, "seed": seed}
     with start_run("preprocess", "preprocess"):
@@ -71,15 +58,15 @@ def preprocess_command(data_dir: Path, out: Path, downsample: int, variables: st
         mlflow.log_metrics({"scenes": len(scenes), "scenes_processed": len(result.processed),
                             "scenes_skipped": len(result.skipped), "scenes_failed": len(result.failed),
                             "preprocess_seconds": time.perf_counter() - started})
-        mlflow.set_tag("seaice.store", str(out))
-        mlflow.set_tag("seaice.store_digest", Store(out).digest)
-        mlflow.log_artifact(str(out / MANIFEST), "store")
-        mlflow.log_artifact(str(out / NORMALISATION), "store")
+        mlflow.set_tag("seaice.store", str(store))
+        mlflow.set_tag("seaice.store_digest", Store(store).digest)
+        mlflow.log_artifact(str(store / MANIFEST), "store")
+        mlflow.log_artifact(str(store / NORMALISATION), "store")
         histograms = split_histograms(scenes)
         mlflow.log_figure(plots.class_histograms(histograms), "store/class_histograms.png")
         mlflow.log_text(json.dumps(histograms, indent=1), "store/class_histograms.json")
         log_scene_dataset(scenes, source=str(data_dir.resolve()), name=data_dir.name, context="preprocess")
-    click.echo(f"store {out}: {len(result.processed)} scene(s) converted, {len(result.skipped)} already "
+    click.echo(f"store {store}: {len(result.processed)} scene(s) converted, {len(result.skipped)} already "
                f"there, {len(result.failed)} failed; splits: " + ", ".join(
                    f"{s} {sum(r['split'] == s for r in scenes)}" for s in ("train", "val", "test")))
     for failure in result.failed:

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import click
 
-from seaice_mlflow.cli.options import flag
-from seaice_mlflow.config import REGISTER
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.config import RegisterDefaults
 
 
 @click.command("register")
-@click.option("--experiment", default=REGISTER.experiment, show_default=True,
-              help="Experiment whose FINISHED runs are ranked.")
-@click.option("--model-name", default=REGISTER.model_name, show_default=True, help="Registered model name.")
-@click.option("--metric", default=REGISTER.metric, show_default=True,
-              help="Ranking metric; auto: test_combined when every model compared has one (evaluate runs "
-                   "not on its training scenes), else best_val_combined.")
-@click.option("--alias", default=REGISTER.alias, show_default=True, help="Alias of the best version.")
-@click.option("--stage", type=click.Choice(["Production", "Staging", "none"]), default=REGISTER.stage,
-              show_default=True, help="Legacy stage mirrored from the alias (none: aliases only).")
-@flag("--force", "Promote the best run's model even if it does not beat the current champion.")
+@options_from(RegisterDefaults)
 def register_command(experiment: str, model_name: str, metric: str, alias: str, stage: str, force: bool) -> None:
     """Register the experiment's best model and move the champion alias to the best version.
 

@@ -10,16 +10,14 @@ import sys
 import click
 
 from seaice_mlflow.cli.evaluate import MODEL_URI_FORMS
-from seaice_mlflow.config import SERVE
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.config import ServeDefaults
 from seaice_mlflow.errors import Interrupted
 
 
 @click.command("serve")
 @click.option("--model-uri", required=True, metavar="URI", help=MODEL_URI_FORMS)
-@click.option("--host", default=SERVE.host, show_default=True, help="Address to listen on (0.0.0.0: every one).")
-@click.option("--port", type=click.IntRange(1, 65535), default=SERVE.port, show_default=True, help="Port.")
-@click.option("--workers", type=click.IntRange(min=1), default=SERVE.workers, show_default=True,
-              help="Server processes (each holds the model).")
+@options_from(ServeDefaults)
 def serve_command(model_uri: str, host: str, port: int, workers: int) -> None:
     """Serve a chart model: POST {"inputs": (N, C, H, W) float32} to /invocations, get class maps.
 

@@ -1,7 +1,8 @@
 """``seaice train``: train a multi-task model on a store and log it to MLflow as a pyfunc model.
 
-Options are generated from :class:`~seaice_mlflow.training.options.TrainConfig`, so the CLI,
-the MLproject (tested) and the logged params share one list of names and defaults.
+Options are generated from :class:`~seaice_mlflow.config.TrainDefaults` (names, defaults and help
+text), which :class:`~seaice_mlflow.training.options.TrainConfig` extends with its checks, so the
+CLI, the MLproject (tested) and the logged params share one definition.
 """
 
 from __future__ import annotations
@@ -9,74 +10,21 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from dataclasses import fields
 from typing import TYPE_CHECKING
 
 import click
 
-from seaice_mlflow.config import TRAIN
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.config import TrainDefaults
 from seaice_mlflow.errors import Interrupted, option_name
 
 if TYPE_CHECKING:  # the command imports torch only when it runs
     from seaice_mlflow.training.options import TrainConfig
     from seaice_mlflow.training.trainer import EpochReport
 
-HELP = {
-    "store": "Training store made by `seaice preprocess`.",
-    "model": "Network: unet or deeplabv3.",
-    "unet_filters": "U-Net filters per level (starter pack 16,32,64,64; MMSeaIce 32,32,64,64).",
-    "deeplab_depth": "DeepLabV3 ResNet depth (18, 34, 50, 101, 152), truncated after layer3.",
-    "pretrained": "Local torchvision ResNet state_dict for the DeepLabV3 backbone (none: random init).",
-    "sic_head": "SIC as regression on the class index (MSE, rounded) or 11-way classification.",
-    "variables": "Inputs: all (24), all+encodings (+ month, sin/cos lat/lon), compact, or a comma list.",
-    "optimizer": "adamw or sgd.",
-    "lr": "Learning rate.",
-    "weight_decay": "Weight decay.",
-    "momentum": "SGD momentum.",
-    "scheduler": "cosine (warm restarts every --restart-epochs) or plateau (x0.5 after 4 flat epochs).",
-    "restart_epochs": "Epochs between cosine warm restarts.",
-    "epochs": "Maximum number of epochs.",
-    "batches_per_epoch": "Training batches per epoch.",
-    "batch_size": "Patches per batch (per process).",
-    "patch_size": "Patch size in working-grid pixels.",
-    "task_weights": "Loss weights of SIC,SOD,FLOE.",
-    "class_weights": "Weigh classes by inverse square-root frequency in the training scenes: none, balanced "
-                     "(every softmax head) or balanced:SOD (the heads named, comma list).",
-    "focal_gamma": "Focal loss gamma for the classification heads (0: cross entropy).",
-    "augment": "Augmentations: all, none, or a comma list of flip,rot90,scale,cutmix.",
-    "class_balance": "Fraction of patches centred on a rare SOD/FLOE class.",
-    "min_valid": "Reject patches with a smaller valid-SIC fraction.",
-    "grad_clip": "Clip the gradient norm (0: off).",
-    "amp": "Mixed precision on GPU.",
-    "early_stopping": "Stop after this many epochs without a better validation score (0: never).",
-    "val_tile": "Tile size of the full-scene validation inference.",
-    "workers": "Patch loader worker processes.",
-    "device": "auto, cpu or cuda.",
-    "seed": "Seed of weights, patches and augmentations.",
-    "resume": "Continue from a checkpoint file, a folder with last.pt, or an MLflow run id.",
-    "out": "Folder for checkpoints (last.pt, best.pt).",
-    "nproc": "Processes for distributed data parallel training (re-runs itself under torchrun).",
-}
-
-
-def train_options(command):
-    """One click option per :class:`TrainConfig` field, default from :data:`config.TRAIN`."""
-    from seaice_mlflow.training.options import TrainConfig
-
-    for field in reversed(fields(TrainConfig)):
-        name, default = field.name, getattr(TRAIN, field.name)
-        option = option_name(name)
-        if isinstance(default, bool):
-            command = click.option(option, type=click.BOOL, is_flag=False, flag_value=True, default=default,
-                                   show_default=True, help=HELP[name])(command)
-        else:
-            command = click.option(option, type=type(default), default=default, show_default=True,
-                                   help=HELP[name])(command)
-    return command
-
 
 @click.command("train")
-@train_options
+@options_from(TrainDefaults)
 def train_command(**options) -> None:
     """Train a multi-task model (SIC, SOD, FLOE) on a training store; log it to MLflow.
 

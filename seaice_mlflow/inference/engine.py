@@ -27,13 +27,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from seaice_mlflow.charts import CHART_NAMES, CHARTS
-from seaice_mlflow.config import TILING
+from seaice_mlflow.config import DEVICES, TILING
 from seaice_mlflow.data.downsample import upsample_chart
 from seaice_mlflow.data.grid import Window
 from seaice_mlflow.errors import ParameterError
 from seaice_mlflow.inference.sources import TileSource
 
-DEVICES = ("auto", "cpu", "cuda")
 #: Smallest blending weight: a cut-off tile edge still counts a millionth where another tile covers it.
 RAMP_FLOOR = 1e-6
 

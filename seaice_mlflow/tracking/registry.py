@@ -50,6 +50,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
+from seaice_mlflow.config import STAGES
 from seaice_mlflow.errors import SeaIceError, first_line
 from seaice_mlflow.models import non_finite_weights
 from seaice_mlflow.tracking.models import SCORED_ON_TRAINING_TAG
@@ -60,8 +61,7 @@ AUTO = "auto"
 EVALUATION_METRIC, TRAINING_METRIC = "test_combined", "best_val_combined"
 #: ``--metric auto``: the first of these that every model compared has decides.
 AUTO_METRICS = (EVALUATION_METRIC, TRAINING_METRIC)
-Stage = Literal["Production", "Staging", "none"]
-STAGES: tuple[Stage, ...] = ("Production", "Staging", "none")
+Stage = Literal["Production", "Staging", "none"]  # config.STAGES, the --stage choices
 RECONCILE_ROUNDS = 5
 WRITE_ATTEMPTS = 8
 #: Store errors of concurrent writers, worth a retry (sqlite, PostgreSQL/MySQL wording).

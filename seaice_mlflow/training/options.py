@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.config import TRAIN
+from seaice_mlflow.config import TRAIN, TrainDefaults
 from seaice_mlflow.data.augment import Augment
 from seaice_mlflow.data.variables import parse_variables
 from seaice_mlflow.errors import ParameterError
@@ -29,42 +29,9 @@ def option_value(value: object) -> str:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every training setting; field names are the CLI options and the logged params."""
-
-    store: str = TRAIN.store
-    model: str = TRAIN.model
-    unet_filters: str = TRAIN.unet_filters
-    deeplab_depth: int = TRAIN.deeplab_depth
-    pretrained: str = TRAIN.pretrained
-    sic_head: str = TRAIN.sic_head
-    variables: str = TRAIN.variables
-    optimizer: str = TRAIN.optimizer
-    lr: float = TRAIN.lr
-    weight_decay: float = TRAIN.weight_decay
-    momentum: float = TRAIN.momentum
-    scheduler: str = TRAIN.scheduler
-    restart_epochs: int = TRAIN.restart_epochs
-    epochs: int = TRAIN.epochs
-    batches_per_epoch: int = TRAIN.batches_per_epoch
-    batch_size: int = TRAIN.batch_size
-    patch_size: int = TRAIN.patch_size
-    task_weights: str = TRAIN.task_weights
-    class_weights: str = TRAIN.class_weights
-    focal_gamma: float = TRAIN.focal_gamma
-    augment: str = TRAIN.augment
-    class_balance: float = TRAIN.class_balance
-    min_valid: float = TRAIN.min_valid
-    grad_clip: float = TRAIN.grad_clip
-    amp: bool = TRAIN.amp
-    early_stopping: int = TRAIN.early_stopping
-    val_tile: int = TRAIN.val_tile
-    workers: int = TRAIN.workers
-    device: str = TRAIN.device
-    seed: int = TRAIN.seed
-    resume: str = TRAIN.resume
-    out: str = TRAIN.out
-    nproc: int = TRAIN.nproc
+class TrainConfig(TrainDefaults):
+    """Every training setting, checked; the fields (names, defaults, help) are
+    :class:`~seaice_mlflow.config.TrainDefaults`': the CLI options and the logged params."""
 
     def __post_init__(self):
         self._check()
