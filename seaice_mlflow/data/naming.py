@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal, get_args
 
 from seaice_mlflow.errors import SceneError
 
@@ -21,7 +22,8 @@ RAW_PATTERN = re.compile(
 TIME_FORMAT = "%Y%m%dT%H%M%S"
 
 #: What a file is, from its name: a ready-to-train (or test) scene, a test reference, a raw scene.
-PREP, REFERENCE, RAW = "prep", "reference", "raw"
+FileKind = Literal["prep", "reference", "raw"]
+PREP, REFERENCE, RAW = get_args(FileKind)
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class SceneName:
     key: str  # e.g. "20180325T194759_dmi": the scene id used everywhere (uploads, stores, runs)
     provider: str  # "dmi" or "cis"
     time: datetime  # Sentinel-1 start time
-    file_kind: str  # PREP, REFERENCE or RAW
+    file_kind: FileKind
 
 
 def parse_scene_name(path: str | Path) -> SceneName:

@@ -17,6 +17,7 @@ from seaice_mlflow.data.naming import (
     RAW,
     RAW_PATTERN,
     REFERENCE,
+    FileKind,
     parse_scene_name,
     parsed_names,
     prep_name,
@@ -64,7 +65,7 @@ def find_references(directory: str | Path) -> dict[str, Path]:
     return found
 
 
-def _holds_chart(path: Path, file_kind: str) -> bool:
+def _holds_chart(path: Path, file_kind: FileKind) -> bool:
     with open_scene_file(path) as ds:
         names = (POLYGON_VARIABLE,) if file_kind == RAW else CHART_NAMES
         return all(n in ds.variables for n in names)

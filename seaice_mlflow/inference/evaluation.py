@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ PER_SCENE_CSV = "scores_per_scene.csv"
 CONFUSION_JSON = "confusion_matrices.json"
 CONFUSION_PNG = {"counts": "confusion_counts.png", "normalised": "confusion_normalised.png"}
 QUICKLOOKS = "quicklooks"
+EvaluateStatus = Literal["scored", "skipped", "failed"]
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SceneOutcome:
     """What happened to one file: ``scored``, ``skipped`` (no charts) or ``failed``."""
 
     file: Path
-    status: str
+    status: EvaluateStatus
     message: str = ""
     scene_id: str = ""
     seconds: float = 0.0
@@ -58,7 +60,7 @@ class EvaluationResult:
     def pooled(self) -> Scores:
         return self.board.pooled()
 
-    def having(self, status: str) -> list[SceneOutcome]:
+    def having(self, status: EvaluateStatus) -> list[SceneOutcome]:
         return [o for o in self.outcomes if o.status == status]
 
     @property

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -28,13 +29,15 @@ from seaice_mlflow.inference.products import (
 )
 from seaice_mlflow.scoring.upload import UPLOAD_PACKAGE, UploadPackageWriter
 
+PredictStatus = Literal["written", "failed"]
+
 
 @dataclass
 class PredictOutcome:
     """What happened to one file: ``written`` or ``failed``."""
 
     file: Path
-    status: str
+    status: PredictStatus
     message: str = ""
     scene_id: str = ""
     outputs: list[Path] = field(default_factory=list)  # chart product, quicklook
@@ -46,7 +49,7 @@ class PredictionResult:
     outcomes: list[PredictOutcome] = field(default_factory=list)
     upload_package: Path | None = None
 
-    def having(self, status: str) -> list[PredictOutcome]:
+    def having(self, status: PredictStatus) -> list[PredictOutcome]:
         return [o for o in self.outcomes if o.status == status]
 
     @property

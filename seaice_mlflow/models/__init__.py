@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +20,8 @@ from seaice_mlflow.models.deeplab import RESNETS, DeepLabV3
 from seaice_mlflow.models.unet import UNet
 
 #: How SIC is predicted: one channel regressing the class index (MSE), or an 11-way softmax (CE).
-SIC_HEADS = ("regression", "classification")
+SicHead = Literal["regression", "classification"]
+SIC_HEADS: tuple[SicHead, ...] = get_args(SicHead)
 
 
 class ModelSpecError(ParameterError, ValueError):
@@ -33,7 +34,7 @@ class ModelSpec:
 
     name: str  # a key of MODELS
     in_channels: int
-    sic_head: str = "regression"
+    sic_head: SicHead = "regression"
     unet_filters: tuple[int, ...] = (32, 32, 64, 64)  # MMSeaIce winner; starter pack (16, 32, 64, 64)
     deeplab_depth: int = 152  # torchvision ResNet depth
     pretrained: str | None = None  # local torchvision ResNet state dict (DeepLabV3 backbone only)
@@ -117,7 +118,7 @@ def non_finite_weights(state: Mapping[str, Tensor]) -> list[str]:
             if torch.is_floating_point(value) and not bool(torch.isfinite(value).all())]
 
 
-def predicted_classes(outputs: Mapping[str, Tensor], sic_head: str) -> dict[str, Tensor]:
+def predicted_classes(outputs: Mapping[str, Tensor], sic_head: SicHead) -> dict[str, Tensor]:
     """Class maps (N, H, W) uint8 from model outputs (N, K, H, W).
 
     Softmax heads take the argmax; the SIC regression head is rounded and clamped to 0..10.
@@ -135,6 +136,6 @@ def predicted_classes(outputs: Mapping[str, Tensor], sic_head: str) -> dict[str,
 
 
 __all__ = [
-    "MODELS", "SIC_HEADS", "DeepLabV3", "ModelSpec", "ModelSpecError", "UNet",
+    "MODELS", "SIC_HEADS", "SicHead", "DeepLabV3", "ModelSpec", "ModelSpecError", "UNet",
     "build_model", "check_spec", "predicted_classes",
 ]

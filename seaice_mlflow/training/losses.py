@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seaice_mlflow.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
-from seaice_mlflow.models import SIC_HEADS
+from seaice_mlflow.models import SIC_HEADS, SicHead
 
 #: Task weights of MMSeaIce (the AutoICE winner).
 DEFAULT_TASK_WEIGHTS: Mapping[str, float] = MappingProxyType({"SIC": 1.0, "SOD": 3.0, "FLOE": 3.0})
@@ -39,7 +39,7 @@ class MultiTaskLoss(nn.Module):
         focal_gamma: focusing parameter of the focal loss for the softmax heads; 0 is cross entropy.
     """
 
-    def __init__(self, sic_head: str, task_weights: Mapping[str, float] | None = None,
+    def __init__(self, sic_head: SicHead, task_weights: Mapping[str, float] | None = None,
                  class_weights: Mapping[str, Tensor | Sequence[float] | None] | None = None,
                  focal_gamma: float = 0.0):
         super().__init__()
