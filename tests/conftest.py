@@ -79,6 +79,16 @@ def tracking(store_uri, monkeypatch, request) -> str:
     return store_uri
 
 
+def run_preprocess(data: Path, out: Path, **options):
+    """``preprocess`` with the tests' usual options (one process, no validation scenes), any overridden."""
+    from seaice_mlflow.data.preprocess import preprocess
+    from seaice_mlflow.data.variables import SCENE_VARIABLES
+
+    defaults = dict(downsample=1, variables=SCENE_VARIABLES, val_scenes=0, val_list=None, workers=1,
+                    overwrite=False, seed=0)
+    return preprocess(data, out, **{**defaults, **options})
+
+
 def prep_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*_prep.nc"))
 

@@ -20,21 +20,15 @@ from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
 from seaice_mlflow.data.inspect import inspect_file
-from seaice_mlflow.data.preprocess import PreprocessError, preprocess
+from seaice_mlflow.data.preprocess import PreprocessError
 from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.data.store import MANIFEST, Store
-from seaice_mlflow.data.variables import SCENE_VARIABLES
 from seaice_mlflow.errors import ParameterError, SceneError
 from tests.conftest import prep_files
+from tests.conftest import run_preprocess as run
 
 IMPOSSIBLE = "20201399T999999_dmi_prep.nc"
 
-
-def run(data: Path, out: Path, **kwargs):
-    options = dict(downsample=1, variables=SCENE_VARIABLES, val_scenes=0, val_list=None, workers=1,
-                   overwrite=False, seed=0)
-    options.update(kwargs)
-    return preprocess(data, out, **options)
 
 
 def folder(tmp_path: Path, *sources: Path, name: str = "data") -> Path:

@@ -16,20 +16,13 @@ from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli import cli
 from seaice_mlflow.data.downsample import downsample_chart, downsample_mean
 from seaice_mlflow.data.grid import Window
-from seaice_mlflow.data.preprocess import preprocess
 from seaice_mlflow.data.reader import read_scene
 from seaice_mlflow.data.store import SCENES, Store, StoreError
 from seaice_mlflow.data.synthetic import synthesize
-from seaice_mlflow.data.variables import INPUT_VARIABLES, SAR_VARIABLES, SCENE_VARIABLES
+from seaice_mlflow.data.variables import INPUT_VARIABLES, SAR_VARIABLES
 from seaice_mlflow.errors import ParameterError
 from tests.conftest import prep_files
-
-
-def run(data, out, **kwargs):
-    options = dict(downsample=1, variables=SCENE_VARIABLES, val_scenes=0, val_list=None, workers=1,
-                   overwrite=False, seed=0)
-    options.update(kwargs)
-    return preprocess(data, out, **options)
+from tests.conftest import run_preprocess as run
 
 
 @pytest.fixture(scope="module")

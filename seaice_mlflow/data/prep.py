@@ -108,11 +108,16 @@ def read_charts(path: str | Path, shape: tuple[int, int] | None = None) -> dict[
     with open_scene_file(path) as ds:
         check_layout(ds, path, CHART_LAYOUT, "chart")
         charts = load_charts(ds, path)
+    check_chart_shape(path, charts, shape, "scene", "the reference belongs to another scene; check the file names")
+    return charts
+
+
+def check_chart_shape(path: Path, charts: Mapping[str, np.ndarray], shape: tuple[int, int] | None, against: str,
+                      remedy: str) -> None:
+    """A :class:`SceneError` when the charts of ``path`` are not ``shape`` (that of the ``against``)."""
     found = charts["SIC"].shape
     if shape is not None and found != tuple(shape):
-        raise SceneError(path, f"charts are {found[0]}x{found[1]} but the scene is {shape[0]}x{shape[1]}",
-                         "the reference belongs to another scene; check the file names")
-    return charts
+        raise SceneError(path, f"charts are {found[0]}x{found[1]} but the {against} is {shape[0]}x{shape[1]}", remedy)
 
 
 def resolve_reference(path: Path, key: str, reference: str | Path | bool | None) -> Path | None:

@@ -23,7 +23,7 @@ from seaice_mlflow.data.naming import (
     prep_name,
 )
 from seaice_mlflow.data.netcdf import check_file, open_scene_file
-from seaice_mlflow.data.prep import read_charts, read_prep_scene
+from seaice_mlflow.data.prep import check_chart_shape, read_charts, read_prep_scene
 from seaice_mlflow.data.raw import POLYGON_VARIABLE, read_raw_scene
 from seaice_mlflow.data.scene import Scene
 from seaice_mlflow.errors import SceneError
@@ -76,9 +76,6 @@ def reference_charts(path: str | Path, shape: tuple[int, int] | None = None) -> 
     path = Path(path)
     if parse_scene_name(path).file_kind == RAW:
         charts = read_scene(path, reference=False).charts
-        found = charts["SIC"].shape
-        if shape is not None and found != tuple(shape):
-            raise SceneError(path, f"charts are {found[0]}x{found[1]} but the prediction is {shape[0]}x{shape[1]}",
-                             "the prediction belongs to another scene")
+        check_chart_shape(path, charts, shape, "prediction", "the prediction belongs to another scene")
         return charts
     return read_charts(path, shape)

@@ -33,6 +33,7 @@ import json
 import os
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import netCDF4
@@ -308,7 +309,7 @@ class Store:
     def variables(self) -> list[str]:
         return list(self.parameters["variables"])
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """Identifies the data a model was trained on: :func:`content_digest` of the manifest, so a
         re-run that changed nothing, or the same files preprocessed from another folder, keep it;

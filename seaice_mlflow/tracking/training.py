@@ -74,9 +74,9 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochReport], None] | None = 
     dist = setup(torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"))
     try:
         trainer = Trainer(config, dist)
+        checkpoint = resolve_resume(config.resume, out) if config.resume else None
         resumed_from = None
-        if config.resume:
-            checkpoint = resolve_resume(config.resume, out)
+        if checkpoint is not None:
             resumed_from = trainer.resume(checkpoint).get("run_id") or (
                 config.resume if RUN_ID.match(config.resume) else None)
         if not dist.main:
@@ -88,7 +88,7 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochReport], None] | None = 
                              "in_channels": len(trainer.recipe.variables)})
             mlflow.set_tags({"seaice.store_digest": trainer.store.digest, "seaice.store": str(trainer.store.root),
                              "seaice.model": config.model, "seaice.git_commit": git_commit() or "unknown"})
-            if config.resume:
+            if checkpoint is not None:
                 mark_resumed(run.info.run_id, resumed_from, checkpoint)
             scenes = [s.record | {"split": s.split} for s in trainer.store.scenes() if s.split in ("train", "val")]
             log_scene_dataset(scenes, source=str(trainer.store.root), name=trainer.store.root.name, context="training")

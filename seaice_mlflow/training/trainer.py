@@ -111,11 +111,11 @@ class Trainer:
             given = " ".join(f"{option_name(k)} {option_value(new)}" for k, (_, new) in conflicts.items())
             raise ParameterError("resume", f"{path} was trained with {trained}, not {given}; resume with the "
                                  "checkpoint's values (only " + ", ".join(map(option_name, RESUMABLE)) + " may change)")
-        keys = ("model", "variables", "downsample", "store_digest")
-        if any(checkpoint["recipe"].get(k) != self.recipe.as_dict()[k] for k in keys):
+        recipe = self.recipe.as_dict()
+        if any(checkpoint["recipe"].get(k) != recipe[k] for k in ("model", "variables", "downsample", "store_digest")):
             raise ParameterError("resume", f"{path} was trained on other data (store digest "
                                  f"{str(checkpoint['recipe'].get('store_digest'))[:12]}, --store {self.store.root} has "
-                                 f"{str(self.store.digest)[:12]}); resume with the store it was trained on")
+                                 f"{str(recipe['store_digest'])[:12]}); resume with the store it was trained on")
         self.network.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -178,8 +178,9 @@ class Trainer:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                 outputs = self.model(image)
             loss, parts = self.loss({c: o.float() for c, o in outputs.items()}, targets)
-            if not torch.isfinite(loss):
-                self.diverged(epoch, f"the loss of batch {step + 1} is {loss.item()}")
+            value = float(loss.item())  # the one device sync of the step
+            if not math.isfinite(value):
+                self.diverged(epoch, f"the loss of batch {step + 1} is {value}")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
@@ -189,9 +190,9 @@ class Trainer:
             self.scaler.update()
             if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts):
                 self.scheduler.step(epoch + (step + 1) / cfg.batches_per_epoch)
-            totals["train_loss"] += float(loss.item())
-            for chart, value in parts.items():
-                totals[f"train_loss_{chart}"] += float(value.item())
+            totals["train_loss"] += value
+            for chart, part in parts.items():
+                totals[f"train_loss_{chart}"] += float(part.item())
             elapsed = time.perf_counter() - start
             bar.set_postfix(loss=f"{totals['train_loss'] / (step + 1):.4f}",
                             patches_s=f"{(step + 1) * cfg.batch_size * self.dist.world / elapsed:.1f}")
