@@ -2,7 +2,7 @@
 
 For each seed this does what ``seaice pipeline --profile demo --seed S`` does, without MLflow:
 the same synthetic training and test scenes, the same store and training settings
-(``seaice_mlflow.pipeline.PROFILES``), the best checkpoint (the model training logs) scored on
+(``seaice_mlflow.tasks.autoice.steps.main.PROFILES``), the best checkpoint (the model training logs) scored on
 the test scenes at 80 m, and the per-pixel baseline the pipeline logs as ``baseline_test_*``.
 Prints both per seed, the margin, and the mean and smallest margin over the seeds. ``--set``
 tries training settings beside the profile's (``--set class_weights=balanced --set epochs=20``),
@@ -24,14 +24,14 @@ import shutil
 import time
 
 from common import CACHE, cached_baseline, print_epoch, print_scores, score_best
-from seaice_mlflow.config import PREPROCESS, TRAIN
-from seaice_mlflow.data.preprocess import preprocess
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.pipeline import PROFILES, Profile, scene_folders
-from seaice_mlflow.scoring.metrics import Scores
-from seaice_mlflow.training.checkpoint import BEST
-from seaice_mlflow.training.options import TrainConfig
-from seaice_mlflow.training.trainer import Trainer
+from seaice_mlflow.core.checkpoint import BEST
+from seaice_mlflow.core.metrics import Scores
+from seaice_mlflow.tasks.autoice.config import PREPROCESS, TRAIN
+from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.preprocess import preprocess
+from seaice_mlflow.tasks.autoice.steps.main import PROFILES, Profile, scene_folders
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
+from seaice_mlflow.tasks.autoice.training import ChartTraining
 
 
 def parse_setting(item: str) -> tuple[str, object]:
@@ -60,7 +60,7 @@ def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, objec
                    seed=seed)
     suffix = ("" if train_seed is None else f"-t{train_seed}") + (f"-{tag}" if tag else "")
     out = work / f"train-s{seed}-x{profile.downsample}{suffix}"
-    trainer = Trainer(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
+    trainer = ChartTraining.build(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
                                      "seed": seed if train_seed is None else train_seed, "device": device}))
     minutes = None
     if not (reuse and (out / BEST).is_file()):

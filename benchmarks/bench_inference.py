@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 from common import synthetic_split
-from seaice_mlflow.config import TILING
-from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.synthetic import FORMATS
+from seaice_mlflow.core.options import TILING
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.synthetic import FORMATS
 
 SIZES = {"large": (5000, 5200), "small": (2500, 2500)}
 
@@ -38,18 +38,19 @@ def run_case(case: str, scene_path: Path, args: argparse.Namespace) -> dict:
     """Predict the scene in this process; returns seconds, Mpixel/s and peak RSS (GiB)."""
     import torch
 
-    from seaice_mlflow.config import TRAIN
-    from seaice_mlflow.data.variables import parse_variables
-    from seaice_mlflow.data.windowed import open_scene
-    from seaice_mlflow.inference.engine import TileOptions
-    from seaice_mlflow.inference.ensemble import combine
-    from seaice_mlflow.inference.recipe import Recipe
-    from seaice_mlflow.inference.sources import SceneTiles
-    from seaice_mlflow.models import ModelSpec, build_model
+    from seaice_mlflow.core.engine import TileOptions
+    from seaice_mlflow.models import ModelSpec, UNetOptions, build_model
+    from seaice_mlflow.tasks.autoice.charts import AUTOICE
+    from seaice_mlflow.tasks.autoice.config import TRAIN
+    from seaice_mlflow.tasks.autoice.ensemble import combine
+    from seaice_mlflow.tasks.autoice.files.variables import parse_variables
+    from seaice_mlflow.tasks.autoice.files.windowed import open_scene
+    from seaice_mlflow.tasks.autoice.recipe import Recipe
+    from seaice_mlflow.tasks.autoice.sources import SceneTiles
 
     variables = parse_variables(TRAIN.variables)
     filters = tuple(int(f) for f in TRAIN.unet_filters.split(","))
-    recipe = Recipe(ModelSpec("unet", len(variables), unet_filters=filters), variables)
+    recipe = Recipe(ModelSpec("unet", len(variables), AUTOICE.outputs(), UNetOptions(filters)), variables)
     torch.manual_seed(0)
     charter = combine([(recipe, build_model(recipe.model))], args.device,
                       TileOptions(args.tile, args.overlap, args.batch))

@@ -26,13 +26,13 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 
 from common import CACHE, synthetic_split
-from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.config import PREPROCESS
-from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.patches import PatchDataset, PatchLoader, PatchOptions
-from seaice_mlflow.data.preprocess import preprocess
-from seaice_mlflow.data.store import Store
-from seaice_mlflow.data.variables import COARSE_FACTOR, COARSE_VARIABLES, SAR_VARIABLES, SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.config import PREPROCESS
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.files.variables import COARSE_FACTOR, COARSE_VARIABLES, SAR_VARIABLES, SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.patches import PatchDataset, PatchLoader, PatchOptions
+from seaice_mlflow.tasks.autoice.preprocess import preprocess
+from seaice_mlflow.tasks.autoice.store import Store
 
 PATCH, BATCH, WORKERS = 256, 16, 2
 
@@ -78,8 +78,8 @@ def patches_per_second(loader, batches: int) -> float:
 def preprocess_peak_rss(scene_dir: Path, out: Path) -> float:
     """Peak RSS (GiB) of a separate process preprocessing the one scene in ``scene_dir``: its own
     VmHWM (getrusage's maxrss would also count the pages of this big process at fork time)."""
-    code = ("from seaice_mlflow.data.preprocess import preprocess; "
-            "from seaice_mlflow.data.variables import SCENE_VARIABLES; "
+    code = ("from seaice_mlflow.tasks.autoice.preprocess import preprocess; "
+            "from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES; "
             f"preprocess({str(scene_dir)!r}, {str(out)!r}, downsample=1, variables=SCENE_VARIABLES, "
             "val_scenes=0, val_list=None, workers=1, overwrite=True, seed=0); "
             "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')))")

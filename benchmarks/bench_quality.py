@@ -16,10 +16,10 @@ import shutil
 import time
 
 from common import CACHE, cached_baseline, print_epoch, print_scores, quality_data, score_best
-from seaice_mlflow.data.preprocess import preprocess
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.training.options import TrainConfig
-from seaice_mlflow.training.trainer import Trainer
+from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.preprocess import preprocess
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
+from seaice_mlflow.tasks.autoice.training import ChartTraining
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
                          batches_per_epoch=args.batches_per_epoch, batch_size=args.batch_size,
                          patch_size=args.patch_size, restart_epochs=args.epochs, early_stopping=0,
                          val_tile=256, device=args.device)
-    trainer = Trainer(config)
+    trainer = ChartTraining.build(config)
     start = time.perf_counter()
     trainer.fit(print_epoch)
     train_s = time.perf_counter() - start

@@ -16,10 +16,16 @@ import time
 import numpy as np
 
 from common import print_scores, quality_data
-from seaice_mlflow.charts import CHART_NAMES, CHARTS, IGNORE_INDEX, REAL_CLASS_FREQUENCIES, REAL_MASKED_PERCENT
-from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.scoring.baseline import per_pixel_baseline
+from seaice_mlflow.tasks.autoice.baseline import per_pixel_baseline
+from seaice_mlflow.tasks.autoice.charts import (
+    CHART_NAMES,
+    CHARTS,
+    IGNORE_INDEX,
+    REAL_CLASS_FREQUENCIES,
+    REAL_MASKED_PERCENT,
+)
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
 
 
 def histogram_table(scenes) -> None:

@@ -16,19 +16,19 @@ import time
 
 import torch
 
-from seaice_mlflow.charts import CHART_NAMES, CHARTS
-from seaice_mlflow.config import TRAIN
-from seaice_mlflow.models import ModelSpec, build_model
-from seaice_mlflow.training.losses import MultiTaskLoss
-from seaice_mlflow.training.options import TrainConfig
+from seaice_mlflow.core.losses import MultiTaskLoss
+from seaice_mlflow.models import ModelSpec, build_model, spec_from_options
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS
+from seaice_mlflow.tasks.autoice.config import TRAIN
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 
-#: label -> (model spec fields, channels_last input as the trainer feeds it)
+#: label -> (architecture, its options as training options, channels_last input as the trainer feeds it)
 CASES = {
-    "unet (32,32,64,64)": (dict(name="unet"), True),
-    "unet (32,32,64,64), NCHW input": (dict(name="unet"), False),
-    "unet (16,32,64,64), starter pack": (dict(name="unet", unet_filters=(16, 32, 64, 64)), True),
-    "deeplabv3 resnet152 (default)": (dict(name="deeplabv3", deeplab_depth=152), True),
-    "deeplabv3 resnet50": (dict(name="deeplabv3", deeplab_depth=50), True),
+    "unet (32,32,64,64)": ("unet", {}, True),
+    "unet (32,32,64,64), NCHW input": ("unet", {}, False),
+    "unet (16,32,64,64), starter pack": ("unet", {"unet_filters": (16, 32, 64, 64)}, True),
+    "deeplabv3 resnet152 (default)": ("deeplabv3", {"deeplab_depth": 152}, True),
+    "deeplabv3 resnet50": ("deeplabv3", {"deeplab_depth": 50}, True),
 }
 
 
@@ -37,7 +37,7 @@ def step_time(spec: ModelSpec, batch: int, patch: int, steps: int, device: torch
     """Seconds per training step (mean over ``steps`` after two warm-up steps)."""
     torch.manual_seed(0)
     model = build_model(spec).to(device).train()
-    loss_fn = MultiTaskLoss(spec.sic_head)
+    loss_fn = MultiTaskLoss(AUTOICE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch, spec.in_channels, patch, patch, device=device)
     if channels_last:
@@ -73,8 +73,8 @@ def main() -> None:
     channels = len(TrainConfig().input_variables)
     print(f"training step, batch {args.batch_size} x {channels} channels x {args.patch_size}^2, "
           f"{device}, {torch.get_num_threads()} threads")
-    for label, (fields, channels_last) in CASES.items():
-        spec = ModelSpec(in_channels=channels, **fields)
+    for label, (arch, options, channels_last) in CASES.items():
+        spec = spec_from_options(arch, channels, AUTOICE.outputs(), options)
         seconds = step_time(spec, args.batch_size, args.patch_size, args.steps, device, channels_last)
         print(f"  {label:<36} {args.batch_size / seconds:8.1f} patches/s   ({seconds:6.2f} s/step)")
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.data.synthetic import synthesize
-from seaice_mlflow.inference.recipe import load_network
-from seaice_mlflow.io import atomic_path
-from seaice_mlflow.scoring.baseline import per_pixel_baseline
-from seaice_mlflow.scoring.metrics import ScoreBoard, Scores
-from seaice_mlflow.tracking.pyfunc import SeaIceChartModel
-from seaice_mlflow.training.checkpoint import BEST, load_checkpoint
-from seaice_mlflow.training.trainer import Trainer
+from seaice_mlflow.core.checkpoint import BEST, load_checkpoint
+from seaice_mlflow.core.io import atomic_path
+from seaice_mlflow.core.metrics import ScoreBoard, Scores
+from seaice_mlflow.tasks.autoice.baseline import per_pixel_baseline
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
+from seaice_mlflow.tasks.autoice.pyfunc import SeaIceChartModel
+from seaice_mlflow.tasks.autoice.recipe import load_network
+from seaice_mlflow.tasks.autoice.synthetic import synthesize
+from seaice_mlflow.tasks.autoice.training import ChartTraining
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
@@ -47,7 +47,7 @@ def cached_baseline(train_dir: Path, test_dir: Path, pixels: int = 300_000, seed
     cache = CACHE / f"baseline-{folders[0]}-{folders[1]}-{pixels}-seed{seed}.json"
     if cache.is_file():
         data = json.loads(cache.read_text())
-        return Scores(data["combined"], {c: data[c] for c in CHART_NAMES}, data["pixels"])
+        return Scores(AUTOICE, data["combined"], {c: data[c] for c in CHART_NAMES}, data["pixels"])
     scores = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir), pixels, seed)
     with atomic_path(cache) as tmp:
         tmp.write_text(json.dumps(scores.as_dict()))
@@ -61,12 +61,12 @@ def print_scores(label: str, scores) -> None:
           f"SOD {c['SOD']:7.3f}   FLOE {c['FLOE']:7.3f}")
 
 
-def score_best(trainer: Trainer, test_dir: Path, device: str = "auto") -> Scores:
+def score_best(trainer: ChartTraining, test_dir: Path, device: str = "auto") -> Scores:
     """Official scores of the trainer's best checkpoint (the model training logs) on the test
     scenes at 80 m, as ``seaice evaluate`` scores it."""
-    network = load_network(trainer.recipe, load_checkpoint(trainer.out / BEST)["model"])
+    network = load_network(trainer.recipe, load_checkpoint(Path(trainer.config.out) / BEST)["model"])
     model = SeaIceChartModel().setup(trainer.recipe, network, device)
-    board = ScoreBoard()
+    board = ScoreBoard(AUTOICE)
     for path in find_scene_files(test_dir):
         scene = read_scene(path)
         board.add(scene.scene_id, scene.charts, model.predict_scene(scene).charts)
@@ -74,7 +74,7 @@ def score_best(trainer: Trainer, test_dir: Path, device: str = "auto") -> Scores
 
 
 def print_epoch(report) -> None:
-    """One line per training epoch (a :class:`~seaice_mlflow.training.trainer.EpochReport`)."""
+    """One line per training epoch (a :class:`~seaice_mlflow.core.trainer.EpochReport`)."""
     m = report.metrics
     print(f"  epoch {report.epoch + 1:3d}  loss {m['train_loss']:.4f}  val {m.get('val_combined', float('nan')):7.3f}  "
           f"{m['patches_per_s']:.1f} patches/s", flush=True)

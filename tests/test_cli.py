@@ -10,17 +10,16 @@ import pytest
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
-from seaice_mlflow.config import PROFILES as PROFILE_NAMES
-from seaice_mlflow.config import (
+from seaice_mlflow.core.options import RegisterDefaults, ServeDefaults
+from seaice_mlflow.tasks.autoice.config import PROFILES as PROFILE_NAMES
+from seaice_mlflow.tasks.autoice.config import (
     EvaluateDefaults,
     PipelineDefaults,
     PredictDefaults,
     PreprocessDefaults,
-    RegisterDefaults,
-    ServeDefaults,
     TrainDefaults,
 )
-from seaice_mlflow.pipeline import PROFILES
+from seaice_mlflow.tasks.autoice.steps.main import PROFILES
 from tests.conftest import prep_files
 
 

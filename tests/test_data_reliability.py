@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.inspect import inspect_file
-from seaice_mlflow.data.preprocess import PreprocessError
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.data.store import MANIFEST, Store
-from seaice_mlflow.errors import ParameterError, SceneError
+from seaice_mlflow.core.errors import ParameterError, SceneError
+from seaice_mlflow.tasks.autoice.files.inspect import inspect_file
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
+from seaice_mlflow.tasks.autoice.preprocess import PreprocessError
+from seaice_mlflow.tasks.autoice.store import MANIFEST, Store
 from tests.conftest import prep_files
 from tests.conftest import run_preprocess as run
 
@@ -133,7 +133,7 @@ def test_store_digest_depends_on_content_only(ready_dir, test_dir, tmp_path, mon
 
             return datetime(2031, 1, 1, tzinfo=tz)
 
-    import seaice_mlflow.data.preprocess as module
+    import seaice_mlflow.tasks.autoice.preprocess as module
 
     monkeypatch.setattr(module, "datetime", Later)
     assert not run(ready_dir, out, val_scenes=1).processed
@@ -190,9 +190,9 @@ def test_workers_die_with_a_killed_parent(ready_dir, tmp_path, kernel_signal):
     patch = "" if kernel_signal else "workers.set_parent_death_signal = lambda sig: False"
     code = textwrap.dedent(f"""
         import pathlib, time
-        from seaice_mlflow.data import workers
-        from seaice_mlflow.data.preprocess import preprocess
-        from seaice_mlflow.data.variables import SCENE_VARIABLES
+        from seaice_mlflow.tasks.autoice import workers
+        from seaice_mlflow.tasks.autoice.preprocess import preprocess
+        from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
         {patch}
         def hold(status, info):  # the pool is up: stay here until killed
             pathlib.Path({str(marker)!r}).touch()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seaice_mlflow.data.eggcode import (
+from seaice_mlflow.tasks.autoice.files.eggcode import (
     POLYGON_CODES_HEADER,
     PolygonCodeError,
     decode_polygons,

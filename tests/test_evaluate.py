@@ -15,14 +15,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.naming import find_scene_files, parse_scene_name
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.inference.recipe import Recipe
-from seaice_mlflow.models import ModelSpec, build_model
-from seaice_mlflow.tracking.models import SCORED_ON_TRAINING_TAG, load_charter
-from seaice_mlflow.tracking.pyfunc import log_chart_model
+from seaice_mlflow.models import ModelSpec, UNetOptions, build_model
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files, parse_scene_name
+from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.logged_models import load_charter
+from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
+from seaice_mlflow.tasks.autoice.recipe import Recipe
+from seaice_mlflow.tracking.runs import SCORED_ON_TRAINING_TAG
 from tests.conftest import prep_files
 from tests.tiny_model import ROOT, train_tiny_model
 
@@ -129,7 +130,7 @@ def test_ensemble_of_one_model_twice_scores_as_the_model(trained, tracking, test
 
 def test_ensemble_of_models_with_other_inputs_is_refused(trained, tracking, test_dir):
     model_uri, _ = trained
-    spec = ModelSpec("unet", len(SCENE_VARIABLES), unet_filters=(2, 2))
+    spec = ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2, 2)))
     with mlflow.start_run():
         other = log_chart_model(build_model(spec), Recipe(spec, SCENE_VARIABLES)).model_uri
     result = evaluate("--model-uri", model_uri, "--model-uri", other, "--data-dir", str(test_dir), *FAST)

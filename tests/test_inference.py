@@ -8,28 +8,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seaice_mlflow.charts import CHART_NAMES, CHARTS
-from seaice_mlflow.data.grid import Window
-from seaice_mlflow.data.preprocess import preprocess
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.data.synthetic import synthesize
-from seaice_mlflow.data.variables import ENCODING_VARIABLES, SCENE_VARIABLES, parse_variables
-from seaice_mlflow.errors import ParameterError
-from seaice_mlflow.inference.engine import (
+from seaice_mlflow.core.engine import (
     ChartPredictor,
     TileOptions,
     blend_weights,
     resolve_device,
     tile_layout,
 )
-from seaice_mlflow.inference.ensemble import combine
-from seaice_mlflow.inference.recipe import Recipe
-from seaice_mlflow.inference.sources import ArrayTiles, SceneTiles
-from seaice_mlflow.models import ModelSpec
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.tiling import Window
+from seaice_mlflow.models import ModelSpec, UNetOptions
 from seaice_mlflow.models.unet import pad_to_multiple
-from seaice_mlflow.tracking.pyfunc import SeaIceChartModel
-from seaice_mlflow.training.options import TrainConfig
-from seaice_mlflow.training.trainer import Trainer
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS, autoice_task
+from seaice_mlflow.tasks.autoice.ensemble import combine
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
+from seaice_mlflow.tasks.autoice.files.variables import ENCODING_VARIABLES, SCENE_VARIABLES, parse_variables
+from seaice_mlflow.tasks.autoice.preprocess import preprocess
+from seaice_mlflow.tasks.autoice.pyfunc import SeaIceChartModel
+from seaice_mlflow.tasks.autoice.recipe import Recipe
+from seaice_mlflow.tasks.autoice.sources import ArrayTiles, SceneTiles
+from seaice_mlflow.tasks.autoice.synthetic import synthesize
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
+from seaice_mlflow.tasks.autoice.training import ChartTraining
 from tests.conftest import prep_files
 
 VARIABLES = parse_variables("all+encodings")
@@ -99,10 +99,10 @@ def unet(ready_dir, tmp_path_factory) -> nn.Module:
     config = TrainConfig(store=str(store), out=str(tmp_path_factory.mktemp("inference-ckpt")), epochs=1,
                          batches_per_epoch=200, batch_size=8, patch_size=64, lr=3e-3, unet_filters="8,8,16,16",
                          workers=0, device="cpu")
-    trainer = Trainer(config)
-    trainer.fit()
-    assert trainer.recipe.variables == VARIABLES
-    return trainer.network.eval()
+    training = ChartTraining.build(config)
+    training.trainer.fit()
+    assert training.recipe.variables == VARIABLES
+    return training.network.eval()
 
 
 def agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
@@ -158,7 +158,7 @@ def test_outer_quarter_of_an_overlap_gets_no_weight():
     ((91, 117), 256, 64),  # tile larger than the scene
 ])
 def test_tiled_equals_whole_scene_for_a_local_network(scenes, shape, tile, overlap):
-    predictor = ChartPredictor([(LocalNet(len(VARIABLES)), "regression")], "cpu", TileOptions(tile, overlap, 3))
+    predictor = ChartPredictor([(LocalNet(len(VARIABLES)), autoice_task("regression"))], "cpu", TileOptions(tile, overlap, 3))
     source = crop(scenes[0], shape)
     whole = predictor.predict_whole(source, with_scores=True)
     tiled = predictor.predict(source, with_scores=True)
@@ -181,7 +181,7 @@ def test_tiled_unet_follows_the_whole_scene(scenes, unet, shape, tile, overlap, 
     the trained network, and so on the torch build: with torch 2.14.1, 99.77-100 % of pixels at
     tile 96 / overlap 48, 88.7-99.6 % at tile 32 / overlap 16 (SIC within one class: 97.9-100 %;
     98.8 % with the build of the sixth session)."""
-    predictor = ChartPredictor([(unet, "regression")], "cpu", TileOptions(tile, overlap, 4))
+    predictor = ChartPredictor([(unet, autoice_task("regression"))], "cpu", TileOptions(tile, overlap, 4))
     for i, scene in enumerate(scenes):
         source = crop(scene, shape)
         whole = predictor.predict_whole(source)
@@ -203,7 +203,7 @@ def test_tiled_unet_matches_the_whole_scene_at_the_default_overlap(unet, tmp_pat
     folder = tmp_path_factory.mktemp("larger-scene")
     synthesize(folder, n_scenes=1, size=(384, 448), split="train", seed=12)
     source = SceneTiles(read_scene(prep_files(folder)[0]), VARIABLES)
-    predictor = ChartPredictor([(unet, "regression")], "cpu", TileOptions(192, TileOptions.overlap, 4))
+    predictor = ChartPredictor([(unet, autoice_task("regression"))], "cpu", TileOptions(192, TileOptions.overlap, 4))
     whole, tiled = predictor.predict_whole(source, with_scores=True), predictor.predict(source, with_scores=True)
     assert_varied(whole.charts)
     agree = agreement(tiled.charts, whole.charts)
@@ -214,7 +214,7 @@ def test_tiled_unet_matches_the_whole_scene_at_the_default_overlap(unet, tmp_pat
 def test_memory_is_bounded_by_the_tile(scenes):
     """The engine reads tile by tile: never the scene, never more than tile x tile pixels."""
     spy = SpyTiles(SceneTiles(scenes[0], VARIABLES))
-    predictor = ChartPredictor([(LocalNet(len(VARIABLES)), "regression")], "cpu", TileOptions(32, 16, 2))
+    predictor = ChartPredictor([(LocalNet(len(VARIABLES)), autoice_task("regression"))], "cpu", TileOptions(32, 16, 2))
     prediction = predictor.predict(spy)
     assert max(w.height * w.width for w in spy.windows) <= 32 * 32
     covered = np.zeros(scenes[0].shape, bool)
@@ -229,8 +229,8 @@ def test_memory_is_bounded_by_the_tile(scenes):
 def test_two_identical_models_equal_one(scenes):
     net = LocalNet(len(VARIABLES), sic_channels=11)
     source = crop(scenes[0], (91, 117))
-    one = ChartPredictor([(net, "classification")], "cpu", TileOptions(48, 16)).predict(source, with_scores=True)
-    two = ChartPredictor([(net, "classification"), (net, "classification")], "cpu",
+    one = ChartPredictor([(net, autoice_task("classification"))], "cpu", TileOptions(48, 16)).predict(source, with_scores=True)
+    two = ChartPredictor([(net, autoice_task("classification")), (net, autoice_task("classification"))], "cpu",
                          TileOptions(48, 16)).predict(source, with_scores=True)
     assert agreement(one.charts, two.charts) == {c: 1.0 for c in CHART_NAMES}
     for chart in CHART_NAMES:
@@ -240,9 +240,9 @@ def test_two_identical_models_equal_one(scenes):
 def test_ensembles_average_probabilities(scenes):
     source = crop(scenes[0], (61, 97))
     nets = [LocalNet(len(VARIABLES), sic_channels=11, seed=s) for s in (1, 2)]
-    members = [ChartPredictor([(n, "classification")], "cpu", TileOptions(32, 16)).predict(source, True)
+    members = [ChartPredictor([(n, autoice_task("classification"))], "cpu", TileOptions(32, 16)).predict(source, True)
                for n in nets]
-    both = ChartPredictor([(n, "classification") for n in nets], "cpu", TileOptions(32, 16)).predict(source, True)
+    both = ChartPredictor([(n, autoice_task("classification")) for n in nets], "cpu", TileOptions(32, 16)).predict(source, True)
     for chart in CHART_NAMES:
         mean = (members[0].scores[chart] + members[1].scores[chart]) / 2
         np.testing.assert_allclose(both.scores[chart], mean, atol=1e-5)
@@ -258,7 +258,7 @@ def test_ensembles_average_probabilities(scenes):
 ])
 def test_sic_regression_ensemble_averages_values_then_rounds(values, expected):
     flat = {"SOD": [0, 1, 0, 0, 0, 0], "FLOE": [1, 0, 0, 0, 0, 0, 0]}
-    members = [(ConstantNet({"SIC": [v], **flat}), "regression") for v in values]
+    members = [(ConstantNet({"SIC": [v], **flat}), autoice_task("regression")) for v in values]
     prediction = ChartPredictor(members, "cpu", TileOptions(16, 0)).predict(ArrayTiles(np.zeros((1, 9, 11), np.float32),
                                                                                       ["month"]), with_scores=True)
     assert np.all(prediction.charts["SIC"] == expected)
@@ -269,8 +269,8 @@ def test_sic_regression_ensemble_averages_values_then_rounds(values, expected):
 def test_sic_classifier_in_a_regression_ensemble_counts_its_expected_class():
     probabilities = np.log([0.0001] * 5 + [0.5, 0.5] + [0.0001] * 4)  # expected class about 5.5
     flat = {"SOD": [0, 1, 0, 0, 0, 0], "FLOE": [1, 0, 0, 0, 0, 0, 0]}
-    members = [(ConstantNet({"SIC": probabilities.tolist(), **flat}), "classification"),
-               (ConstantNet({"SIC": [8.0], **flat}), "regression")]
+    members = [(ConstantNet({"SIC": probabilities.tolist(), **flat}), autoice_task("classification")),
+               (ConstantNet({"SIC": [8.0], **flat}), autoice_task("regression"))]
     prediction = ChartPredictor(members, "cpu", TileOptions(16, 0)).predict(ArrayTiles(np.zeros((1, 5, 6), np.float32),
                                                                                       ["month"]), with_scores=True)
     assert np.allclose(prediction.scores["SIC"], (5.5 + 8.0) / 2, atol=0.01)
@@ -278,8 +278,8 @@ def test_sic_classifier_in_a_regression_ensemble_counts_its_expected_class():
 
 
 def test_combine_refuses_models_that_see_scenes_differently():
-    base = Recipe(ModelSpec("unet", len(VARIABLES), unet_filters=(2,)), VARIABLES)
-    other_inputs = Recipe(ModelSpec("unet", len(SCENE_VARIABLES), unet_filters=(2,)), SCENE_VARIABLES)
+    base = Recipe(ModelSpec("unet", len(VARIABLES), AUTOICE.outputs(), UNetOptions((2,))), VARIABLES)
+    other_inputs = Recipe(ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2,))), SCENE_VARIABLES)
     other_grid = Recipe(base.model, VARIABLES, downsample=2)
     nets = [LocalNet(len(VARIABLES)), LocalNet(len(VARIABLES))]  # the recipes are compared
     with pytest.raises(ParameterError, match="same --variables"):
@@ -295,7 +295,7 @@ def test_combine_refuses_models_that_see_scenes_differently():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
 def test_cuda_without_gpu_is_a_clear_parameter_error():
     with pytest.raises(ParameterError, match="option --device: cuda was asked for but no GPU is visible"):
-        ChartPredictor([(LocalNet(3), "regression")], "cuda")
+        ChartPredictor([(LocalNet(3), autoice_task("regression"))], "cuda")
     with pytest.raises(ParameterError, match="'tpu' is not one of auto, cpu, cuda"):
         resolve_device("tpu")
     assert resolve_device("auto").type == "cpu"
@@ -318,7 +318,7 @@ def test_scene_and_its_stack_give_the_same_inputs_at_downsample(scenes, downsamp
 
 
 def test_model_at_downsample_2_predicts_a_scene_like_its_stack(scenes, unet):
-    recipe = Recipe(ModelSpec("unet", len(VARIABLES), unet_filters=(8, 8, 16, 16)), VARIABLES, downsample=2)
+    recipe = Recipe(ModelSpec("unet", len(VARIABLES), AUTOICE.outputs(), UNetOptions((8, 8, 16, 16))), VARIABLES, downsample=2)
     model = SeaIceChartModel().setup(recipe, unet, "cpu", TileOptions(32, 16, 4))
     for i, scene in enumerate(scenes):
         from_scene = model.predict_scene(scene)

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from seaice_mlflow.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
-from seaice_mlflow.errors import ParameterError
-from seaice_mlflow.models import SIC_HEADS, ModelSpec, build_model, predicted_classes
-from seaice_mlflow.training.losses import DEFAULT_TASK_WEIGHTS, MultiTaskLoss, class_weights_from_histograms
+from seaice_mlflow.core.engine import decode
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.losses import MultiTaskLoss, class_weights_from_histograms
+from seaice_mlflow.models import ModelSpec, UNetOptions, build_model, spec_from_options
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS, IGNORE_INDEX, SIC_HEADS, autoice_task
+
+#: MMSeaIce's task weights, the AutoICE task's default loss weights.
+MMSEAICE_TASK_WEIGHTS = {"SIC": 1.0, "SOD": 3.0, "FLOE": 3.0}
 
 C = 4
 
 
 def small_spec(name: str, sic_head: str = "regression", **kwargs) -> ModelSpec:
-    return ModelSpec(name=name, in_channels=C, sic_head=sic_head, unet_filters=(8, 8, 16, 16),
-                     deeplab_depth=18, **kwargs)
+    values = {"unet_filters": (8, 8, 16, 16), "deeplab_depth": 18, **kwargs}
+    return spec_from_options(name, C, autoice_task(sic_head).outputs(), values)
 
 
 def small_model(name: str, sic_head: str = "regression", **kwargs) -> nn.Module:
@@ -40,7 +45,7 @@ def random_targets(n: int, h: int, w: int, ignore_fraction: float = 0.3, seed: i
 
 def random_outputs(n: int, h: int, w: int, sic_head: str, seed: int = 1) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    channels = ModelSpec("unet", C, sic_head=sic_head).outputs()
+    channels = autoice_task(sic_head).outputs()
     return {c: (3 * torch.randn(n, k, h, w, generator=g)).requires_grad_() for c, k in channels.items()}
 
 
@@ -51,7 +56,7 @@ def random_outputs(n: int, h: int, w: int, sic_head: str, seed: int = 1) -> dict
 def test_forward_any_size_and_backward(name, sic_head):
     model = small_model(name, sic_head)
     assert model.stride == 16
-    expected = small_spec(name, sic_head).outputs()
+    expected = small_spec(name, sic_head).outputs
     assert list(expected) == list(CHART_NAMES)
     assert expected["SIC"] == (1 if sic_head == "regression" else 11)
     # Batch norm needs more than one value per channel in training, so a tiny input goes
@@ -72,11 +77,11 @@ def test_forward_any_size_and_backward(name, sic_head):
 
 
 def test_unet_filters_and_levels():
-    model = build_model(ModelSpec("unet", in_channels=3, unet_filters=(16, 32, 64, 64)))
+    model = build_model(ModelSpec("unet", 3, AUTOICE.outputs(), UNetOptions((16, 32, 64, 64))))
     assert model.stride == 16
     assert model.inc[0].in_channels == 3 and model.inc[0].out_channels == 16
     assert [h.in_channels for h in model.heads.values()] == [16, 16, 16]
-    assert build_model(ModelSpec("unet", in_channels=3, unet_filters=(4, 8))).stride == 4
+    assert build_model(ModelSpec("unet", 3, AUTOICE.outputs(), UNetOptions((4, 8)))).stride == 4
 
 
 def test_deeplab_heads_pool_locally():
@@ -145,41 +150,48 @@ def test_pretrained_backbone(tmp_path):
     ({"name": "segformer"}, "unet, deeplabv3"),
     ({"sic_head": "ordinal"}, "regression, classification"),
     ({"name": "deeplabv3", "deeplab_depth": 42}, "18, 34, 50, 101, 152"),
-    ({"name": "unet", "pretrained": "resnet.pt"}, "only available for deeplabv3"),
+    ({"name": "unet", "pretrained": "resnet.pt"}, "pretrained: is an option of deeplabv3, not of unet"),
     ({"in_channels": 0}, "positive integer"),
+    ({"unet_filters": (8, 0)}, "unet-filters: must be positive integers"),
 ])
 def test_build_model_errors(changes, match):
-    spec = ModelSpec(**{"name": "unet", "in_channels": C, **changes})
+    given = {"name": "unet", "in_channels": C, "sic_head": "regression", **changes}
     with pytest.raises(ValueError, match=match):
-        build_model(spec)
+        outputs = autoice_task(given.pop("sic_head")).outputs()
+        build_model(spec_from_options(given.pop("name"), given.pop("in_channels"), outputs, given))
 
 
 def test_spec_json_round_trip():
-    spec = small_spec("deeplabv3", "classification")
+    spec = small_spec("unet", "classification")
     data = json.loads(json.dumps(spec.as_dict()))
-    assert data["unet_filters"] == [8, 8, 16, 16]
+    assert data["options"]["filters"] == [8, 8, 16, 16] and data["outputs"]["SIC"] == 11
     assert ModelSpec.from_dict(data) == spec
+    deeplab = small_spec("deeplabv3")
+    assert ModelSpec.from_dict(json.loads(json.dumps(deeplab.as_dict()))) == deeplab
     with pytest.raises(ValueError, match="colour"):
         ModelSpec.from_dict({**data, "colour": "red"})
+    with pytest.raises(ValueError, match="unet has no options depth"):
+        ModelSpec.from_dict({**data, "options": {"depth": 18}})
 
 
-def test_predicted_classes():
-    sic = torch.tensor([-0.7, 3.4, 12.2, 9.5]).view(1, 1, 1, 4)
-    sod = torch.zeros(1, 6, 1, 4)
-    sod[0, [5, 0, 2, 3], 0, [0, 1, 2, 3]] = 1.0
-    classes = predicted_classes({"SIC": sic, "SOD": sod}, "regression")
-    assert classes["SIC"].dtype == torch.uint8 and classes["SIC"].shape == (1, 1, 4)
-    assert classes["SIC"].flatten().tolist() == [0, 3, 10, 10]
-    assert classes["SOD"].flatten().tolist() == [5, 0, 2, 3]
-    logits = torch.randn(2, 11, 3, 5)
-    assert torch.equal(predicted_classes({"SIC": logits}, "classification")["SIC"], logits.argmax(1).byte())
+def test_decoded_classes():
+    sic = np.array([-0.7, 3.4, 12.2, 9.5], np.float32).reshape(1, 1, 4)
+    sod = np.zeros((6, 1, 4), np.float32)
+    sod[[5, 0, 2, 3], 0, [0, 1, 2, 3]] = 1.0
+    regressed = decode(autoice_task("regression").head("SIC"), sic)
+    assert regressed.dtype == np.uint8 and regressed.shape == (1, 4)
+    assert regressed.flatten().tolist() == [0, 3, 10, 10]
+    assert decode(AUTOICE.head("SOD"), sod).flatten().tolist() == [5, 0, 2, 3]
+    logits = np.random.default_rng(0).standard_normal((11, 3, 5)).astype(np.float32)
+    classified = decode(autoice_task("classification").head("SIC"), logits)
+    assert np.array_equal(classified, logits.argmax(0).astype(np.uint8))
 
 
 # --- loss ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sic_head", SIC_HEADS)
 def test_ignored_pixels_do_not_count(sic_head):
-    loss_fn = MultiTaskLoss(sic_head, focal_gamma=2.0 if sic_head == "classification" else 0.0)
+    loss_fn = MultiTaskLoss(autoice_task(sic_head), focal_gamma=2.0 if sic_head == "classification" else 0.0)
     targets = random_targets(2, 6, 7)
     outputs = random_outputs(2, 6, 7, sic_head)
     total, parts = loss_fn(outputs, targets)
@@ -192,14 +204,14 @@ def test_ignored_pixels_do_not_count(sic_head):
     for chart in CHART_NAMES:
         torch.testing.assert_close(parts2[chart], parts[chart])
         assert not parts[chart].requires_grad
-    expected = sum(DEFAULT_TASK_WEIGHTS[c] * parts[c] for c in CHART_NAMES)
+    expected = sum(MMSEAICE_TASK_WEIGHTS[c] * parts[c] for c in CHART_NAMES)
     torch.testing.assert_close(total.detach(), expected)
 
 
 @pytest.mark.parametrize("sic_head", SIC_HEADS)
 def test_all_ignored_batch_is_zero_with_finite_gradients(sic_head):
     weights = {"SOD": torch.ones(6), "SIC": torch.ones(11)}
-    loss_fn = MultiTaskLoss(sic_head, class_weights=weights, focal_gamma=0.5)
+    loss_fn = MultiTaskLoss(autoice_task(sic_head), class_weights=weights, focal_gamma=0.5)
     targets = {c: torch.full((2, 4, 4), IGNORE_INDEX, dtype=torch.uint8) for c in CHART_NAMES}
     outputs = random_outputs(2, 4, 4, sic_head)
     total, parts = loss_fn(outputs, targets)
@@ -212,15 +224,15 @@ def test_all_ignored_batch_is_zero_with_finite_gradients(sic_head):
 def test_focal_gamma_zero_is_cross_entropy_and_weights_matter():
     targets = random_targets(2, 5, 6, seed=3)
     outputs = random_outputs(2, 5, 6, "classification", seed=4)
-    _, parts = MultiTaskLoss("classification", focal_gamma=0.0)(outputs, targets)
+    _, parts = MultiTaskLoss(autoice_task("classification"), focal_gamma=0.0)(outputs, targets)
     for chart in CHART_NAMES:
         expected = F.cross_entropy(outputs[chart], targets[chart].long(), ignore_index=IGNORE_INDEX)
         torch.testing.assert_close(parts[chart], expected.detach())
-    _, focal = MultiTaskLoss("classification", focal_gamma=2.0)(outputs, targets)
+    _, focal = MultiTaskLoss(autoice_task("classification"), focal_gamma=2.0)(outputs, targets)
     assert all(focal[c] < parts[c] for c in CHART_NAMES)
 
     w = torch.linspace(0.2, 3.0, 6)
-    _, weighted = MultiTaskLoss("classification", class_weights={"SOD": w})(outputs, targets)
+    _, weighted = MultiTaskLoss(autoice_task("classification"), class_weights={"SOD": w})(outputs, targets)
     expected = F.cross_entropy(outputs["SOD"], targets["SOD"].long(), weight=w, ignore_index=IGNORE_INDEX)
     torch.testing.assert_close(weighted["SOD"], expected.detach())
     assert not torch.isclose(weighted["SOD"], parts["SOD"])
@@ -230,7 +242,7 @@ def test_focal_gamma_zero_is_cross_entropy_and_weights_matter():
 def test_regression_loss_is_masked_mse():
     targets = random_targets(2, 5, 6, seed=5)
     outputs = random_outputs(2, 5, 6, "regression", seed=6)
-    _, parts = MultiTaskLoss("regression")(outputs, targets)
+    _, parts = MultiTaskLoss(AUTOICE)(outputs, targets)
     valid = targets["SIC"] != IGNORE_INDEX
     pred = outputs["SIC"][:, 0].detach()[valid]
     expected = ((pred - targets["SIC"][valid].float()) ** 2).mean()
@@ -239,16 +251,16 @@ def test_regression_loss_is_masked_mse():
 
 def test_loss_argument_errors():
     with pytest.raises(ValueError, match="regression, classification"):
-        MultiTaskLoss("ordinal")
+        MultiTaskLoss(autoice_task("ordinal"))
     with pytest.raises(ValueError, match="6 values"):
-        MultiTaskLoss("regression", class_weights={"SOD": torch.ones(5)})
-    with pytest.raises(ValueError, match="unknown charts"):
-        MultiTaskLoss("regression", task_weights={"SIT": 1.0})
+        MultiTaskLoss(AUTOICE, class_weights={"SOD": torch.ones(5)})
+    with pytest.raises(ValueError, match="unknown heads"):
+        MultiTaskLoss(AUTOICE, task_weights={"SIT": 1.0})
 
 
 def test_class_weights_from_histograms():
     histograms = {"SOD": [900, 100, 0, 25, 400, 100, 5000], "FLOE": [1, 1, 1, 1, 1, 1, 1, 0]}
-    weights = class_weights_from_histograms(histograms, power=0.5)
+    weights = class_weights_from_histograms(AUTOICE, histograms, power=0.5)
     sod = weights["SOD"]
     assert sod.shape == (6,) and sod[2] == 0
     present = sod[sod > 0]
@@ -256,4 +268,4 @@ def test_class_weights_from_histograms():
     assert sod[3] / sod[0] == pytest.approx((900 / 25) ** 0.5, rel=1e-5)
     torch.testing.assert_close(weights["FLOE"], torch.ones(7))
     with pytest.raises(ValueError, match="masked count"):
-        class_weights_from_histograms({"SOD": [1] * 6})
+        class_weights_from_histograms(AUTOICE, {"SOD": [1] * 6})

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from seaice_mlflow.charts import CHART_NAMES, IGNORE_INDEX
-from seaice_mlflow.data.augment import Augment
-from seaice_mlflow.data.patches import PatchDataset, PatchLoader, PatchOptions
-from seaice_mlflow.data.scene import Scene
-from seaice_mlflow.data.store import STORE_SCHEMA, Store, write_manifest, write_scene
-from seaice_mlflow.data.variables import COARSE_VARIABLES, SAR_VARIABLES, SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.augment import Augment
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, IGNORE_INDEX
+from seaice_mlflow.tasks.autoice.files.variables import COARSE_VARIABLES, SAR_VARIABLES, SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.patches import PatchDataset, PatchLoader, PatchOptions
+from seaice_mlflow.tasks.autoice.scene import Scene
+from seaice_mlflow.tasks.autoice.store import STORE_SCHEMA, Store, write_manifest, write_scene
 
 STEP = 0.01  # a multiple of the store's int16 packing step: exact round trip
 

@@ -10,9 +10,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from seaice_mlflow.errors import ParameterError
-from seaice_mlflow.pipeline import PROFILES, Pipeline, scene_folders
-from seaice_mlflow.training.options import TrainConfig
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.tasks.autoice.steps.main import PROFILES, Pipeline, scene_folders
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

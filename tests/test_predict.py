@@ -15,12 +15,12 @@ import xarray as xr
 from click.testing import CliRunner
 
 from seaice_mlflow import __version__
-from seaice_mlflow.charts import CHART_NAMES, CHARTS
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.errors import SeaIceError
-from seaice_mlflow.inference.prediction import expand_scene_paths, predict_files
-from seaice_mlflow.scoring.upload import read_upload_package
+from seaice_mlflow.core.errors import SeaIceError
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
+from seaice_mlflow.tasks.autoice.prediction import expand_scene_paths, predict_files
+from seaice_mlflow.tasks.autoice.upload import read_upload_package
 from tests.conftest import prep_files
 from tests.tiny_model import ROOT, train_tiny_model, use_tracking
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.downsample import downsample_chart, downsample_mean
-from seaice_mlflow.data.grid import Window
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.data.store import SCENES, Store, StoreError
-from seaice_mlflow.data.synthetic import synthesize
-from seaice_mlflow.data.variables import INPUT_VARIABLES, SAR_VARIABLES
-from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.tiling import Window
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.downsample import downsample_chart, downsample_mean
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
+from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES, SAR_VARIABLES
+from seaice_mlflow.tasks.autoice.store import SCENES, Store, StoreError
+from seaice_mlflow.tasks.autoice.synthetic import synthesize
 from tests.conftest import prep_files
 from tests.conftest import run_preprocess as run
 
@@ -113,7 +113,7 @@ def test_killed_worker_leaves_no_corrupt_scene(tmp_path):
     data = tmp_path / "data"
     synthesize(data, n_scenes=1, size=(1500, 1500), seed=5)
     out = tmp_path / "store"
-    code = ("from seaice_mlflow.data.preprocess import preprocess; from seaice_mlflow.data.variables import "
+    code = ("from seaice_mlflow.tasks.autoice.preprocess import preprocess; from seaice_mlflow.tasks.autoice.files.variables import "
             f"SCENE_VARIABLES; preprocess({str(data)!r}, {str(out)!r}, downsample=1, variables=SCENE_VARIABLES, "
             "val_scenes=0, val_list=None, workers=1, overwrite=False, seed=0)")
     proc = subprocess.Popen([sys.executable, "-c", code])

@@ -7,13 +7,14 @@ import netCDF4
 import numpy as np
 import pytest
 
-from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.data.grid import Window, coarse_indices, month_encoding, tie_point_field
-from seaice_mlflow.data.naming import find_scene_files, parse_scene_name
-from seaice_mlflow.data.prep import read_charts
-from seaice_mlflow.data.reader import find_references, read_scene
-from seaice_mlflow.data.variables import INPUT_VARIABLES, SCENE_VARIABLES, check_input_variables
-from seaice_mlflow.errors import SceneError
+from seaice_mlflow.core.errors import SceneError
+from seaice_mlflow.core.tiling import Window
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files, parse_scene_name
+from seaice_mlflow.tasks.autoice.files.prep import read_charts
+from seaice_mlflow.tasks.autoice.files.reader import find_references, read_scene
+from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES, SCENE_VARIABLES, check_input_variables
+from seaice_mlflow.tasks.autoice.grid import coarse_indices, month_encoding, tie_point_field
 from tests.conftest import SIZE, prep_files
 
 

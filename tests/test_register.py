@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from mlflow.models import Model
 
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.inference.recipe import Recipe
-from seaice_mlflow.models import ModelSpec, build_model
-from seaice_mlflow.tracking.models import SCORED_ON_TRAINING_TAG
-from seaice_mlflow.tracking.pyfunc import WEIGHTS, log_chart_model
+from seaice_mlflow.models import ModelSpec, UNetOptions, build_model
+from seaice_mlflow.tasks.autoice.charts import AUTOICE
+from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.pyfunc import WEIGHTS, log_chart_model
+from seaice_mlflow.tasks.autoice.recipe import Recipe
 from seaice_mlflow.tracking.registry import RegistryError, register_best
-from seaice_mlflow.tracking.runs import MODEL_ID_TAG, MODEL_URI_TAG
+from seaice_mlflow.tracking.runs import MODEL_ID_TAG, MODEL_URI_TAG, SCORED_ON_TRAINING_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def tracking(tmp_path, monkeypatch) -> str:
 def train_run(experiment: str, value: float) -> str:
     """A FINISHED 'train' run with a tiny logged chart model and ``best_val_combined``."""
     mlflow.set_experiment(experiment)
-    spec = ModelSpec("unet", len(SCENE_VARIABLES), unet_filters=(2, 2))
+    spec = ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2, 2)))
     with mlflow.start_run() as run:
         mlflow.set_tags({"seaice.entry_point": "train", "seaice.store_digest": "abc123"})
         mlflow.log_metric("best_val_combined", value)

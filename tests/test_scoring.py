@@ -7,16 +7,16 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import f1_score, r2_score
 
-from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.prep import read_charts
-from seaice_mlflow.data.reader import find_references, read_scene
-from seaice_mlflow.errors import SceneError, SeaIceError
-from seaice_mlflow.scoring.baseline import per_pixel_baseline
-from seaice_mlflow.scoring.evaluation import score_upload_package
-from seaice_mlflow.scoring.metrics import ScoreBoard, chart_score, combined_score, confusion_matrix
-from seaice_mlflow.scoring.upload import package_scenes, read_upload_package, write_upload_package
+from seaice_mlflow.core.errors import SceneError, SeaIceError
+from seaice_mlflow.core.metrics import ScoreBoard, combined_score, confusion_matrix, head_score
+from seaice_mlflow.tasks.autoice.baseline import per_pixel_baseline
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.files.prep import read_charts
+from seaice_mlflow.tasks.autoice.files.reader import find_references, read_scene
+from seaice_mlflow.tasks.autoice.score import score_upload_package
+from seaice_mlflow.tasks.autoice.upload import package_scenes, read_upload_package, write_upload_package
 
 
 def starter_pack_scores(references, predictions):
@@ -47,7 +47,7 @@ def test_pooled_score_equals_starter_pack(seed):
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng, (int(rng.integers(5, 60)), int(rng.integers(5, 60))), rng.random())
               for _ in range(3)]
-    board = ScoreBoard()
+    board = ScoreBoard(AUTOICE)
     for i, (ref, pred) in enumerate(scenes):
         board.add(f"s{i}", ref, pred)
     combined, scores = starter_pack_scores([r for r, _ in scenes], [p for _, p in scenes])
@@ -60,19 +60,19 @@ def test_edge_cases_match_sklearn():
     constant = np.full(50, 4)
     for pred in (constant, constant + 1, np.arange(50) % 11):
         cm = confusion_matrix(constant, pred)
-        assert chart_score("SIC", cm) == np.round(r2_score(constant, pred) * 100, 3)
-        assert chart_score("SOD", cm) == np.round(f1_score(constant, pred, average="weighted") * 100, 3)
-    assert np.isnan(chart_score("SIC", confusion_matrix(np.full(4, 255), np.zeros(4))))
+        assert head_score(CHARTS["SIC"].score_metric, cm) == np.round(r2_score(constant, pred) * 100, 3)
+        assert head_score(CHARTS["SOD"].score_metric, cm) == np.round(f1_score(constant, pred, average="weighted") * 100, 3)
+    assert np.isnan(head_score(CHARTS["SIC"].score_metric, confusion_matrix(np.full(4, 255), np.zeros(4))))
 
 
 def test_scores_are_rounded_before_weighting():
-    assert combined_score({"SIC": 92.0004, "SOD": 88.6, "FLOE": 70.3}) == pytest.approx(86.3, abs=1e-3)
-    assert combined_score({"SIC": 75.2, "SOD": 76.4, "FLOE": 69.4}) == 74.52
+    assert combined_score(AUTOICE, {"SIC": 92.0004, "SOD": 88.6, "FLOE": 70.3}) == pytest.approx(86.3, abs=1e-3)
+    assert combined_score(AUTOICE, {"SIC": 75.2, "SOD": 76.4, "FLOE": 69.4}) == 74.52
 
 
 def test_per_scene_scores():
     rng = np.random.default_rng(1)
-    board = ScoreBoard()
+    board = ScoreBoard(AUTOICE)
     scenes = [random_scene(rng, (30, 40)) for _ in range(2)]
     for i, (ref, pred) in enumerate(scenes):
         board.add(f"s{i}", ref, pred)

@@ -14,11 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
-from seaice_mlflow.data.preprocess import preprocess
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.inference.recipe import Recipe
-from seaice_mlflow.models import ModelSpec, build_model
-from seaice_mlflow.tracking.pyfunc import log_chart_model
+from seaice_mlflow.models import ModelSpec, UNetOptions, build_model
+from seaice_mlflow.tasks.autoice.charts import AUTOICE
+from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.preprocess import preprocess
+from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
+from seaice_mlflow.tasks.autoice.recipe import Recipe
 from tests.mlflow_server import TrackingServer, free_port, stop_group, wait_until_healthy
 
 TINY = ["--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64",
@@ -62,7 +63,7 @@ def test_seaice_serve_works_without_the_venv_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("served")
-    spec = ModelSpec("unet", len(SCENE_VARIABLES), unet_filters=(2, 2))
+    spec = ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2, 2)))
     with mlflow.start_run():
         model_uri = log_chart_model(build_model(spec), Recipe(spec, SCENE_VARIABLES)).model_uri
     port = free_port()

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from seaice_mlflow.charts import CHART_NAMES, IGNORE_INDEX
-from seaice_mlflow.data.eggcode import decode_polygons, parse_polygon_codes
-from seaice_mlflow.data.naming import find_scene_files
-from seaice_mlflow.data.raw import block_max, block_mean, reduce_strip
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.data.synthetic import SyntheticScene, synthesize
-from seaice_mlflow.data.synthetic.generate import accumulate_cells
-from seaice_mlflow.data.synthetic.radiometer import brightness_temperatures
-from seaice_mlflow.data.synthetic.writer import polygon_code_rows
-from seaice_mlflow.data.variables import GLOBAL_MEAN_STD, SCENE_VARIABLES
-from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, IGNORE_INDEX
+from seaice_mlflow.tasks.autoice.files.eggcode import decode_polygons, parse_polygon_codes
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.files.raw import block_max, block_mean, reduce_strip
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
+from seaice_mlflow.tasks.autoice.files.variables import GLOBAL_MEAN_STD, SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.synthetic import SyntheticScene, synthesize
+from seaice_mlflow.tasks.autoice.synthetic.generate import accumulate_cells
+from seaice_mlflow.tasks.autoice.synthetic.radiometer import brightness_temperatures
+from seaice_mlflow.tasks.autoice.synthetic.writer import polygon_code_rows
 from tests.conftest import SEED, SIZE, prep_files
 
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
+from seaice_mlflow.core.checkpoint import LAST
 from seaice_mlflow.tracking.runs import TrackingUnavailable, resolve_tracking_uri
-from seaice_mlflow.training.checkpoint import LAST
 from tests.mlflow_server import TrackingServer, free_port
 
 TINY = ["--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64", "--unet-filters", "8,8,16,16",

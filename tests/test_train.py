@@ -16,15 +16,18 @@ import torch
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
-from seaice_mlflow.config import TRAIN
-from seaice_mlflow.data.store import Store
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.errors import ParameterError, SeaIceError
-from seaice_mlflow.inference.recipe import Recipe
-from seaice_mlflow.models import ModelSpec, build_model
-from seaice_mlflow.tracking.pyfunc import log_chart_model
-from seaice_mlflow.training.checkpoint import BEST, LAST, load_checkpoint
-from seaice_mlflow.training.configure import (
+from seaice_mlflow.core.checkpoint import BEST, LAST, load_checkpoint
+from seaice_mlflow.core.errors import ParameterError, SeaIceError
+from seaice_mlflow.models import ModelSpec, UNetOptions, build_model
+from seaice_mlflow.tasks.autoice.charts import AUTOICE
+from seaice_mlflow.tasks.autoice.config import TRAIN
+from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
+from seaice_mlflow.tasks.autoice.recipe import Recipe
+from seaice_mlflow.tasks.autoice.store import Store
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
+from seaice_mlflow.tasks.autoice.training import (
+    ChartTraining,
     class_census,
     configure_loss,
     configure_network,
@@ -32,8 +35,6 @@ from seaice_mlflow.training.configure import (
     configure_recipe,
     configure_scheduler,
 )
-from seaice_mlflow.training.options import TrainConfig
-from seaice_mlflow.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--epochs", "2", "--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64",
@@ -80,10 +81,10 @@ def test_train_logs_everything_and_a_loadable_model(train_store, tmp_path, track
 def test_resume_continues_exactly(train_store, tmp_path):
     straight = TrainConfig(store=str(train_store), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=2, batch_size=2,
                            patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu")
-    Trainer(straight).fit()
+    ChartTraining.build(straight).fit()
     first_half = TrainConfig(**{**straight.as_params(), "out": str(tmp_path / "b"), "epochs": 1})
-    Trainer(first_half).fit()
-    resumed = Trainer(TrainConfig(**{**straight.as_params(), "out": str(tmp_path / "b")}))
+    ChartTraining.build(first_half).fit()
+    resumed = ChartTraining.build(TrainConfig(**{**straight.as_params(), "out": str(tmp_path / "b")}))
     resumed.resume(tmp_path / "b" / LAST)
     resumed.fit()
     a = load_checkpoint(tmp_path / "a" / LAST)["model"]
@@ -96,13 +97,13 @@ def test_resume_continues_exactly(train_store, tmp_path):
 def test_sic_regression_starts_at_the_mean_training_class(train_store, tmp_path, model):
     config = TrainConfig(store=str(train_store), out=str(tmp_path), model=model, unet_filters="4,4,8,8",
                          deeplab_depth=18, workers=0, device="cpu")
-    trainer = Trainer(config)
+    trainer = ChartTraining.build(config)
     census = np.sum([s.record["histograms"]["SIC"][:11] for s in trainer.store.scenes("train")], axis=0)
     mean = float(np.arange(11) @ census / census.sum())
     assert 0 < mean < 10
     sic = [m for m in trainer.network.heads["SIC"].modules() if isinstance(m, torch.nn.Conv2d)][-1]
     assert sic.bias.item() == pytest.approx(mean, rel=1e-6)
-    classifier = Trainer(TrainConfig(**{**config.as_params(), "sic_head": "classification"})).network
+    classifier = ChartTraining.build(TrainConfig(**{**config.as_params(), "sic_head": "classification"})).network
     logits = [m for m in classifier.heads["SIC"].modules() if isinstance(m, torch.nn.Conv2d)][-1]
     assert logits.bias.abs().max() < 1  # a softmax head keeps torch's initialisation
 
@@ -204,7 +205,7 @@ def test_diverged_training_fails_its_run_and_logs_no_model(train_store, tmp_path
 
 
 def test_a_network_with_non_finite_weights_is_never_logged(tracking):
-    spec = ModelSpec("unet", len(SCENE_VARIABLES), unet_filters=(2, 2))
+    spec = ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2, 2)))
     network = build_model(spec)
     with torch.no_grad():
         next(network.parameters())[0] = float("nan")
@@ -217,9 +218,9 @@ def test_a_kill_between_best_and_last_keeps_the_resume_exact(train_store, tmp_pa
     no_val = store_in_one_split(train_store, tmp_path / "store", "train")
     config = TrainConfig(store=str(no_val), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=1, batch_size=2,
                          patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu")
-    Trainer(config).fit()
+    ChartTraining.build(config).fit()
 
-    import seaice_mlflow.training.trainer as trainer_module
+    import seaice_mlflow.core.trainer as trainer_module
 
     writes = []
     save = trainer_module.save_checkpoint
@@ -233,10 +234,10 @@ def test_a_kill_between_best_and_last_keeps_the_resume_exact(train_store, tmp_pa
     interrupted = TrainConfig(**{**config.as_params(), "out": str(tmp_path / "b")})
     with monkeypatch.context() as patch, pytest.raises(SystemExit):
         patch.setattr(trainer_module, "save_checkpoint", killed_between_the_writes_of_epoch_2)
-        Trainer(interrupted).fit()
+        ChartTraining.build(interrupted).fit()
     best, last = (load_checkpoint(tmp_path / "b" / name)["state"] for name in (BEST, LAST))
     assert best["best_epoch"] >= last["best_epoch"]  # best.pt is never older than what last.pt says
-    resumed = Trainer(interrupted)
+    resumed = ChartTraining.build(interrupted)
     resumed.resume(tmp_path / "b" / LAST)
     resumed.fit()
     a, b = (load_checkpoint(tmp_path / run / BEST)["model"] for run in ("a", "b"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seaice_mlflow.data.grid import Window
-from seaice_mlflow.data.reader import read_scene
-from seaice_mlflow.data.variables import SAR_VARIABLES, parse_variables
-from seaice_mlflow.data.windowed import SceneFile, open_scene
-from seaice_mlflow.errors import SceneError
+from seaice_mlflow.core.errors import SceneError
+from seaice_mlflow.core.tiling import Window
+from seaice_mlflow.tasks.autoice.files.reader import read_scene
+from seaice_mlflow.tasks.autoice.files.variables import SAR_VARIABLES, parse_variables
+from seaice_mlflow.tasks.autoice.files.windowed import SceneFile, open_scene
 from tests.conftest import prep_files
 
 VARIABLES = parse_variables("all+encodings")

@@ -9,9 +9,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from seaice_mlflow.data.preprocess import preprocess
-from seaice_mlflow.data.variables import SCENE_VARIABLES
-from seaice_mlflow.training.options import TrainConfig
+from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.preprocess import preprocess
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def use_tracking(monkeypatch: pytest.MonkeyPatch, uri: str, experiment: str) -> 
 
 def train_tiny_model(ready_dir: Path, work: Path, uri: str, experiment: str) -> tuple[str, str]:
     """1 epoch x 2 batches of a U-Net 8,8,16,16 on 64 px patches; (models:/m-... URI, train run id)."""
-    from seaice_mlflow.tracking.training import train
+    from seaice_mlflow.tasks.autoice.steps.train import train
 
     store = work / "store"
     preprocess(ready_dir, store, downsample=1, variables=SCENE_VARIABLES, val_scenes=1, val_list=None, workers=1,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from seaice_mlflow import __version__
-from seaice_mlflow.errors import SeaIceError
+from seaice_mlflow.core.errors import SeaIceError
 
 
 class SeaIceGroup(click.Group):
     """A click group that shows user errors as one clear line instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
-        from seaice_mlflow.interrupts import signals_interrupt
+        from seaice_mlflow.core.interrupts import signals_interrupt
 
         try:
             with signals_interrupt():

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from seaice_mlflow.data.inspect import expand_paths, inspect_file
-from seaice_mlflow.data.synthetic.generate import (
+from seaice_mlflow.core.errors import SeaIceError
+from seaice_mlflow.tasks.autoice.files.inspect import expand_paths, inspect_file
+from seaice_mlflow.tasks.autoice.synthetic.generate import (
     DEFAULT_SIZE,
     FORMATS,
     MIN_SIZE,
@@ -17,7 +18,6 @@ from seaice_mlflow.data.synthetic.generate import (
     SYNTH_WORKERS,
     synthesize,
 )
-from seaice_mlflow.errors import SeaIceError
 
 
 @click.command()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from seaice_mlflow.charts import CHART_NAMES
 from seaice_mlflow.cli.options import options_from
-from seaice_mlflow.config import EvaluateDefaults
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.config import EvaluateDefaults
 
 MODEL_URI_FORMS = ("MLflow model URI: runs:/<run>/model, models:/m-<id>, models:/<name>@<alias>, "
                    "models:/<name>/<version|stage>.")
@@ -35,8 +35,8 @@ def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, upload_package:
     leaderboard), scores per scene, confusion matrices, quicklooks and upload_package.nc. A bad
     scene is reported and skipped, the others are scored, and the exit status is 1.
     """
-    from seaice_mlflow.inference.engine import TileOptions
-    from seaice_mlflow.tracking.evaluation import evaluate
+    from seaice_mlflow.core.engine import TileOptions
+    from seaice_mlflow.tasks.autoice.steps.evaluate import evaluate
 
     def report(outcome) -> None:
         if outcome.status == "scored":

@@ -1,4 +1,4 @@
-"""Click options built from the defaults dataclasses of :mod:`seaice_mlflow.config`: each option's
+"""Click options built from the defaults dataclasses of :mod:`seaice_mlflow.tasks.autoice.config`: each option's
 default, help text and allowed values are written once, there."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import Field, fields
 
 import click
 
-from seaice_mlflow.errors import option_name
+from seaice_mlflow.core.errors import option_name
 
 
 def flag(name: str, help: str, default: bool = False):
@@ -19,7 +19,7 @@ def flag(name: str, help: str, default: bool = False):
 
 
 def field_option(field: Field):
-    """The click option of one :func:`seaice_mlflow.config.option` field."""
+    """The click option of one :func:`seaice_mlflow.tasks.autoice.config.option` field."""
     name, default, meta = option_name(field.name), field.default, field.metadata
     if isinstance(default, bool):
         return flag(name, meta["help"], default)

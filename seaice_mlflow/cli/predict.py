@@ -6,7 +6,7 @@ import click
 
 from seaice_mlflow.cli.evaluate import model_uri_option
 from seaice_mlflow.cli.options import options_from
-from seaice_mlflow.config import PredictDefaults
+from seaice_mlflow.tasks.autoice.config import PredictDefaults
 
 
 @click.command("predict")
@@ -24,8 +24,8 @@ def predict_command(model_uri: tuple[str, ...], scenes: tuple[str, ...], out: st
     quicklook. A bad scene is reported and skipped, the others are written, and the exit
     status is 1.
     """
-    from seaice_mlflow.inference.engine import TileOptions
-    from seaice_mlflow.tracking.prediction import predict
+    from seaice_mlflow.core.engine import TileOptions
+    from seaice_mlflow.tasks.autoice.steps.predict import predict
 
     def report(outcome) -> None:
         if outcome.status == "written":

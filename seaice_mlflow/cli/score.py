@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from seaice_mlflow.charts import CHART_NAMES
-from seaice_mlflow.scoring.evaluation import score_upload_package
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.score import score_upload_package
 
 
 @click.command()

@@ -11,8 +11,8 @@ import click
 
 from seaice_mlflow.cli.evaluate import MODEL_URI_FORMS
 from seaice_mlflow.cli.options import options_from
-from seaice_mlflow.config import ServeDefaults
-from seaice_mlflow.errors import Interrupted
+from seaice_mlflow.core.errors import Interrupted
+from seaice_mlflow.core.options import ServeDefaults
 
 
 @click.command("serve")
@@ -25,8 +25,8 @@ def serve_command(model_uri: str, host: str, port: int, workers: int) -> None:
     PATH (MLflow starts ``uvicorn`` by name), so it works without the venv activated. A
     registry URI (``models:/NAME@champion``) is pinned to the version it names now.
     """
-    from seaice_mlflow.processes import interpreter_path
-    from seaice_mlflow.tracking.models import registry_version
+    from seaice_mlflow.core.processes import interpreter_path
+    from seaice_mlflow.tasks.autoice.logged_models import registry_version
     from seaice_mlflow.tracking.runs import resolve_tracking_uri
 
     resolve_tracking_uri()

@@ -1,7 +1,7 @@
 """``seaice train``: train a multi-task model on a store and log it to MLflow as a pyfunc model.
 
-Options are generated from :class:`~seaice_mlflow.config.TrainDefaults` (names, defaults and help
-text), which :class:`~seaice_mlflow.training.options.TrainConfig` extends with its checks, so the
+Options are generated from :class:`~seaice_mlflow.tasks.autoice.config.TrainDefaults` (names, defaults and help
+text), which :class:`~seaice_mlflow.tasks.autoice.train_config.TrainConfig` extends with its checks, so the
 CLI, the MLproject (tested) and the logged params share one definition.
 """
 
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import click
 
 from seaice_mlflow.cli.options import options_from
-from seaice_mlflow.config import TrainDefaults
-from seaice_mlflow.errors import Interrupted, option_name
+from seaice_mlflow.core.errors import Interrupted, option_name
+from seaice_mlflow.tasks.autoice.config import TrainDefaults
 
 if TYPE_CHECKING:  # the command imports torch only when it runs
-    from seaice_mlflow.training.options import TrainConfig
-    from seaice_mlflow.training.trainer import EpochReport
+    from seaice_mlflow.core.trainer import EpochReport
+    from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 
 
 @click.command("train")
@@ -31,13 +31,13 @@ def train_command(**options) -> None:
     Validates on the store's validation scenes every epoch with the official score, keeps the
     best checkpoint, and logs the best model as a pyfunc model (``models:/m-...``).
     """
-    from seaice_mlflow.training.distributed import under_torchrun
-    from seaice_mlflow.training.options import TrainConfig
+    from seaice_mlflow.core.distributed import under_torchrun
+    from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 
     config = TrainConfig(**options)
     if config.nproc > 1 and not under_torchrun():
         raise SystemExit(run_under_torchrun(config))
-    from seaice_mlflow.tracking.training import train
+    from seaice_mlflow.tasks.autoice.steps.train import train
 
     result = train(config, on_epoch=EpochLines(config.epochs), echo=lambda line: click.echo(line, err=True))
     if result.run_id is not None:
@@ -53,14 +53,14 @@ class EpochLines:
         self.epochs, self.seconds = epochs, 0.0
 
     def __call__(self, report: EpochReport) -> None:
-        from seaice_mlflow.charts import CHART_NAMES, CHARTS
+        from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS
 
         metrics, done = report.metrics, report.epoch + 1
         self.seconds += report.seconds
         line = f"epoch {done}/{self.epochs}  loss {metrics['train_loss']:.4f}"
         if "val_combined" in metrics:
             line += f"  val {metrics['val_combined']:.2f} (" + " ".join(
-                f"{c} {metrics[f'val_{c}_{CHARTS[c].metric}']:.1f}" for c in CHART_NAMES) + ")"
+                f"{c} {metrics[f'val_{c}_{CHARTS[c].score_metric}']:.1f}" for c in CHART_NAMES) + ")"
             line += " best" if report.improved else ""
         left = self.seconds / done * (self.epochs - done)
         click.echo(f"{line}  {report.seconds:.1f} s  ETA {left / 60:.1f} min")
@@ -68,7 +68,7 @@ class EpochLines:
 
 def run_under_torchrun(config: TrainConfig) -> int:
     """Start ``nproc`` processes of this command under torchrun; returns their exit status."""
-    from seaice_mlflow.training.options import option_value
+    from seaice_mlflow.tasks.autoice.train_config import option_value
 
     args = []
     for name, value in config.as_params().items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 from torchvision.models.segmentation.deeplabv3 import ASPP, ASPPPooling
 
-from seaice_mlflow.errors import ParameterError
+from seaice_mlflow.core.errors import ModelSpecError, ParameterError
 from seaice_mlflow.models.unet import pad_to_multiple
 
 #: torchvision ResNet constructors by depth.
@@ -66,6 +67,23 @@ class DeepLabHead(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, out_channels, 1),
         )
+
+
+@dataclass(frozen=True)
+class DeepLabOptions:
+    """DeepLabV3's options: the ResNet depth, an optional local ResNet state dict for the backbone."""
+
+    depth: int = field(default=152, metadata={"option": "deeplab_depth"})
+    pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.depth not in RESNETS:
+            raise ModelSpecError("deeplab_depth", f"no ResNet of depth {self.depth!r}; "
+                                 f"choose among {', '.join(map(str, RESNETS))}")
+
+
+def build_deeplabv3(in_channels: int, outputs: Mapping[str, int], options: DeepLabOptions) -> DeepLabV3:
+    return DeepLabV3(in_channels, outputs, depth=options.depth, pretrained=options.pretrained)
 
 
 class DeepLabV3(nn.Module):

@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from seaice_mlflow.config import TRACKING
+from seaice_mlflow.core.options import TRACKING
 from seaice_mlflow.tracking.runs import (
     HTTP_SETTINGS,
     TrackingUnavailable,

@@ -50,12 +50,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from seaice_mlflow.config import STAGES
-from seaice_mlflow.errors import SeaIceError, first_line
-from seaice_mlflow.models import non_finite_weights
-from seaice_mlflow.tracking.models import SCORED_ON_TRAINING_TAG
-from seaice_mlflow.tracking.pyfunc import WEIGHTS
-from seaice_mlflow.tracking.runs import MODEL_ID_TAG
+from seaice_mlflow.core.checkpoint import non_finite_weights
+from seaice_mlflow.core.errors import SeaIceError, first_line
+from seaice_mlflow.core.options import STAGES
+from seaice_mlflow.tracking.runs import MODEL_ID_TAG, SCORED_ON_TRAINING_TAG, WEIGHTS_ARTIFACT
 
 AUTO = "auto"
 EVALUATION_METRIC, TRAINING_METRIC = "test_combined", "best_val_combined"
@@ -205,7 +203,7 @@ def weights_problem(model_uri: str) -> str | None:
             if model_uri.startswith("models:/m-") else model_uri
         with tempfile.TemporaryDirectory(prefix="seaice-register-") as tmp:
             meta = Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=tmp))
-            path = meta.flavors.get("python_function", {}).get("artifacts", {}).get(WEIGHTS, {}).get("path")
+            path = meta.flavors.get("python_function", {}).get("artifacts", {}).get(WEIGHTS_ARTIFACT, {}).get("path")
             if path is None:
                 return "it has no weights artifact: not a seaice chart model"
             state = torch.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{path}", dst_path=tmp),

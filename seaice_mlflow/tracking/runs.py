@@ -3,6 +3,11 @@
 A command checks the tracking server before any work (an HTTP server that does not answer
 fails in seconds, naming the URI), makes a relative sqlite URI absolute, and ends its run
 KILLED when it is interrupted (SIGTERM, Ctrl-C).
+
+Every command has one step function (``tracking.preprocessing.preprocess``, ``tracking.training.train``,
+``tracking.evaluation.evaluate``, ``tracking.registration.register``, ``tracking.prediction.predict``,
+``pipeline.main``) that opens its run with :func:`step_run`; the click command parses options,
+calls it and prints.
 """
 
 from __future__ import annotations
@@ -20,13 +25,18 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from seaice_mlflow.config import TRACKING
-from seaice_mlflow.errors import Interrupted, SeaIceError, first_line
+from seaice_mlflow.core.errors import Interrupted, SeaIceError, first_line
+from seaice_mlflow.core.options import TRACKING
 
 DEFAULT_EXPERIMENT = "seaice"
 #: Tags naming the model a run trained or scored (``models:/m-...``; comma-separated for an
 #: ensemble) and its logged model id(s); ``seaice register`` reads them.
 MODEL_URI_TAG, MODEL_ID_TAG = "seaice.model_uri", "seaice.model_id"
+#: Tag of an evaluate run that scored a model on scenes it was trained or validated on ("true"/"false"):
+#: the registry does not rank models by such scores.
+SCORED_ON_TRAINING_TAG = "seaice.scored_on_training_scenes"
+#: Artifact key of a logged model's state dict (the registry checks its weights are finite).
+WEIGHTS_ARTIFACT = "weights"
 SQLITE = "sqlite:///"
 #: MLflow's HTTP settings, by environment variable (read by MLflow at every request).
 HTTP_SETTINGS = {"retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
@@ -153,6 +163,16 @@ def start_run(run_name: str, entry_point: str, experiment: str | None = None,
         except TrackingUnavailable:
             end_run_quickly("FAILED")
             raise
+
+
+@contextmanager
+def step_run(entry_point: str, params: Mapping[str, object], experiment: str | None = None,
+             system_metrics: bool = False) -> Iterator[mlflow.ActiveRun]:
+    """The run of one step (command), as every step opens it: :func:`start_run` named and tagged
+    after its entry point, with the step's params logged once (:func:`log_params_once`)."""
+    with start_run(entry_point, entry_point, experiment, system_metrics) as run:
+        log_params_once(params)
+        yield run
 
 
 def end_run_quickly(status: str) -> None:

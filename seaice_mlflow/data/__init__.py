@@ -1,1 +1,0 @@
-"""Reading, generating and storing AI4Arctic scenes."""

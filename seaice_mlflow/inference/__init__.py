@@ -1,1 +1,0 @@
-"""Full-scene inference: tiled, blended, memory-bounded, on CPU or GPU."""

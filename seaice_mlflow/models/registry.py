@@ -1,0 +1,143 @@
+"""The architecture registry: a spec that names a network, the contract every network meets.
+
+A :class:`ModelSpec` is the architecture's name, the input channels, the output channels per
+task head (``TaskSpec.outputs()``) and the architecture's own small options dataclass; it
+travels with checkpoints and logged models as JSON. Each :class:`Architecture` entry of
+:data:`ARCHITECTURES` pairs a builder with its options type. An options field may name the
+command-line option it comes from (``metadata={"option": "unet_filters"}``), so a training
+command fills the options of whichever architecture it trains without knowing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+from seaice_mlflow.core.errors import ModelSpecError
+from seaice_mlflow.models.deeplab import DeepLabOptions, build_deeplabv3
+from seaice_mlflow.models.unet import UNetOptions, build_unet
+
+
+@runtime_checkable
+class Network(Protocol):
+    """What every architecture builds.
+
+    ``network(x)`` maps inputs (N, C, H, W) of any size to ``{head: (N, K, H, W)}``, one output
+    per task head with ``ModelSpec.outputs[head]`` channels; inputs are zero-padded to a multiple
+    of ``stride`` internally, so tiles starting on multiples of it see a whole-scene pass's
+    pooling grid. ``heads[head]`` is the module computing that output and ends in a convolution
+    with a bias (:func:`init_output_bias` sets it).
+    """
+
+    stride: int
+    heads: nn.ModuleDict
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]: ...
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registry entry: the options type and the builder ``build(in_channels, outputs, options)``."""
+
+    name: str
+    options: type
+    build: Callable[[int, Mapping[str, int], Any], Network]
+
+    def option_names(self) -> dict[str, str]:
+        """Options field -> the command-line option (snake case) it is filled from."""
+        return {f.name: f.metadata.get("option", f.name) for f in fields(self.options)}
+
+    def options_from(self, values: Mapping[str, Any]) -> Any:
+        """The options of this architecture from command-line values (missing ones take defaults)."""
+        return self.options(**{name: values[option] for name, option in self.option_names().items()
+                                if option in values})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a network; stored with checkpoints as JSON (:meth:`as_dict`)."""
+
+    arch: str  # a key of ARCHITECTURES
+    in_channels: int
+    outputs: Mapping[str, int]  # channels per task head, in head order
+    options: Any = None  # the architecture's options dataclass; None: its defaults
+
+    def __post_init__(self) -> None:
+        architecture = get_architecture(self.arch)
+        if self.options is None:
+            object.__setattr__(self, "options", architecture.options())
+        elif not isinstance(self.options, architecture.options):
+            raise ModelSpecError("model", f"{self.arch} takes {architecture.options.__name__}, "
+                                 f"not {type(self.options).__name__}")
+        if isinstance(self.in_channels, bool) or not isinstance(self.in_channels, int) or self.in_channels < 1:
+            raise ModelSpecError("in_channels", f"must be a positive integer, got {self.in_channels!r}")
+        if not self.outputs or any(not isinstance(k, int) or k < 1 for k in self.outputs.values()):
+            raise ModelSpecError("model", f"output channels per head must be positive integers, got {self.outputs}")
+        object.__setattr__(self, "outputs", dict(self.outputs))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists)."""
+        options = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.options).items()}
+        return {"arch": self.arch, "in_channels": self.in_channels, "outputs": dict(self.outputs), "options": options}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`as_dict`; unknown keys are an error."""
+        known = {"arch", "in_channels", "outputs", "options"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelSpecError("model", f"unknown model spec fields {', '.join(unknown)}; "
+                                 f"expected {', '.join(sorted(known))}")
+        architecture = get_architecture(data["arch"])
+        options = dict(data.get("options") or {})
+        types = {f.name: f for f in fields(architecture.options)}
+        extra = sorted(set(options) - set(types))
+        if extra:
+            raise ModelSpecError("model", f"{data['arch']} has no options {', '.join(extra)}; "
+                                 f"its options are {', '.join(types)}")
+        for name, value in options.items():
+            if isinstance(value, list):
+                options[name] = tuple(value)
+        return cls(data["arch"], data["in_channels"], dict(data["outputs"]), architecture.options(**options))
+
+
+def architectures() -> dict[str, Architecture]:
+    """The registered architectures by name."""
+    return {"unet": Architecture("unet", UNetOptions, build_unet),
+            "deeplabv3": Architecture("deeplabv3", DeepLabOptions, build_deeplabv3)}
+
+
+def architecture_names() -> tuple[str, ...]:
+    return tuple(architectures())
+
+
+def get_architecture(name: str) -> Architecture:
+    """The entry called ``name``, with an error naming the choices."""
+    registry = architectures()
+    if name not in registry:
+        raise ModelSpecError("model", f"unknown model {name!r}; choose among {', '.join(registry)}")
+    return registry[name]
+
+
+def spec_from_options(arch: str, in_channels: int, outputs: Mapping[str, int], values: Mapping[str, Any]) -> ModelSpec:
+    """The spec of ``arch`` with its options taken from command-line ``values``.
+
+    An optional option (default None, e.g. ``pretrained``) that only other architectures take is
+    refused when given, instead of silently dropped.
+    """
+    architecture = get_architecture(arch)
+    own = set(architecture.option_names().values())
+    for other in architectures().values():
+        for f in fields(other.options):
+            option = f.metadata.get("option", f.name)
+            if option not in own and f.default is None and values.get(option) not in (None, ""):
+                raise ModelSpecError(option, f"is an option of {other.name}, not of {arch}")
+    return ModelSpec(arch, in_channels, outputs, architecture.options_from(values))
+
+
+def build_model(spec: ModelSpec) -> Network:
+    """The network ``spec`` describes, freshly initialised (or with its pretrained backbone)."""
+    return get_architecture(spec.arch).build(spec.in_channels, spec.outputs, spec.options)

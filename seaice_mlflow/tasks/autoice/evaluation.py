@@ -1,0 +1,136 @@
+"""Official scores of a model (or ensemble) on a folder of scenes with reference charts.
+
+Every scene with charts (a test ``_prep.nc`` with its ``_prep_reference.nc``, a ready-to-train
+file, a raw file with an ice chart) is charted whole, tile by tile (read from the file window by
+window, :func:`~seaice_mlflow.tasks.autoice.files.windowed.open_scene`), and counted into one
+:class:`~seaice_mlflow.core.metrics.ScoreBoard`; the pooled score is the leaderboard's. Files
+land in ``out``: the AutoICE ``upload_package.nc`` (written scene by scene; the same score comes
+out of ``seaice score`` on it), ``scores_per_scene.csv``, confusion matrices (PNG, counts as
+JSON) and a quicklook per scene. A scene that cannot be read is reported and skipped.
+
+The loop is :func:`~seaice_mlflow.tasks.autoice.charting.chart_scenes` with three sinks: the score
+board (:class:`ScoreSink`), the upload package and the quicklooks; the tables come from the board.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from seaice_mlflow.core.engine import ChartPrediction
+from seaice_mlflow.core.io import atomic_path
+from seaice_mlflow.core.metrics import ScoreBoard, Scores
+from seaice_mlflow.tasks.autoice import plots
+from seaice_mlflow.tasks.autoice.charting import (
+    ChartingRules,
+    Outcomes,
+    QuicklookSink,
+    SceneOutcome,
+    SceneSink,
+    UploadSink,
+    chart_scenes,
+)
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS
+from seaice_mlflow.tasks.autoice.ensemble import SceneCharter
+from seaice_mlflow.tasks.autoice.scene import Scene
+from seaice_mlflow.tasks.autoice.upload import UPLOAD_PACKAGE
+
+PER_SCENE_CSV = "scores_per_scene.csv"
+CONFUSION_JSON = "confusion_matrices.json"
+CONFUSION_PNG = {"counts": "confusion_counts.png", "normalised": "confusion_normalised.png"}
+QUICKLOOKS = "quicklooks"
+EvaluateStatus = Literal["scored", "skipped", "failed"]
+
+
+@dataclass
+class EvaluationResult(Outcomes[EvaluateStatus]):
+    board: ScoreBoard
+    out: Path
+    records: list[dict]  # scored scenes: id, kind, full_shape, source file
+
+    @property
+    def pooled(self) -> Scores:
+        return self.board.pooled()
+
+    @property
+    def upload_package(self) -> Path:
+        return self.out / UPLOAD_PACKAGE
+
+
+class ScoreSink(SceneSink):
+    """Counts each scene into the score board, against its reference charts, and records it."""
+
+    def __init__(self, board: ScoreBoard):
+        self.board = board
+        self.records: list[dict] = []
+
+    def add(self, scene: Scene, prediction: ChartPrediction) -> list[Path]:
+        self.board.add(scene.scene_id, scene.charts, prediction.charts)
+        self.records.append({"scene_id": scene.scene_id, "kind": scene.kind, "full_shape": scene.shape,
+                             "source": {"file": str(scene.source)}})
+        return []
+
+
+def nothing_scored(files: Sequence[Path], outcomes: Sequence[SceneOutcome]) -> str:
+    if not files:
+        return "no scene files (*_prep.nc or raw S1*_icechart_*.nc) to evaluate; check --data-dir"
+    reasons = "; ".join(o.message for o in outcomes[:3]) + ("; ..." if len(outcomes) > 3 else "")
+    return (f"none of the {len(files)} scene file(s) could be scored ({reasons}); evaluate needs scenes with "
+            "reference charts (test files with their _prep_reference.nc, ready-to-train or raw files)")
+
+
+EVALUATE = ChartingRules(
+    done="scored", verb="evaluated", repeat_remedy="keep one file per scene in the folder",
+    out_of_memory="use a smaller --tile or --batch", nothing_done=nothing_scored,
+    without_charts="no reference charts (no _prep_reference.nc beside it, no charts in the file); use "
+                   "`seaice predict` for it")
+
+
+def quicklook_file(scene_id: str) -> str:
+    return f"{scene_id}.png"
+
+
+def evaluate_files(charter: SceneCharter, files: Sequence[Path], out: Path,
+                   on_scene: Callable[[SceneOutcome], None] | None = None) -> EvaluationResult:
+    """Chart and score every file with reference charts; outputs under ``out`` (see module doc)."""
+    out = Path(out)
+    scores = ScoreSink(ScoreBoard(AUTOICE))
+    sinks = [scores, UploadSink(out / UPLOAD_PACKAGE), QuicklookSink(out / QUICKLOOKS, quicklook_file)]
+    outcomes = chart_scenes(files, charter, sinks, EVALUATE, on_scene=on_scene)
+    result = EvaluationResult(outcomes, scores.board, out, scores.records)
+    write_tables(result)
+    return result
+
+
+def write_tables(result: EvaluationResult) -> None:
+    """Per-scene CSV, confusion matrices as JSON (counts) and PNG (counts and row-normalised)."""
+    board, out = result.board, result.out
+    seconds = {o.scene_id: o.seconds for o in result.having("scored")}
+    files = {o.scene_id: o.file.name for o in result.having("scored")}
+    with atomic_path(out / PER_SCENE_CSV) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["scene_id", "file", "combined", *(f"{c}_{CHARTS[c].score_metric}" for c in CHART_NAMES),
+                         *(f"{c}_pixels" for c in CHART_NAMES), "seconds"])
+        for scene_id, scores in board.per_scene().items():
+            writer.writerow([scene_id, files[scene_id], scores.combined, *(scores.charts[c] for c in CHART_NAMES),
+                             *(scores.pixels[c] for c in CHART_NAMES), round(seconds[scene_id], 2)])
+    confusions = {c: board.confusion(c) for c in CHART_NAMES}
+    with atomic_path(out / CONFUSION_JSON) as tmp:
+        tmp.write_text(json.dumps({c: confusion_table(c, cm) for c, cm in confusions.items()}, indent=1))
+    for kind, name in CONFUSION_PNG.items():
+        plots.save(plots.confusion_matrices(confusions, normalise=kind == "normalised"), out / name)
+
+
+def confusion_table(chart: str, cm: np.ndarray) -> dict:
+    """Pooled counts of one chart: rows reference classes, columns predicted classes (every
+    value that occurs, at least the chart's classes)."""
+    used = np.flatnonzero(cm.sum(axis=0) + cm.sum(axis=1))
+    n = max(CHARTS[chart].n_classes, int(used.max()) + 1 if used.size else 0)
+    return {"classes": list(range(n)), "class_names": list(CHARTS[chart].class_names),
+            "rows": "reference", "columns": "prediction", "counts": cm[:n, :n].tolist()}

@@ -1,0 +1,123 @@
+"""Figures logged as MLflow artifacts: class histograms, learning curves, quicklooks, confusions.
+
+Figures are built with matplotlib's object API (no pyplot state) and saved atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+
+from seaice_mlflow.core.io import atomic_path
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_COLOUR, IGNORE_INDEX, REAL_CLASS_FREQUENCIES
+
+
+def save(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write a figure as PNG (complete file or none)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    return path
+
+
+def class_histograms(histograms: Mapping[str, Mapping[str, Sequence[int]]]) -> Figure:
+    """Class frequencies (% of valid pixels) per chart for each split, next to the real data's.
+
+    ``histograms[split][chart]`` holds class counts with the masked count last.
+    """
+    figure = Figure(figsize=(15, 4))
+    axes = figure.subplots(1, len(CHART_NAMES))
+    splits = list(histograms)
+    width = 0.8 / (len(splits) + 1)
+    for ax, chart in zip(axes, CHART_NAMES):
+        n = CHARTS[chart].n_classes
+        x = np.arange(n)
+        for i, split in enumerate(splits):
+            counts = np.asarray(histograms[split][chart][:n], dtype=float)
+            ax.bar(x + i * width, 100 * counts / max(counts.sum(), 1), width, label=split)
+        ax.bar(x + len(splits) * width, REAL_CLASS_FREQUENCIES[chart], width, label="AI4Arctic (real)",
+               color="lightgray", edgecolor="gray")
+        ax.set_xticks(x + 0.4 - width / 2, [str(k) for k in range(n)])
+        ax.set_title(f"{chart}: {CHARTS[chart].long_name}")
+        ax.set_xlabel("class")
+        ax.set_ylabel("% of valid pixels")
+        ax.set_yscale("log")
+    axes[0].legend()
+    return figure
+
+
+def chart_colormap(chart: str) -> tuple[ListedColormap, BoundaryNorm]:
+    """Discrete colours of a chart's classes, with the ignore value drawn as :data:`IGNORE_COLOUR`."""
+    colours = list(CHARTS[chart].colours)
+    cmap = ListedColormap(colours).with_extremes(over=IGNORE_COLOUR)
+    return cmap, BoundaryNorm(np.arange(len(colours) + 1) - 0.5, len(colours))
+
+
+def draw_chart(ax, chart: str, values: np.ndarray, title: str) -> None:
+    cmap, norm = chart_colormap(chart)
+    shown = np.where(values == IGNORE_INDEX, len(CHARTS[chart].colours) + 1, values).astype(np.float32)
+    ax.imshow(shown, cmap=cmap, norm=norm, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_axis_off()
+
+
+def quicklook(sar: np.ndarray, charts: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None,
+              title: str, max_pixels: int = 800) -> Figure:
+    """HH backscatter, then reference and prediction of each chart, side by side."""
+    step = max(1, int(np.ceil(max(sar.shape) / max_pixels)))
+    rows = 2 if reference else 1
+    figure = Figure(figsize=(4 * (1 + len(CHART_NAMES)), 4 * rows))
+    axes = figure.subplots(rows, 1 + len(CHART_NAMES), squeeze=False)
+    hh = np.where(sar == 0, np.nan, sar)[::step, ::step]
+    axes[0, 0].imshow(hh, cmap="gray", vmin=-2.5, vmax=2.5, interpolation="nearest")
+    axes[0, 0].set_title("HH (z-score)")
+    axes[0, 0].set_axis_off()
+    if rows == 2:
+        axes[1, 0].set_axis_off()
+    for j, chart in enumerate(CHART_NAMES, start=1):
+        draw_chart(axes[0, j], chart, charts[chart][::step, ::step], f"{chart} predicted")
+        if reference:
+            draw_chart(axes[1, j], chart, reference[chart][::step, ::step], f"{chart} reference")
+    figure.suptitle(title)
+    return figure
+
+
+def learning_curves(history: Sequence[Mapping[str, float]]) -> Figure:
+    """Training loss and validation scores per epoch."""
+    figure = Figure(figsize=(12, 4))
+    loss_ax, score_ax = figure.subplots(1, 2)
+    epochs = [h["epoch"] for h in history]
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("loss")
+    loss_ax.legend()
+    for key in ("val_combined", "val_SIC_r2", "val_SOD_f1", "val_FLOE_f1"):
+        values = [h.get(key, np.nan) for h in history]
+        score_ax.plot(epochs, values, marker="o", label=key)
+    score_ax.set_xlabel("epoch")
+    score_ax.set_ylabel("score (%)")
+    score_ax.legend()
+    return figure
+
+
+def confusion_matrices(confusions: Mapping[str, np.ndarray], normalise: bool) -> Figure:
+    """Reference (rows) x prediction (columns) per chart, as counts or row-normalised."""
+    figure = Figure(figsize=(6 * len(CHART_NAMES), 5))
+    axes = figure.subplots(1, len(CHART_NAMES))
+    for ax, chart in zip(axes, CHART_NAMES):
+        n = CHARTS[chart].n_classes
+        cm = np.asarray(confusions[chart], dtype=float)[:n, :n]
+        if normalise:
+            cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        image = ax.imshow(cm, cmap="Blues")
+        for (i, j), value in np.ndenumerate(cm):
+            ax.text(j, i, f"{value:.2f}" if normalise else f"{int(value)}", ha="center", va="center", fontsize=6)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("reference")
+        ax.set_title(f"{chart} ({'row-normalised' if normalise else 'pixels'})")
+        figure.colorbar(image, ax=ax, fraction=0.046)
+    return figure

@@ -1,0 +1,100 @@
+"""Charts for new scenes: a chart product and a quicklook per scene, optionally the upload package.
+
+Scenes are ready-to-train or test ``_prep.nc`` files or raw files, given one by one or as
+folders. A scene that cannot be read or charted is reported and skipped; the others are written.
+The loop is :func:`~seaice_mlflow.tasks.autoice.charting.chart_scenes` with the chart-file sink
+(:class:`ChartFileSink`), the quicklooks and, when asked, the upload package.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from seaice_mlflow.core.engine import ChartPrediction
+from seaice_mlflow.tasks.autoice import charting
+from seaice_mlflow.tasks.autoice.ensemble import SceneCharter
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.products import chart_dataset, product_name, quicklook_name, write_chart_product
+from seaice_mlflow.tasks.autoice.scene import Scene
+from seaice_mlflow.tasks.autoice.upload import UPLOAD_PACKAGE
+
+PredictStatus = Literal["written", "failed"]
+
+
+@dataclass
+class PredictionResult(charting.Outcomes[PredictStatus]):
+    upload_package: Path | None = None
+
+    @property
+    def outputs(self) -> list[Path]:
+        files = [p for o in self.having("written") for p in o.outputs]
+        return files + ([self.upload_package] if self.upload_package else [])
+
+
+class ChartFileSink(charting.SceneSink):
+    """``<scene_id>_charts.nc`` per scene: the CF chart product, with ``provenance`` as attributes."""
+
+    def __init__(self, out: Path, provenance: Mapping[str, object], charter: SceneCharter):
+        self.out, self.provenance, self.charter = Path(out), provenance, charter
+
+    def add(self, scene: Scene, prediction: ChartPrediction) -> list[Path]:
+        dataset = chart_dataset(scene, prediction, {**self.provenance, "source_scene_kind": scene.kind},
+                                self.charter.sic_value)
+        return [write_chart_product(self.out / product_name(scene.scene_id), dataset)]
+
+
+def nothing_charted(files: Sequence[Path], outcomes: Sequence[charting.SceneOutcome]) -> str:
+    return (f"none of the {len(files)} scene file(s) could be charted"
+            + (f" ({outcomes[0].message})" if outcomes else
+               "; give scene files (*_prep.nc or raw S1*_icechart_*.nc) or folders of them"))
+
+
+PREDICT = charting.ChartingRules(done="written", verb="charted", repeat_remedy="give each scene once",
+                                 out_of_memory="use a smaller --tile or --batch, or leave out --probabilities",
+                                 nothing_done=nothing_charted)
+
+
+def split_values(values: str | Iterable[str]) -> list[str]:
+    """Values (model URIs, paths) given as repeated options and/or one string separated by commas
+    or whitespace: the MLproject passes one string."""
+    items = [values] if isinstance(values, str) else list(values)
+    return [part for item in items for part in re.split(r"[\s,]+", item.strip()) if part]
+
+
+def split_paths(values: str | Iterable[str]) -> list[str]:
+    """:func:`split_values` for paths, except that a value naming an existing file or folder is
+    kept whole (its name may hold a space or comma)."""
+    out: list[str] = []
+    for item in [values] if isinstance(values, str) else values:
+        item = item.strip()
+        out.extend([item] if item and Path(item).exists() else split_values(item))
+    return out
+
+
+def expand_scene_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Scene files given directly, plus the scene files (not references) of given folders; a path
+    that does not exist is kept (it is reported as missing when predicted)."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        for file in find_scene_files(path) if path.is_dir() else [path]:
+            if file not in out:
+                out.append(file)
+    return out
+
+
+def predict_files(charter: SceneCharter, files: Iterable[Path], out: str | Path,
+                  provenance: Mapping[str, object], probabilities: bool = False, upload_package: bool = False,
+                  on_scene: Callable[[charting.SceneOutcome], None] | None = None) -> PredictionResult:
+    """Chart every file into ``out`` (``<scene_id>_charts.nc`` and ``.png``, ``upload_package.nc``)."""
+    out = Path(out)
+    package = out / UPLOAD_PACKAGE if upload_package else None
+    sinks: list[charting.SceneSink] = [ChartFileSink(out, provenance, charter),
+                                       charting.QuicklookSink(out, quicklook_name, blank_outside=True)]
+    if package is not None:
+        sinks.append(charting.UploadSink(package))
+    outcomes = charting.chart_scenes(files, charter, sinks, PREDICT, with_scores=probabilities, on_scene=on_scene)
+    return PredictionResult(outcomes, package)

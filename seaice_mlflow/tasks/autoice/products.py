@@ -1,0 +1,148 @@
+"""The chart product of a scene: ``<scene_id>_charts.nc`` (CF-1.8 netCDF-4); its quicklook shows
+the same charts (:class:`~seaice_mlflow.tasks.autoice.charting.QuicklookSink`).
+
+Variables, on the scene's 80 m grid (dims ``sar_lines``, ``sar_samples``):
+
+* ``SIC``, ``SOD``, ``FLOE``: uint8 class indices as the AutoICE challenge numbers them, with CF
+  ``flag_values``/``flag_meanings`` and ``long_name``; ``_FillValue`` 255 where the scene has no
+  SAR data (outside the swath, land). xarray's default decoding turns 255 into NaN; open with
+  ``mask_and_scale=False`` to keep the uint8 codes.
+* ``sar_grid2d_latitude``, ``sar_grid2d_longitude``: the scene's 21 x 21 geolocation tie points.
+* with probabilities: ``<chart>_probability`` uint8 percent (0-100, rounded, so a pixel's
+  classes sum to 100 +- a few), dims (``<chart>_class``, ``sar_lines``, ``sar_samples``), for
+  every classified chart; a SIC regression model (or an ensemble with one) gives ``SIC_value``
+  instead: float32 concentration in percent (10 x the class index as a continuous value, NaN
+  outside the swath).
+
+Global attributes record provenance: model URI(s) as given and as loaded (logged model id,
+source run, registered name and version), the source scene file, the software version, the
+MLflow run, the tiling, the creation time and ``Conventions = "CF-1.8"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from seaice_mlflow import __version__
+from seaice_mlflow.core.engine import ChartPrediction
+from seaice_mlflow.core.io import atomic_path
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
+from seaice_mlflow.tasks.autoice.files.variables import LATITUDE, LONGITUDE, SAR_DIMS, TIE_POINT_DIMS
+from seaice_mlflow.tasks.autoice.scene import Scene
+
+CONVENTIONS = "CF-1.8"
+FILL = IGNORE_INDEX
+
+
+def product_name(scene_id: str) -> str:
+    return f"{scene_id}_charts.nc"
+
+
+def quicklook_name(scene_id: str) -> str:
+    return f"{scene_id}_charts.png"
+
+
+def masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A chart as uint8 class indices, 255 where the scene has no SAR data."""
+    return np.where(valid, values, FILL).astype(np.uint8)
+
+
+def chart_variable(chart: str, values: np.ndarray, valid: np.ndarray) -> xr.DataArray:
+    """One chart as uint8 class indices, 255 where the scene has no SAR data."""
+    info = CHARTS[chart]
+    return xr.DataArray(masked(values, valid), dims=SAR_DIMS, attrs={
+        "long_name": f"{info.long_name} (AutoICE class index)",
+        "flag_values": np.array(info.flag_values, dtype=np.uint8),
+        "flag_meanings": info.flag_meanings,
+        "valid_range": np.array([0, info.n_classes - 1], dtype=np.uint8),
+        "coverage_content_type": "modelResult",
+        "comment": f"{FILL}: no SAR data (outside the swath or land)",
+    })
+
+
+def score_variables(chart: str, scores: np.ndarray, valid: np.ndarray, sic_value: bool) -> dict[str, xr.DataArray]:
+    """``<chart>_probability`` (uint8 percent) or, for a regressed SIC, ``SIC_value`` (float32 %)."""
+    if chart == "SIC" and sic_value:
+        value = np.clip(scores[0] * 10.0, 0.0, 100.0).astype(np.float32)
+        return {"SIC_value": xr.DataArray(np.where(valid, value, np.float32(np.nan)), dims=SAR_DIMS, attrs={
+            "long_name": "sea ice concentration predicted as a continuous value (10 x the SIC class index)",
+            "units": "%", "valid_range": np.array([0, 100], dtype=np.float32),
+            "coverage_content_type": "modelResult"})}
+    info = CHARTS[chart]
+    percent = np.rint(np.clip(scores, 0.0, 1.0) * 100).astype(np.uint8)
+    percent[:, ~valid] = FILL
+    dim = f"{chart}_class"
+    return {f"{chart}_probability": xr.DataArray(percent, dims=(dim, *SAR_DIMS), attrs={
+        "long_name": f"probability of each {info.long_name} class",
+        "units": "%", "valid_range": np.array([0, 100], dtype=np.uint8),
+        "coverage_content_type": "modelResult",
+        "comment": f"rounded to whole percent (a pixel's classes sum to 100 +- a few); {FILL}: no SAR data"}),
+        dim: xr.DataArray(np.arange(info.n_classes, dtype=np.uint8), dims=(dim,), attrs={
+            "long_name": f"{info.long_name} class index", "flag_values": np.array(info.flag_values, dtype=np.uint8),
+            "flag_meanings": info.flag_meanings})}
+
+
+def chart_dataset(scene: Scene, prediction: ChartPrediction, provenance: Mapping[str, object],
+                  sic_value: bool = True) -> xr.Dataset:
+    """The product of ``scene``: charts (and scores, when ``prediction`` has them) on its grid."""
+    valid = scene.sar_valid
+    variables: dict[str, xr.DataArray] = {c: chart_variable(c, prediction.charts[c], valid) for c in CHART_NAMES}
+    if prediction.scores is not None:
+        for chart in CHART_NAMES:
+            variables.update(score_variables(chart, prediction.scores[chart], valid, sic_value))
+    for name, grid, unit, standard in ((LATITUDE, scene.latitude, "degrees_north", "latitude"),
+                                       (LONGITUDE, scene.longitude, "degrees_east", "longitude")):
+        variables[name] = xr.DataArray(np.asarray(grid, dtype=np.float64), dims=TIE_POINT_DIMS, attrs={
+            "standard_name": standard, "units": unit,
+            "long_name": f"{standard} of the 21 x 21 tie points spanning the scene evenly from its first to its "
+                         "last line and sample"})
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    attrs = {
+        "title": f"Sea-ice charts (SIC, SOD, FLOE) of Sentinel-1 scene {scene.scene_id}",
+        "Conventions": CONVENTIONS,
+        "scene_id": scene.scene_id,
+        "source_scene_file": Path(scene.source).name,
+        "source": f"seaice_mlflow {__version__} predicted from {Path(scene.source).name}",
+        "software": "seaice_mlflow",
+        "software_version": __version__,
+        "date_created": created,
+        "history": f"{created} seaice predict",
+        **{k: _attr(v) for k, v in provenance.items() if v is not None},
+    }
+    return xr.Dataset(variables, attrs=attrs)
+
+
+def _attr(value: object) -> str | int | float:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, (int, float, str)) else str(value)
+
+
+def encoding(ds: xr.Dataset) -> dict[str, dict]:
+    """zlib level 1 everywhere; 255 (uint8) or NaN (float) as _FillValue of the data variables."""
+    out = {}
+    for name, var in ds.variables.items():
+        enc: dict[str, object] = {"zlib": True, "complevel": 1}
+        if var.dims == SAR_DIMS or (len(var.dims) == 3 and var.dims[1:] == SAR_DIMS):
+            enc["_FillValue"] = np.float32(np.nan) if var.dtype == np.float32 else np.uint8(FILL)
+            enc["chunksizes"] = tuple(min(n, 1024) if d in SAR_DIMS else 1 for d, n in var.sizes.items())
+        else:
+            enc["_FillValue"] = None
+        out[str(name)] = enc
+    return out
+
+
+def write_chart_product(path: str | Path, dataset: xr.Dataset) -> Path:
+    """Write a product atomically (the file appears complete under its name, or not at all)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        dataset.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding(dataset))
+    return path
+

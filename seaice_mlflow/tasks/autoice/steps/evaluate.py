@@ -1,0 +1,121 @@
+"""An evaluate run in MLflow: the official test scores of one model or an ensemble, and the files
+behind them (upload package, per-scene CSV, confusion matrices, quicklooks).
+
+Scenes a model was trained or validated on (its recipe names them) are still scored, with a
+warning; the run is then tagged ``seaice.scored_on_training_scenes=true`` (``eval_training_scenes``
+counts them) and ``seaice register`` does not rank by its test scores.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from seaice_mlflow.core.engine import TileOptions, resolve_device
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.io import atomic_path, check_writable
+from seaice_mlflow.tasks.autoice.charting import SceneOutcome
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.evaluation import EvaluationResult, evaluate_files
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files, parsed_names
+from seaice_mlflow.tasks.autoice.logged_models import ModelRef, charting_run, seen_scenes_among
+from seaice_mlflow.tasks.autoice.prediction import split_values
+from seaice_mlflow.tracking.runs import SCORED_ON_TRAINING_TAG, log_scene_dataset
+
+#: How many scene ids a warning names before "and N more".
+SHOWN_SCENES = 5
+
+
+@dataclass
+class EvaluateRun:
+    run_id: str
+    metrics: dict[str, float]  # test_SIC_r2, test_SOD_f1, test_FLOE_f1, test_combined
+    result: EvaluationResult  # its files are gone; outcomes and confusions remain
+    models: list[ModelRef]
+    upload_package: Path | None  # the copy asked for with --upload-package
+
+    @property
+    def failed(self) -> list[SceneOutcome]:
+        return self.result.having("failed")
+
+
+def scene_files(data_dir: str | Path) -> list[Path]:
+    """The scene files of ``data_dir`` (a clear error when it is no folder or holds none)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ParameterError("data_dir", f"{data_dir} is not a folder; give the folder with the test scenes")
+    files = find_scene_files(data_dir)
+    if not files:
+        raise ParameterError("data_dir", f"{data_dir} holds no AI4Arctic scene files (*_prep.nc with "
+                             "_prep_reference.nc, ready-to-train or raw S1*_icechart_*.nc files)")
+    return files
+
+
+def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, upload_package: str | Path | None = None,
+             device: str = "auto", options: TileOptions = TileOptions(),
+             on_scene: Callable[[SceneOutcome], None] | None = None,
+             warn: Callable[[str], None] | None = None) -> EvaluateRun:
+    """Score the model(s) on ``data_dir`` in the active (or a new) MLflow run ("evaluate").
+
+    ``warn`` gets one-line warnings (default: :func:`warnings.warn`); the command prints them.
+    """
+    uris = split_values(model_uris)
+    resolve_device(device)  # clear errors before the run starts and scenes are scored
+    files = scene_files(data_dir)
+    target = check_writable(upload_package, "upload_package", kind="file") if upload_package else None
+    params = {"data_dir": str(Path(data_dir).resolve()), "upload_package": str(target or "")}
+    with charting_run("evaluate", uris, device, options, params) as (run, charter, refs):
+        mlflow.set_tags({"seaice.data_dir": str(Path(data_dir).resolve()),
+                         "seaice.downsample": str(charter.recipe.downsample)})
+        tag_seen_scenes(seen_scenes_among(refs, (name.key for _, name in parsed_names(files))), len(files),
+                        warn or (lambda line: warnings.warn(line, stacklevel=3)))
+        with tempfile.TemporaryDirectory(prefix="seaice-evaluate-") as tmp:
+            result = evaluate_files(charter, files, Path(tmp), on_scene)
+            metrics = result.pooled.metrics("test")
+            log_test_metrics(metrics, refs)
+            scored = result.having("scored")
+            mlflow.log_metrics({"eval_scenes": len(scored), "eval_scenes_failed": len(result.having("failed")),
+                                "eval_scenes_skipped": len(result.having("skipped")),
+                                "eval_seconds_per_scene": sum(o.seconds for o in scored) / len(scored),
+                                **{f"eval_pixels_{c}": result.pooled.pixels[c] for c in CHART_NAMES}})
+            mlflow.log_artifacts(tmp)
+            if result.having("failed") or result.having("skipped"):
+                mlflow.log_text("\n".join(f"{o.status} {o.file}: {o.message}" for o in result.outcomes
+                                          if o.status != "scored"), "scenes_not_scored.txt")
+            if target is not None:
+                with atomic_path(target) as part:
+                    shutil.copyfile(result.upload_package, part)
+        log_scene_dataset(result.records, source=str(Path(data_dir).resolve()), name=Path(data_dir).resolve().name,
+                          context="evaluation")
+        return EvaluateRun(run.info.run_id, metrics, result, refs, target)
+
+
+def tag_seen_scenes(seen: list[str], n_files: int, warn: Callable[[str], None]) -> None:
+    """Tag the run with whether it scores scenes the model(s) were fitted on; warn when it does."""
+    mlflow.set_tags({SCORED_ON_TRAINING_TAG: str(bool(seen)).lower()})
+    mlflow.log_metric("eval_training_scenes", len(seen))
+    if seen:
+        more = len(seen) - SHOWN_SCENES
+        named = ", ".join(seen[:SHOWN_SCENES]) + (f" and {more} more" if more > 0 else "")
+        warn(f"warning: {len(seen)} of the {n_files} scene(s) are training or validation scenes of the model "
+             f"({named}): its test scores are optimistic and `seaice register` will not rank by this run; "
+             "evaluate on held-out test scenes")
+
+
+def log_test_metrics(metrics: dict[str, float], refs: Sequence[ModelRef]) -> None:
+    """The pooled scores, linked to the logged model when a single one was scored (its page in
+    the MLflow UI then lists them too)."""
+    model_id = refs[0].model_id if len(refs) == 1 else None
+    try:
+        mlflow.log_metrics(metrics, model_id=model_id)
+    except MlflowException:
+        if model_id is None:
+            raise
+        mlflow.log_metrics(metrics)  # e.g. a model of another tracking server: the run has the scores

@@ -1,0 +1,169 @@
+"""A training run in MLflow: params, tags, dataset, per-epoch metrics, checkpoints, plots, the model.
+
+A resumed run is tagged with the run it continues (``seaice.resumed_from``, a run id), and that
+run, if it was left RUNNING by a kill, is marked KILLED. An interrupted training (SIGTERM,
+Ctrl-C) ends its run KILLED and names the ``--resume`` command; per-epoch logging survives the
+tracking server going away (:mod:`seaice_mlflow.tracking.outage`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow.exceptions import MlflowException
+
+import seaice_mlflow
+from seaice_mlflow.core.checkpoint import BEST, LAST, RUN_ID, load_checkpoint, resolve_resume
+from seaice_mlflow.core.distributed import setup, teardown
+from seaice_mlflow.core.errors import Interrupted
+from seaice_mlflow.core.io import check_writable
+from seaice_mlflow.core.tiling import Window
+from seaice_mlflow.core.trainer import EpochReport, TrainingState
+from seaice_mlflow.tasks.autoice import plots
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
+from seaice_mlflow.tasks.autoice.training import ChartTraining
+from seaice_mlflow.tracking.outage import EpochLog, training_patience
+from seaice_mlflow.tracking.runs import (
+    MODEL_URI_TAG,
+    TrackingUnavailable,
+    connection_problem,
+    log_scene_dataset,
+    resolve_tracking_uri,
+    step_run,
+)
+
+
+@dataclass
+class TrainResult:
+    run_id: str | None
+    model_uri: str | None  # models:/m-... of the logged model (rank 0 only)
+    best_val_combined: float | None
+    epochs: int
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this code runs from, when it is a git checkout."""
+    root = Path(seaice_mlflow.__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def train(config: TrainConfig, on_epoch: Callable[[EpochReport], None] | None = None,
+          echo: Callable[[str], None] = stderr_line) -> TrainResult:
+    """Train as configured; rank 0 tracks everything in the active (or a new) MLflow run.
+
+    ``on_epoch`` sees each epoch's report (the command prints a line); ``echo`` gets warnings
+    (the tracking server away and back).
+    """
+    out = check_writable(config.out, "out")  # before minutes of work
+    resolve_tracking_uri()  # a server that does not answer fails now, not after the first epoch
+    dist = setup(torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"))
+    try:
+        training = ChartTraining.build(config, dist)
+        trainer = training.trainer
+        checkpoint = resolve_resume(config.resume, out) if config.resume else None
+        resumed_from = None
+        if checkpoint is not None:
+            resumed_from = training.resume(checkpoint).get("run_id") or (
+                config.resume if RUN_ID.match(config.resume) else None)
+        if not dist.main:
+            trainer.fit()
+            return TrainResult(None, None, None, trainer.state.epoch)
+        params = {**config.as_params(), "world_size": dist.world, "downsample": training.store.downsample,
+                  "in_channels": len(training.recipe.variables)}
+        with training_patience(), step_run("train", params, system_metrics=True) as run:
+            trainer.run_id = run.info.run_id
+            mlflow.set_tags({"seaice.store_digest": training.store.digest, "seaice.store": str(training.store.root),
+                             "seaice.model": config.model, "seaice.git_commit": git_commit() or "unknown"})
+            if checkpoint is not None:
+                mark_resumed(run.info.run_id, resumed_from, checkpoint)
+            scenes = [s.record | {"split": s.split} for s in training.store.scenes() if s.split in ("train", "val")]
+            log_scene_dataset(scenes, source=str(training.store.root), name=training.store.root.name, context="training")
+            mlflow.log_dict(config.as_params(), "config.json")
+            mlflow.log_dict(training.recipe.as_dict(), "recipe.json")
+
+            hint = resume_hint(out, run.info.run_id)
+            log = EpochLog(echo, hint)
+
+            def epoch_done(report: EpochReport) -> None:
+                log.epoch(report.epoch, report.metrics, report.checkpoint)
+                if on_epoch is not None:
+                    on_epoch(report)
+
+            try:
+                state = trainer.fit(epoch_done)
+            except Interrupted as err:
+                done = (f"epoch {trainer.state.epoch} is in {out / LAST}; {hint}" if trainer.state.epoch
+                        else "no epoch was completed, so there is nothing to resume")
+                raise Interrupted(err.signal_name, err.exit_code, f"training interrupted by {err.signal_name} "
+                                  f"in epoch {trainer.state.epoch + 1}; run {run.info.run_id} ends KILLED; "
+                                  f"{done}") from None
+            log.wait()
+            try:
+                return log_trained_model(training, state, run.info.run_id)
+            except MlflowException as err:
+                raise TrackingUnavailable(f"logging the trained model failed ({connection_problem(err)}); the "
+                                          f"checkpoints are kept: {hint}") from None
+    finally:
+        teardown(dist)
+
+
+def resume_hint(out: Path, run_id: str) -> str:
+    """The command that continues this training (the other options as they were given)."""
+    return f"continue with `seaice train --resume {out / LAST}` (or `--resume {run_id}`) and the same options"
+
+
+def mark_resumed(run_id: str, previous: str | None, checkpoint: Path) -> None:
+    """Tag the resumed run with the run it continues; a previous run left RUNNING (killed) becomes KILLED."""
+    mlflow.set_tags({"seaice.resumed_from": previous or "unknown", "seaice.resumed_from_checkpoint": str(checkpoint)})
+    if previous is None or previous == run_id:
+        return
+    client = mlflow.MlflowClient()
+    try:
+        if client.get_run(previous).info.status == "RUNNING":
+            client.set_terminated(previous, "KILLED")
+    except MlflowException:  # a run of another tracking store
+        pass
+
+
+def log_trained_model(training: ChartTraining, state: TrainingState, run_id: str) -> TrainResult:
+    """The best checkpoint's scores, quicklooks and learning curves, and the logged pyfunc model."""
+    config = training.config
+    best = load_checkpoint(Path(config.out) / BEST)
+    training.network.load_state_dict(best["model"])
+    summary = {"best_epoch": state.best_epoch, "epochs_trained": state.epoch}
+    if training.val_scenes:
+        scores, predictions = training.validate()
+        summary.update({f"best_{k}": v for k, v in scores.metrics("val").items()})
+        log_quicklooks(training, predictions)
+    mlflow.log_metrics(summary)
+    mlflow.log_artifact(str(Path(config.out) / BEST), "checkpoints")
+    mlflow.log_figure(plots.learning_curves(state.history), "learning_curves.png")
+    info = log_chart_model(training.network, training.recipe)
+    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return TrainResult(run_id, info.model_uri, summary.get("best_val_combined"), state.epoch)
+
+
+def log_quicklooks(training: ChartTraining, predictions: dict) -> None:
+    """Validation quicklooks: HH, reference and prediction of each chart, per scene."""
+    for scene in training.val_scenes:
+        hh = scene.read_sar(["nersc_sar_primary"], Window.full(scene.shape))["nersc_sar_primary"]
+        reference = dict(zip(CHART_NAMES, scene.read_charts()))
+        figure = plots.quicklook(hh, predictions[scene.scene_id].charts, reference, f"validation {scene.scene_id}")
+        mlflow.log_figure(figure, f"quicklooks/{scene.scene_id}.png")
+

@@ -1,0 +1,142 @@
+"""The validated training configuration (from click options or the MLproject)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from seaice_mlflow.core.engine import DEVICES
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.task import TaskSpec
+from seaice_mlflow.models import ModelSpec, architecture_names, spec_from_options
+from seaice_mlflow.models.deeplab import RESNETS
+from seaice_mlflow.tasks.autoice.augment import Augment
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, SIC_HEADS, autoice_task
+from seaice_mlflow.tasks.autoice.config import TRAIN, TrainDefaults
+from seaice_mlflow.tasks.autoice.files.variables import parse_variables
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULERS = ("cosine", "plateau")
+#: Options that may differ from the checkpoint's when resuming: where the data, checkpoints and
+#: device are, how many workers load patches, and how long to go on. Any other difference would
+#: make the resumed run another experiment than the one its params describe, so it is refused.
+RESUMABLE = ("store", "resume", "out", "epochs", "early_stopping", "workers", "device")
+
+
+def option_value(value: object) -> str:
+    """A config value as it is written on the command line (``--amp false``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig(TrainDefaults):
+    """Every training setting, checked; the fields (names, defaults, help) are
+    :class:`~seaice_mlflow.tasks.autoice.config.TrainDefaults`': the CLI options and the logged params."""
+
+    def __post_init__(self):
+        self._check()
+
+    def _check(self) -> None:
+        for field in fields(self):  # nan passes every comparison below; inf diverges at once
+            value = getattr(self, field.name)
+            if isinstance(getattr(TRAIN, field.name), float) and not math.isfinite(value):
+                raise ParameterError(field.name, f"must be a finite number, got {value}")
+        choices = {"model": architecture_names(), "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+                   "sic_head": SIC_HEADS, "device": DEVICES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ParameterError(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.deeplab_depth not in RESNETS:
+            raise ParameterError("deeplab_depth", f"{self.deeplab_depth} is not one of {', '.join(map(str, RESNETS))}")
+        positive = ("lr", "epochs", "batches_per_epoch", "batch_size", "restart_epochs", "val_tile", "nproc")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ParameterError(name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "momentum", "focal_gamma", "grad_clip", "early_stopping", "workers"):
+            if getattr(self, name) < 0:
+                raise ParameterError(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("class_balance", "min_valid"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
+        if self.patch_size < 16:
+            raise ParameterError("patch_size", f"must be at least 16 pixels, got {self.patch_size}")
+        # parsed once here, so that a bad value raises now
+        self.filters, self.weights, self.weighted_charts, self.input_variables, self.augmentations
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise ParameterError("pretrained", f"{self.pretrained} does not exist; give a local ResNet state_dict file")
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in self.unet_filters.split(","))
+        except ValueError:
+            raise ParameterError("unet_filters", f"{self.unet_filters!r} is not a comma list of integers") from None
+        if not values or min(values) < 1:
+            raise ParameterError("unet_filters", f"{self.unet_filters!r}: give positive filter counts, "
+                                 "e.g. 32,32,64,64")
+        return values
+
+    @property
+    def weights(self) -> dict[str, float]:
+        try:
+            values = [float(v) for v in self.task_weights.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != len(CHART_NAMES) or min(values) < 0 or sum(values) == 0:
+            raise ParameterError("task_weights", f"{self.task_weights!r}: give three weights >= 0 for "
+                                 "SIC,SOD,FLOE, e.g. 1,3,3")
+        return dict(zip(CHART_NAMES, values))
+
+    @property
+    def weighted_charts(self) -> tuple[str, ...]:
+        """Charts whose loss weighs classes by inverse square-root frequency: none, every softmax
+        head (``balanced``), or the heads named after ``balanced:`` (e.g. ``balanced:SOD``)."""
+        if self.class_weights == "none":
+            return ()
+        softmax = tuple(h.name for h in self.task.heads if h.kind == "classification")
+        kind, colon, named = self.class_weights.partition(":")
+        charts = tuple(c.strip() for c in named.split(",")) if colon else softmax
+        if kind != "balanced" or not set(charts) <= set(softmax):
+            raise ParameterError("class_weights", f"{self.class_weights!r}: give none, balanced, or balanced: and "
+                                 f"a comma list of softmax heads among {','.join(softmax)} (e.g. balanced:SOD)")
+        return charts
+
+    @property
+    def input_variables(self) -> tuple[str, ...]:
+        try:
+            return parse_variables(self.variables)
+        except ValueError as err:
+            raise ParameterError("variables", str(err)) from None
+
+    @property
+    def augmentations(self) -> Augment:
+        try:
+            return Augment.parse(self.augment)
+        except ValueError as err:
+            raise ParameterError("augment", str(err)) from None
+
+    @property
+    def task(self) -> TaskSpec:
+        """The AutoICE task as this model predicts it (``--sic-head``)."""
+        return autoice_task(self.sic_head)
+
+    def model_spec(self, in_channels: int) -> ModelSpec:
+        """The ``--model`` architecture for the task's heads, its options from the other options."""
+        values = {**self.as_params(), "unet_filters": self.filters, "pretrained": self.pretrained or None}
+        return spec_from_options(self.model, in_channels, self.task.outputs(), values)
+
+    def as_params(self) -> dict[str, object]:
+        """Everything, keyed by option name, for MLflow params and the resolved config artifact."""
+        return asdict(self)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def resume_conflicts(self, trained: dict[str, object]) -> dict[str, tuple[object, object]]:
+        """Options (other than :data:`RESUMABLE`) whose value differs from ``trained``, the
+        checkpoint's config: name -> (checkpoint's value, this config's value)."""
+        given = self.as_params()
+        return {name: (trained[name], given[name]) for name in self.option_names()
+                if name not in RESUMABLE and name in trained and trained[name] != given[name]}

@@ -1,1 +1,0 @@
-"""Training: losses, the training loop and its checkpoints."""
