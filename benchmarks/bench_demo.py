@@ -27,8 +27,8 @@ from common import CACHE, cached_baseline, print_epoch, print_scores, score_best
 from seaice_mlflow.core.checkpoint import BEST
 from seaice_mlflow.core.metrics import Scores
 from seaice_mlflow.tasks.autoice.config import PREPROCESS, TRAIN
+from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
-from seaice_mlflow.tasks.autoice.preprocess import preprocess
 from seaice_mlflow.tasks.autoice.steps.main import PROFILES, Profile, scene_folders
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.training import ChartTraining
@@ -45,9 +45,15 @@ def parse_setting(item: str) -> tuple[str, object]:
     return name, type(default)(value)
 
 
-def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, object],
-             train_seed: int | None = None, tag: str = "",
-             reuse: bool = False) -> tuple[Scores, Scores, float | None]:
+def demo_run(
+    profile: Profile,
+    seed: int,
+    device: str,
+    settings: dict[str, object],
+    train_seed: int | None = None,
+    tag: str = "",
+    reuse: bool = False,
+) -> tuple[Scores, Scores, float | None]:
     """CNN and baseline test scores of one pipeline run on data seed ``seed`` (training
     ``settings`` over the profile's, training seed ``train_seed``, default ``seed``), and its
     training minutes (None when ``reuse`` found the folder's checkpoint)."""
@@ -55,13 +61,31 @@ def demo_run(profile: Profile, seed: int, device: str, settings: dict[str, objec
     train_dir, test_dir = scene_folders(profile, "", "", work, seed)
     store = work / f"store-{train_dir.name}-x{profile.downsample}-val{profile.val_scenes}"
     if not (store / "manifest.json").is_file():
-        preprocess(train_dir, store, downsample=profile.downsample, variables=SCENE_VARIABLES,
-                   val_scenes=profile.val_scenes, val_list=None, workers=PREPROCESS.workers, overwrite=False,
-                   seed=seed)
+        preprocess(
+            train_dir,
+            store,
+            downsample=profile.downsample,
+            variables=SCENE_VARIABLES,
+            val_scenes=profile.val_scenes,
+            val_list=None,
+            workers=PREPROCESS.workers,
+            overwrite=False,
+            seed=seed,
+        )
     suffix = ("" if train_seed is None else f"-t{train_seed}") + (f"-{tag}" if tag else "")
     out = work / f"train-s{seed}-x{profile.downsample}{suffix}"
-    trainer = ChartTraining.build(TrainConfig(**{**profile.train, **settings, "store": str(store), "out": str(out),
-                                     "seed": seed if train_seed is None else train_seed, "device": device}))
+    trainer = ChartTraining.build(
+        TrainConfig(
+            **{
+                **profile.train,
+                **settings,
+                "store": str(store),
+                "out": str(out),
+                "seed": seed if train_seed is None else train_seed,
+                "device": device,
+            }
+        )
+    )
     minutes = None
     if not (reuse and (out / BEST).is_file()):
         shutil.rmtree(out, ignore_errors=True)  # the Trainer writes nothing there before fit
@@ -76,8 +100,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", choices=list(PROFILES))
     parser.add_argument("--seeds", default="0,1,2", help="comma list of pipeline seeds (data and training)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a training setting over the profile's (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a training setting over the profile's (repeatable)",
+    )
     parser.add_argument("--downsample", type=int, help="store downsampling (default: the profile's)")
     parser.add_argument("--train-seed", type=int, help="training seed (default: each data seed)")
     parser.add_argument("--test-scenes", type=int, help="test scenes, at least 1 (default: the profile's)")
@@ -93,10 +122,12 @@ def main() -> None:
             parser.error(f"--test-scenes must be at least 1, got {args.test_scenes}")
         profile = dataclasses.replace(profile, test_scenes=args.test_scenes)
     settings = dict(parse_setting(item) for item in args.set)
-    print(f"profile {args.profile}: {profile.train_scenes} training scenes ({profile.val_scenes} for validation) "
-          f"and {profile.test_scenes} test scenes of {profile.scene_size[0]} x {profile.scene_size[1]} px, "
-          f"store x{profile.downsample}, training {profile.train}, set {settings}, "
-          f"training seed {'= data seed' if args.train_seed is None else args.train_seed}")
+    print(
+        f"profile {args.profile}: {profile.train_scenes} training scenes ({profile.val_scenes} for validation) "
+        f"and {profile.test_scenes} test scenes of {profile.scene_size[0]} x {profile.scene_size[1]} px, "
+        f"store x{profile.downsample}, training {profile.train}, set {settings}, "
+        f"training seed {'= data seed' if args.train_seed is None else args.train_seed}"
+    )
     margins = []
     for seed in (int(s) for s in args.seeds.split(",")):
         print(f"\nseed {seed}")

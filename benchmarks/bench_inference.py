@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from common import synthetic_split
-from seaice_mlflow.core.options import TILING
+from seaice_mlflow.core.defaults import TILING
 from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
 from seaice_mlflow.tasks.autoice.synthetic import FORMATS
 
@@ -52,8 +52,9 @@ def run_case(case: str, scene_path: Path, args: argparse.Namespace) -> dict:
     filters = tuple(int(f) for f in TRAIN.unet_filters.split(","))
     recipe = Recipe(ModelSpec("unet", len(variables), AUTOICE.outputs(), UNetOptions(filters)), variables)
     torch.manual_seed(0)
-    charter = combine([(recipe, build_model(recipe.model))], args.device,
-                      TileOptions(args.tile, args.overlap, args.batch))
+    charter = combine(
+        [(recipe, build_model(recipe.model))], args.device, TileOptions(args.tile, args.overlap, args.batch)
+    )
     device = charter.predictor.device
     with open_scene(scene_path) as scene:  # as evaluate and predict read it: window by window
         if device.type == "cuda":  # warm-up: cuDNN autotuning and the CUDA context are not per scene
@@ -69,15 +70,33 @@ def run_case(case: str, scene_path: Path, args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - start
         pixels = scene.shape[0] * scene.shape[1]
         assert charts["SIC"].shape == scene.shape
-    return {"seconds": seconds, "mpix_per_s": pixels / 1e6 / seconds, "device": str(device),
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+    return {
+        "seconds": seconds,
+        "mpix_per_s": pixels / 1e6 / seconds,
+        "device": str(device),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+    }
 
 
 def in_subprocess(case: str, scene: Path, args: argparse.Namespace) -> dict | None:
     """:func:`run_case` in a fresh process (its own peak RSS); None when it failed (e.g. out of memory)."""
-    command = [sys.executable, __file__, "--case", case, "--scene", str(scene), "--device", args.device,
-               "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch", str(args.batch)]
+    command = [
+        sys.executable,
+        __file__,
+        "--case",
+        case,
+        "--scene",
+        str(scene),
+        "--device",
+        args.device,
+        "--tile",
+        str(args.tile),
+        "--overlap",
+        str(args.overlap),
+        "--batch",
+        str(args.batch),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         reason = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip().splitlines()[-1:]
@@ -93,10 +112,17 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=TILING.overlap)
     parser.add_argument("--batch", type=int, default=TILING.batch)
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
-    parser.add_argument("--skip-whole-large", action="store_true",
-                        help="leave out the whole-scene pass on the 5000 px scene (it needs ~20 GiB on CPU)")
-    parser.add_argument("--format", choices=FORMATS, default="ready",
-                        help="scene files: ready-to-train (80 m) or raw (40 m, reduced to 80 m when opened)")
+    parser.add_argument(
+        "--skip-whole-large",
+        action="store_true",
+        help="leave out the whole-scene pass on the 5000 px scene (it needs ~20 GiB on CPU)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="ready",
+        help="scene files: ready-to-train (80 m) or raw (40 m, reduced to 80 m when opened)",
+    )
     parser.add_argument("--case", choices=["tiled", "whole"], help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -104,11 +130,16 @@ def main() -> None:
         print(json.dumps(run_case(args.case, args.scene, args)))
         return
 
-    folders = {name: synthetic_split(f"inference-{name}", 1, size, "test", seed=5, fmt=args.format)
-               for name, size in SIZES.items() if name in args.sizes}
+    folders = {
+        name: synthetic_split(f"inference-{name}", 1, size, "test", seed=5, fmt=args.format)
+        for name, size in SIZES.items()
+        if name in args.sizes
+    }
     scenes = {name: find_scene_files(folder)[0] for name, folder in folders.items()}
-    print(f"default U-Net, {args.format} files, tile {args.tile}, overlap {args.overlap}, batch {args.batch}, "
-          f"device {args.device}")
+    print(
+        f"default U-Net, {args.format} files, tile {args.tile}, overlap {args.overlap}, batch {args.batch}, "
+        f"device {args.device}"
+    )
     results = {}
     for name, scene in scenes.items():
         for case in ("tiled", "whole"):
@@ -117,20 +148,27 @@ def main() -> None:
             results[name, case] = found = in_subprocess(case, scene, args)
             if found:
                 gpu = f", GPU peak {found['gpu_peak_gib']:.2f} GiB" if found["gpu_peak_gib"] is not None else ""
-                print(f"  {case:<5} {'x'.join(map(str, SIZES[name])):>9} px: {found['seconds']:7.2f} s  "
-                      f"{found['mpix_per_s']:6.2f} Mpixel/s  peak RSS {found['peak_rss_gib']:5.2f} GiB  "
-                      f"({found['device']}{gpu})", flush=True)
+                print(
+                    f"  {case:<5} {'x'.join(map(str, SIZES[name])):>9} px: {found['seconds']:7.2f} s  "
+                    f"{found['mpix_per_s']:6.2f} Mpixel/s  peak RSS {found['peak_rss_gib']:5.2f} GiB  "
+                    f"({found['device']}{gpu})",
+                    flush=True,
+                )
     print()
     for name in scenes:
         tiled, whole = results.get((name, "tiled")), results.get((name, "whole"))
         if tiled and whole:
-            print(f"{name} scene: tiled/whole throughput {tiled['mpix_per_s'] / whole['mpix_per_s']:.2f}x "
-                  f"(target >= 0.9), peak RSS {tiled['peak_rss_gib']:.2f} vs {whole['peak_rss_gib']:.2f} GiB")
+            print(
+                f"{name} scene: tiled/whole throughput {tiled['mpix_per_s'] / whole['mpix_per_s']:.2f}x "
+                f"(target >= 0.9), peak RSS {tiled['peak_rss_gib']:.2f} vs {whole['peak_rss_gib']:.2f} GiB"
+            )
     large, small = results.get(("large", "tiled")), results.get(("small", "tiled"))
     if large and small:
-        print(f"tiled peak RSS {large['peak_rss_gib']:.2f} GiB on 5000x5200 vs {small['peak_rss_gib']:.2f} GiB on "
-              f"2500x2500 (target <= 4 GiB and flat; what grows is the strip of tile rows across the scene's "
-              "width and the uint8 charts)")
+        print(
+            f"tiled peak RSS {large['peak_rss_gib']:.2f} GiB on 5000x5200 vs {small['peak_rss_gib']:.2f} GiB on "
+            f"2500x2500 (target <= 4 GiB and flat; what grows is the strip of tile rows across the scene's "
+            "width and the uint8 charts)"
+        )
 
 
 if __name__ == "__main__":

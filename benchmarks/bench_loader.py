@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 from common import CACHE, synthetic_split
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
 from seaice_mlflow.tasks.autoice.config import PREPROCESS
+from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
 from seaice_mlflow.tasks.autoice.files.variables import COARSE_FACTOR, COARSE_VARIABLES, SAR_VARIABLES, SCENE_VARIABLES
 from seaice_mlflow.tasks.autoice.patches import PatchDataset, PatchLoader, PatchOptions
-from seaice_mlflow.tasks.autoice.preprocess import preprocess
 from seaice_mlflow.tasks.autoice.store import Store
 
 PATCH, BATCH, WORKERS = 256, 16, 2
@@ -55,8 +55,10 @@ class NaivePatches(Dataset):
         with xr.open_dataset(path, engine="netcdf4") as ds:
             window = {"sar_lines": slice(r, r + PATCH), "sar_samples": slice(c, c + PATCH)}
             fine = [ds[v].isel(window).values for v in SAR_VARIABLES]
-            cells = {"2km_grid_lines": slice(r // COARSE_FACTOR, (r + PATCH) // COARSE_FACTOR + 1),
-                     "2km_grid_samples": slice(c // COARSE_FACTOR, (c + PATCH) // COARSE_FACTOR + 1)}
+            cells = {
+                "2km_grid_lines": slice(r // COARSE_FACTOR, (r + PATCH) // COARSE_FACTOR + 1),
+                "2km_grid_samples": slice(c // COARSE_FACTOR, (c + PATCH) // COARSE_FACTOR + 1),
+            }
             rows = np.arange(r, r + PATCH) // COARSE_FACTOR - r // COARSE_FACTOR
             cols = np.arange(c, c + PATCH) // COARSE_FACTOR - c // COARSE_FACTOR
             coarse = [ds[v].isel(cells).values[np.ix_(rows, cols)] for v in COARSE_VARIABLES]
@@ -78,11 +80,13 @@ def patches_per_second(loader, batches: int) -> float:
 def preprocess_peak_rss(scene_dir: Path, out: Path) -> float:
     """Peak RSS (GiB) of a separate process preprocessing the one scene in ``scene_dir``: its own
     VmHWM (getrusage's maxrss would also count the pages of this big process at fork time)."""
-    code = ("from seaice_mlflow.tasks.autoice.preprocess import preprocess; "
-            "from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES; "
-            f"preprocess({str(scene_dir)!r}, {str(out)!r}, downsample=1, variables=SCENE_VARIABLES, "
-            "val_scenes=0, val_list=None, workers=1, overwrite=True, seed=0); "
-            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')))")
+    code = (
+        "from seaice_mlflow.tasks.autoice.conversion import preprocess; "
+        "from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES; "
+        f"preprocess({str(scene_dir)!r}, {str(out)!r}, downsample=1, variables=SCENE_VARIABLES, "
+        "val_scenes=0, val_list=None, workers=1, overwrite=True, seed=0); "
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')))"
+    )
     out_text = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return int(out_text.split()[-2]) / 2**20  # "VmHWM:  123 kB"
 
@@ -90,8 +94,17 @@ def preprocess_peak_rss(scene_dir: Path, out: Path) -> float:
 def time_preprocess(data: Path, store: Path, workers: int) -> float:
     shutil.rmtree(store, ignore_errors=True)
     start = time.perf_counter()
-    preprocess(data, store, downsample=1, variables=SCENE_VARIABLES, val_scenes=0, val_list=None,
-               workers=workers, overwrite=True, seed=0)
+    preprocess(
+        data,
+        store,
+        downsample=1,
+        variables=SCENE_VARIABLES,
+        val_scenes=0,
+        val_list=None,
+        workers=workers,
+        overwrite=True,
+        seed=0,
+    )
     return time.perf_counter() - start
 
 
@@ -115,8 +128,10 @@ def main() -> None:
     one = time_preprocess(data, store, workers=1)
     default = time_preprocess(data, store, workers=PREPROCESS.workers)
     print(f"xarray open_dataset().load()     {load_s:7.1f} s for the {len(files)} scenes")
-    print(f"preprocess, {PREPROCESS.workers} workers (default)   {default:7.1f} s   ratio {default / load_s:4.2f}x "
-          "(target <= 1.5x)")
+    print(
+        f"preprocess, {PREPROCESS.workers} workers (default)   {default:7.1f} s   ratio {default / load_s:4.2f}x "
+        "(target <= 1.5x)"
+    )
     print(f"preprocess, 1 worker             {one:7.1f} s   ratio {one / load_s:4.2f}x")
 
     single = CACHE / "loader-one-scene"
@@ -130,8 +145,7 @@ def main() -> None:
     loader = PatchLoader(PatchDataset(Store(store), options), BATCH, workers=WORKERS)
     ours = patches_per_second(loader.epoch(0, args.batches + 1), args.batches)
     naive_batches = max(3, args.batches // 10)
-    naive = patches_per_second(DataLoader(NaivePatches(files), batch_size=BATCH, num_workers=WORKERS),
-                               naive_batches)
+    naive = patches_per_second(DataLoader(NaivePatches(files), batch_size=BATCH, num_workers=WORKERS), naive_batches)
     print(f"store sampler                    {ours:7.1f} patches/s (target >= 150)")
     print(f"naive netCDF loader              {naive:7.1f} patches/s")
     print(f"ratio                            {ours / naive:7.1f}x (target >= 30)")

@@ -16,8 +16,8 @@ import shutil
 import time
 
 from common import CACHE, cached_baseline, print_epoch, print_scores, quality_data, score_best
+from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
-from seaice_mlflow.tasks.autoice.preprocess import preprocess
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.training import ChartTraining
 
@@ -36,21 +36,41 @@ def main() -> None:
     train_dir, test_dir = quality_data()
     store = CACHE / f"quality-store-x{args.downsample}-val{args.val_scenes}"
     if not (store / "manifest.json").is_file():
-        preprocess(train_dir, store, downsample=args.downsample, variables=SCENE_VARIABLES, val_scenes=args.val_scenes,
-                   val_list=None, workers=2, overwrite=False, seed=0)
+        preprocess(
+            train_dir,
+            store,
+            downsample=args.downsample,
+            variables=SCENE_VARIABLES,
+            val_scenes=args.val_scenes,
+            val_list=None,
+            workers=2,
+            overwrite=False,
+            seed=0,
+        )
     out = CACHE / f"quality-train-x{args.downsample}-{args.model}"
     shutil.rmtree(out, ignore_errors=True)
-    config = TrainConfig(store=str(store), out=str(out), model=args.model, epochs=args.epochs,
-                         batches_per_epoch=args.batches_per_epoch, batch_size=args.batch_size,
-                         patch_size=args.patch_size, restart_epochs=args.epochs, early_stopping=0,
-                         val_tile=256, device=args.device)
+    config = TrainConfig(
+        store=str(store),
+        out=str(out),
+        model=args.model,
+        epochs=args.epochs,
+        batches_per_epoch=args.batches_per_epoch,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        restart_epochs=args.epochs,
+        early_stopping=0,
+        val_tile=256,
+        device=args.device,
+    )
     trainer = ChartTraining.build(config)
     start = time.perf_counter()
     trainer.fit(print_epoch)
     train_s = time.perf_counter() - start
-    print(f"trained {args.model} for {args.epochs} x {args.batches_per_epoch} batches of {args.batch_size} "
-          f"patches ({args.patch_size} px at x{args.downsample}) in {train_s / 60:.1f} min, best epoch "
-          f"{trainer.state.best_epoch + 1}")
+    print(
+        f"trained {args.model} for {args.epochs} x {args.batches_per_epoch} batches of {args.batch_size} "
+        f"patches ({args.patch_size} px at x{args.downsample}) in {train_s / 60:.1f} min, best epoch "
+        f"{trainer.state.best_epoch + 1}"
+    )
 
     scores = score_best(trainer, test_dir, args.device)
     print()

@@ -37,8 +37,11 @@ def histogram_table(scenes) -> None:
         masked = 100 * counts[IGNORE_INDEX] / counts.sum()
         print(f"  {chart:<5}{'class':>8}" + "".join(f"{k:>7}" for k in range(len(valid))) + f"{'masked':>9}")
         print(f"  {'':<5}{'synth %':>8}" + "".join(f"{v:7.2f}" for v in synth) + f"{masked:9.1f}")
-        print(f"  {'':<5}{'real %':>8}" + "".join(f"{v:7.2f}" for v in REAL_CLASS_FREQUENCIES[chart])
-              + f"{REAL_MASKED_PERCENT[chart]:9.1f}")
+        print(
+            f"  {'':<5}{'real %':>8}"
+            + "".join(f"{v:7.2f}" for v in REAL_CLASS_FREQUENCIES[chart])
+            + f"{REAL_MASKED_PERCENT[chart]:9.1f}"
+        )
 
 
 def main() -> None:
@@ -49,8 +52,10 @@ def main() -> None:
     train_dir, test_dir = quality_data()
     train = [read_scene(p) for p in find_scene_files(train_dir)]
     test = [read_scene(p) for p in find_scene_files(test_dir)]
-    print(f"data: {len(train)} train + {len(test)} test scenes of {train[0].shape[0]}x{train[0].shape[1]} px "
-          f"({time.time() - t0:.0f} s incl. generation on first run)")
+    print(
+        f"data: {len(train)} train + {len(test)} test scenes of {train[0].shape[0]}x{train[0].shape[1]} px "
+        f"({time.time() - t0:.0f} s incl. generation on first run)"
+    )
     t0 = time.time()
     scores = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_dir), args.pixels)
     print(f"per-pixel gradient boosting on {args.pixels} training pixels: {time.time() - t0:.0f} s\n")

@@ -32,8 +32,9 @@ CASES = {
 }
 
 
-def step_time(spec: ModelSpec, batch: int, patch: int, steps: int, device: torch.device,
-              channels_last: bool = True) -> float:
+def step_time(
+    spec: ModelSpec, batch: int, patch: int, steps: int, device: torch.device, channels_last: bool = True
+) -> float:
     """Seconds per training step (mean over ``steps`` after two warm-up steps)."""
     torch.manual_seed(0)
     model = build_model(spec).to(device).train()
@@ -71,8 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     channels = len(TrainConfig().input_variables)
-    print(f"training step, batch {args.batch_size} x {channels} channels x {args.patch_size}^2, "
-          f"{device}, {torch.get_num_threads()} threads")
+    print(
+        f"training step, batch {args.batch_size} x {channels} channels x {args.patch_size}^2, "
+        f"{device}, {torch.get_num_threads()} threads"
+    )
     for label, (arch, options, channels_last) in CASES.items():
         spec = spec_from_options(arch, channels, AUTOICE.outputs(), options)
         seconds = step_time(spec, args.batch_size, args.patch_size, args.steps, device, channels_last)

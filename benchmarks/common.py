@@ -21,8 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
 
 
-def synthetic_split(name: str, n_scenes: int, size: tuple[int, int], split: str, seed: int,
-                    fmt: str = "ready") -> Path:
+def synthetic_split(name: str, n_scenes: int, size: tuple[int, int], split: str, seed: int, fmt: str = "ready") -> Path:
     """A folder of synthetic scenes, generated once and reused by later runs."""
     out = CACHE / f"{name}-{split}-{fmt}-{n_scenes}x{size[0]}x{size[1]}-s{seed}"
     done = out / ".complete"
@@ -32,8 +31,9 @@ def synthetic_split(name: str, n_scenes: int, size: tuple[int, int], split: str,
     return out
 
 
-def quality_data(n_train: int = 8, n_test: int = 4, size: tuple[int, int] = (1000, 1000),
-                 seed: int = 2026) -> tuple[Path, Path]:
+def quality_data(
+    n_train: int = 8, n_test: int = 4, size: tuple[int, int] = (1000, 1000), seed: int = 2026
+) -> tuple[Path, Path]:
     """The quality benchmark's data: training scenes and held-out test scenes (with references)."""
     train = synthetic_split("quality", n_train, size, "train", seed)
     test = synthetic_split("quality", n_test, size, "test", seed + 1000)
@@ -57,8 +57,10 @@ def cached_baseline(train_dir: Path, test_dir: Path, pixels: int = 300_000, seed
 def print_scores(label: str, scores) -> None:
     """One line: combined, SIC, SOD, FLOE of a :class:`Scores`."""
     c = scores.charts
-    print(f"{label:<34} combined {scores.combined:7.3f}   SIC {c['SIC']:7.3f}   "
-          f"SOD {c['SOD']:7.3f}   FLOE {c['FLOE']:7.3f}")
+    print(
+        f"{label:<34} combined {scores.combined:7.3f}   SIC {c['SIC']:7.3f}   "
+        f"SOD {c['SOD']:7.3f}   FLOE {c['FLOE']:7.3f}"
+    )
 
 
 def score_best(trainer: ChartTraining, test_dir: Path, device: str = "auto") -> Scores:
@@ -76,5 +78,8 @@ def score_best(trainer: ChartTraining, test_dir: Path, device: str = "auto") -> 
 def print_epoch(report) -> None:
     """One line per training epoch (a :class:`~seaice_mlflow.core.trainer.EpochReport`)."""
     m = report.metrics
-    print(f"  epoch {report.epoch + 1:3d}  loss {m['train_loss']:.4f}  val {m.get('val_combined', float('nan')):7.3f}  "
-          f"{m['patches_per_s']:.1f} patches/s", flush=True)
+    print(
+        f"  epoch {report.epoch + 1:3d}  loss {m['train_loss']:.4f}  val {m.get('val_combined', float('nan')):7.3f}  "
+        f"{m['patches_per_s']:.1f} patches/s",
+        flush=True,
+    )

@@ -81,11 +81,12 @@ def tracking(store_uri, monkeypatch, request) -> str:
 
 def run_preprocess(data: Path, out: Path, **options):
     """``preprocess`` with the tests' usual options (one process, no validation scenes), any overridden."""
+    from seaice_mlflow.tasks.autoice.conversion import preprocess
     from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
-    from seaice_mlflow.tasks.autoice.preprocess import preprocess
 
-    defaults = dict(downsample=1, variables=SCENE_VARIABLES, val_scenes=0, val_list=None, workers=1,
-                    overwrite=False, seed=0)
+    defaults = dict(
+        downsample=1, variables=SCENE_VARIABLES, val_scenes=0, val_list=None, workers=1, overwrite=False, seed=0
+    )
     return preprocess(data, out, **{**defaults, **options})
 
 
@@ -96,10 +97,19 @@ def prep_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def train_store(ready_dir, tmp_path_factory) -> Path:
     """The store of ``ready_dir``: one training and one validation scene (read only: copy it to change it)."""
+    from seaice_mlflow.tasks.autoice.conversion import preprocess
     from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
-    from seaice_mlflow.tasks.autoice.preprocess import preprocess
 
     out = tmp_path_factory.mktemp("train-store")
-    preprocess(ready_dir, out, downsample=1, variables=SCENE_VARIABLES, val_scenes=1, val_list=None, workers=1,
-               overwrite=False, seed=0)
+    preprocess(
+        ready_dir,
+        out,
+        downsample=1,
+        variables=SCENE_VARIABLES,
+        val_scenes=1,
+        val_list=None,
+        workers=1,
+        overwrite=False,
+        seed=0,
+    )
     return out

@@ -28,11 +28,23 @@ class TrackingServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> str:
-        command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
-                   str(self.port), "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-                   "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"]
-        self.proc = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        command = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'server.db'}",
+            "--artifacts-destination",
+            str(self.folder / "artifacts"),
+            "--workers",
+            "1",
+        ]
+        self.proc = subprocess.Popen(
+            command, cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         try:
             wait_until_healthy(f"{self.url}/health", self.proc, timeout)
         except RuntimeError:

@@ -47,8 +47,14 @@ def nothing(files: Sequence[Path], outcomes: Sequence[SceneOutcome]) -> str:
     return f"nothing done of {len(files)}"
 
 
-RULES = ChartingRules(done="scored", verb="tested", repeat_remedy="give it once", out_of_memory="use less",
-                      nothing_done=nothing, without_charts="no charts here")
+RULES = ChartingRules(
+    done="scored",
+    verb="tested",
+    repeat_remedy="give it once",
+    out_of_memory="use less",
+    nothing_done=nothing,
+    without_charts="no charts here",
+)
 
 
 def test_each_scene_goes_through_every_sink_and_bad_files_are_outcomes(ready_dir, tmp_path):
@@ -81,6 +87,10 @@ def test_scenes_without_charts_are_skipped_and_nothing_done_fails_inside_the_sin
     assert outcome.status == "skipped" and outcome.message == "no charts here" and outcome.scene_id
     assert not sink.added and sink.left_with is SeaIceError  # a sink can drop what it began
 
-    charted = chart_scenes([scene], FakeCharter(), [sink], ChartingRules(
-        done="written", verb="charted", repeat_remedy="", out_of_memory="", nothing_done=nothing))
+    charted = chart_scenes(
+        [scene],
+        FakeCharter(),
+        [sink],
+        ChartingRules(done="written", verb="charted", repeat_remedy="", out_of_memory="", nothing_done=nothing),
+    )
     assert [o.status for o in charted] == ["written"] and sink.added[0][1] is False

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
-from seaice_mlflow.core.options import RegisterDefaults, ServeDefaults
+from seaice_mlflow.core.defaults import RegisterDefaults, ServeDefaults
 from seaice_mlflow.tasks.autoice.config import PROFILES as PROFILE_NAMES
 from seaice_mlflow.tasks.autoice.config import (
     EvaluateDefaults,
@@ -40,8 +40,24 @@ def test_synth_writes_every_layout(tmp_path):
     runner = CliRunner()
     for split, fmt in (("train", "ready"), ("test", "ready"), ("train", "raw"), ("test", "raw")):
         out = tmp_path / f"{split}-{fmt}"
-        result = runner.invoke(cli, ["synth", str(out), "--scenes", "1", "--size", "64", "70",
-                                     "--split", split, "--format", fmt, "--seed", "3"])
+        result = runner.invoke(
+            cli,
+            [
+                "synth",
+                str(out),
+                "--scenes",
+                "1",
+                "--size",
+                "64",
+                "70",
+                "--split",
+                split,
+                "--format",
+                fmt,
+                "--seed",
+                "3",
+            ],
+        )
         assert result.exit_code == 0, result.output
         written = sorted(p.name for p in out.iterdir())
         assert len(written) == (2 if split == "test" else 1)
@@ -84,9 +100,15 @@ def test_inspect_names_a_missing_path(tmp_path):
     assert "naming" not in result.output and "Traceback" not in result.output
 
 
-COMMAND_DEFAULTS = {"preprocess": PreprocessDefaults, "train": TrainDefaults, "register": RegisterDefaults,
-                    "pipeline": PipelineDefaults, "evaluate": EvaluateDefaults, "predict": PredictDefaults,
-                    "serve": ServeDefaults}
+COMMAND_DEFAULTS = {
+    "preprocess": PreprocessDefaults,
+    "train": TrainDefaults,
+    "register": RegisterDefaults,
+    "pipeline": PipelineDefaults,
+    "evaluate": EvaluateDefaults,
+    "predict": PredictDefaults,
+    "serve": ServeDefaults,
+}
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_DEFAULTS))
@@ -94,8 +116,11 @@ def test_options_come_from_one_definition(command):
     """Every option with a default is a field of the command's defaults dataclass: its default, help
     text and allowed values are the field's."""
     defaults = COMMAND_DEFAULTS[command]
-    options = {p.name: p for p in cli.commands[command].params if isinstance(p, click.Option) and p.default
-               is not None and not p.required and p.name != "help"}
+    options = {
+        p.name: p
+        for p in cli.commands[command].params
+        if isinstance(p, click.Option) and p.default is not None and not p.required and p.name != "help"
+    }
     assert set(options) == {f.name for f in fields(defaults)}
     for field in fields(defaults):
         option = options[field.name]

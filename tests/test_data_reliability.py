@@ -20,15 +20,14 @@ from click.testing import CliRunner
 
 from seaice_mlflow.cli import cli
 from seaice_mlflow.core.errors import ParameterError, SceneError
+from seaice_mlflow.tasks.autoice.conversion import PreprocessError
 from seaice_mlflow.tasks.autoice.files.inspect import inspect_file
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
-from seaice_mlflow.tasks.autoice.preprocess import PreprocessError
 from seaice_mlflow.tasks.autoice.store import MANIFEST, Store
 from tests.conftest import prep_files
 from tests.conftest import run_preprocess as run
 
 IMPOSSIBLE = "20201399T999999_dmi_prep.nc"
-
 
 
 def folder(tmp_path: Path, *sources: Path, name: str = "data") -> Path:
@@ -52,6 +51,7 @@ def with_bad_classes(src: Path, dst: Path) -> Path:
 
 # --- D19: chart classes outside the class tables ---------------------------------------------
 
+
 def test_out_of_range_classes_are_bad_for_inspect_and_preprocess(ready_dir, tmp_path):
     good, other = prep_files(ready_dir)
     data = folder(tmp_path, good)
@@ -68,6 +68,7 @@ def test_out_of_range_classes_are_bad_for_inspect_and_preprocess(ready_dir, tmp_
 
 # --- D10: a file name with an impossible date ------------------------------------------------
 
+
 def test_impossible_date_in_a_name_is_a_bad_file_not_a_crash(ready_dir, tmp_path):
     data = folder(tmp_path, ready_dir)
     shutil.copy(prep_files(ready_dir)[0], data / IMPOSSIBLE)
@@ -81,6 +82,7 @@ def test_impossible_date_in_a_name_is_a_bad_file_not_a_crash(ready_dir, tmp_path
 
 
 # --- D14: split sizes checked before converting; failures named as the cause -----------------
+
 
 def test_too_many_validation_scenes_fail_before_any_conversion(ready_dir, test_dir, tmp_path):
     data = folder(tmp_path, ready_dir, test_dir)  # 2 training scenes + 2 test scenes with references
@@ -97,13 +99,17 @@ def test_too_many_validation_scenes_fail_before_any_conversion(ready_dir, test_d
 def test_failed_files_are_named_when_they_leave_too_few_training_scenes(ready_dir, tmp_path):
     data = folder(tmp_path, ready_dir)
     (data / "20200101T000000_dmi_prep.nc").write_bytes(b"truncated")
-    with pytest.raises(ParameterError, match=r"option --val-scenes: .*only 2 training scenes.*"
-                                             r"1 file\(s\) failed.*20200101T000000_dmi_prep.nc"):
+    with pytest.raises(
+        ParameterError,
+        match=r"option --val-scenes: .*only 2 training scenes.*"
+        r"1 file\(s\) failed.*20200101T000000_dmi_prep.nc",
+    ):
         run(data, tmp_path / "store", val_scenes=2)
     assert not (tmp_path / "store" / MANIFEST).exists()
 
 
 # --- D15: nothing converted --------------------------------------------------------------------
+
 
 def test_a_folder_of_only_bad_files_writes_no_store(tmp_path):
     data = tmp_path / "data"
@@ -121,6 +127,7 @@ def test_a_folder_of_only_bad_files_writes_no_store(tmp_path):
 
 # --- D23: the store digest is defined by content -----------------------------------------------
 
+
 def test_store_digest_depends_on_content_only(ready_dir, test_dir, tmp_path, monkeypatch):
     out = tmp_path / "store"
     run(ready_dir, out, val_scenes=1)
@@ -133,7 +140,7 @@ def test_store_digest_depends_on_content_only(ready_dir, test_dir, tmp_path, mon
 
             return datetime(2031, 1, 1, tzinfo=tz)
 
-    import seaice_mlflow.tasks.autoice.preprocess as module
+    import seaice_mlflow.tasks.autoice.conversion as module
 
     monkeypatch.setattr(module, "datetime", Later)
     assert not run(ready_dir, out, val_scenes=1).processed
@@ -150,14 +157,18 @@ def test_store_digest_depends_on_content_only(ready_dir, test_dir, tmp_path, mon
 
 # --- D11: unwritable --out ----------------------------------------------------------------------
 
+
 def test_out_below_a_file_fails_before_the_run(ready_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ParameterError, match=r"option --out: .* is a file"):
         run(ready_dir, blocker / "store")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = CliRunner().invoke(cli, ["preprocess", "--data-dir", str(ready_dir), "--out", str(blocker / "store")],
-                                env={"MLFLOW_TRACKING_URI": uri})
+    result = CliRunner().invoke(
+        cli,
+        ["preprocess", "--data-dir", str(ready_dir), "--out", str(blocker / "store")],
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert result.exit_code == 1 and "option --out:" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "mlflow.db").exists()  # checked before the MLflow run starts
 
@@ -171,6 +182,7 @@ def test_out_in_a_read_only_folder(ready_dir, tmp_path):
 
 
 # --- D4: pool workers die with their parent -----------------------------------------------------
+
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     """The processes still running (zombies waiting for a reaper count as ended)."""
@@ -191,7 +203,7 @@ def test_workers_die_with_a_killed_parent(ready_dir, tmp_path, kernel_signal):
     code = textwrap.dedent(f"""
         import pathlib, time
         from seaice_mlflow.tasks.autoice import workers
-        from seaice_mlflow.tasks.autoice.preprocess import preprocess
+        from seaice_mlflow.tasks.autoice.conversion import preprocess
         from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
         {patch}
         def hold(status, info):  # the pool is up: stay here until killed

@@ -16,8 +16,26 @@ X = -9  # not filled
 
 # Expected classes written out from the spec (not imported from the module under test).
 SIC_TABLE = {0: 0, 1: 0, 2: 0, 55: 0, 10: 1, 20: 2, 30: 3, 40: 4, 50: 5, 60: 6, 70: 7, 80: 8, 90: 9, 91: 10, 92: 10}
-SOD_TABLE = {0: 0, 80: 0, 81: 1, 82: 1, 83: 2, 84: 2, 85: 2, 87: 3, 88: 3, 89: 3, 86: 4, 91: 4, 93: 4,
-             95: 5, 96: 5, 97: 5, 98: 255, 99: 255}
+SOD_TABLE = {
+    0: 0,
+    80: 0,
+    81: 1,
+    82: 1,
+    83: 2,
+    84: 2,
+    85: 2,
+    87: 3,
+    88: 3,
+    89: 3,
+    86: 4,
+    91: 4,
+    93: 4,
+    95: 5,
+    96: 5,
+    97: 5,
+    98: 255,
+    99: 255,
+}
 FLOE_TABLE = {0: 0, 22: 255, 1: 255, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 5, 8: 255, 9: 6, 10: 6, 21: 255}
 
 
@@ -34,7 +52,7 @@ def decode(*rows, kinds=None, **thresholds):
 
 @pytest.mark.parametrize("code,expected", SIC_TABLE.items())
 def test_every_concentration_code(code, expected):
-    (sic, sod, floe), = decode((code, X, 93, 5, X, X, X, X, X, X))
+    ((sic, sod, floe),) = decode((code, X, 93, 5, X, X, X, X, X, X))
     assert sic == expected
     if expected == 0:  # water is identical across charts
         assert (sod, floe) == (0, 0)
@@ -44,13 +62,13 @@ def test_every_concentration_code(code, expected):
 
 @pytest.mark.parametrize("code,expected", SOD_TABLE.items())
 def test_every_stage_code(code, expected):
-    (sic, sod, _), = decode((91, X, code, 5, X, X, X, X, X, X))
+    ((sic, sod, _),) = decode((91, X, code, 5, X, X, X, X, X, X))
     assert (sic, sod) == (10, expected)
 
 
 @pytest.mark.parametrize("code,expected", FLOE_TABLE.items())
 def test_every_form_code(code, expected):
-    (sic, _, floe), = decode((91, X, 93, code, X, X, X, X, X, X))
+    ((sic, _, floe),) = decode((91, X, 93, code, X, X, X, X, X, X))
     assert (sic, floe) == (10, expected)
 
 
@@ -133,12 +151,15 @@ def test_format_round_trip():
     assert parsed.codes.tolist() == codes.tolist()
 
 
-@pytest.mark.parametrize("rows,message", [
-    ([], "header"),
-    (["id;CT", "1;2"], "header"),
-    ([POLYGON_CODES_HEADER, "1;2;3"], "fields"),
-    ([POLYGON_CODES_HEADER, "1;x;-9;-9;-9;-9;-9;-9;-9;-9;-9;-9;-9;-9;I"], "non-integer"),
-])
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ([], "header"),
+        (["id;CT", "1;2"], "header"),
+        ([POLYGON_CODES_HEADER, "1;2;3"], "fields"),
+        ([POLYGON_CODES_HEADER, "1;x;-9;-9;-9;-9;-9;-9;-9;-9;-9;-9;-9;-9;I"], "non-integer"),
+    ],
+)
 def test_bad_code_tables(rows, message):
     with pytest.raises(PolygonCodeError, match=message):
         parse_polygon_codes(rows)

@@ -96,8 +96,12 @@ def test_registered_model_by_alias_stage_version_and_run(trained, tracking):
         warnings.simplefilter("ignore", FutureWarning)
         client.transition_model_version_stage("eval-charts", version, "Production")
     model_id = model_uri.removeprefix("models:/")
-    for uri in ("models:/eval-charts@champion", "models:/eval-charts/Production", f"models:/eval-charts/{version}",
-                "models:/eval-charts/latest"):
+    for uri in (
+        "models:/eval-charts@champion",
+        "models:/eval-charts/Production",
+        f"models:/eval-charts/{version}",
+        "models:/eval-charts/latest",
+    ):
         _, [ref] = load_charter([uri], "cpu")
         assert (ref.name, ref.version, ref.model_id, ref.run_id) == ("eval-charts", version, model_id, train_run), uri
         assert ref.loaded_uri == f"models:/eval-charts/{version}" and ref.canonical_uri == model_uri
@@ -123,8 +127,9 @@ def test_ensemble_of_one_model_twice_scores_as_the_model(trained, tracking, test
     double = evaluate("--model-uri", f"{model_uri}, {model_uri}", "--data-dir", str(test_dir), *FAST)
     assert single.exit_code == 0 and double.exit_code == 0, double.output
     one, two = (mlflow.get_run(run_id_of(r.output)) for r in (single, double))
-    assert {k: v for k, v in one.data.metrics.items() if k.startswith("test_")} == \
-        {k: v for k, v in two.data.metrics.items() if k.startswith("test_")}
+    assert {k: v for k, v in one.data.metrics.items() if k.startswith("test_")} == {
+        k: v for k, v in two.data.metrics.items() if k.startswith("test_")
+    }
     assert two.data.tags["seaice.ensemble_size"] == "2" and two.data.tags["seaice.model_uri"].count(",") == 1
 
 
@@ -188,8 +193,15 @@ def test_unwritable_upload_package_fails_before_any_scene(trained, tracking, tes
     model_uri, _ = trained
     (tmp_path / "a-file").write_text("not a folder")
     runs_before = len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list"))
-    result = evaluate("--model-uri", model_uri, "--data-dir", str(test_dir), "--upload-package",
-                      str(tmp_path / "a-file" / "upload_package.nc"), *FAST)
+    result = evaluate(
+        "--model-uri",
+        model_uri,
+        "--data-dir",
+        str(test_dir),
+        "--upload-package",
+        str(tmp_path / "a-file" / "upload_package.nc"),
+        *FAST,
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"option --upload-package: {tmp_path / 'a-file' / 'upload_package.nc'} cannot be created" in result.output
     assert "scored" not in result.output
@@ -199,9 +211,18 @@ def test_unwritable_upload_package_fails_before_any_scene(trained, tracking, tes
 def test_mlflow_run_evaluate(trained, tracking, test_dir, tmp_path):
     model_uri, _ = trained
     submitted = mlflow.projects.run(
-        str(ROOT), entry_point="evaluate", env_manager="local", experiment_name="project-evaluate",
-        parameters={"model_uri": f"{model_uri} {model_uri}", "data_dir": str(test_dir), "device": "cpu", "tile": 64,
-                    "upload_package": str(tmp_path / "upload_package.nc")})
+        str(ROOT),
+        entry_point="evaluate",
+        env_manager="local",
+        experiment_name="project-evaluate",
+        parameters={
+            "model_uri": f"{model_uri} {model_uri}",
+            "data_dir": str(test_dir),
+            "device": "cpu",
+            "tile": 64,
+            "upload_package": str(tmp_path / "upload_package.nc"),
+        },
+    )
     assert submitted.wait()
     run = mlflow.get_run(submitted.run_id)
     assert run.info.status == "FINISHED" and run.data.params["model_uri"] == f"'{model_uri} {model_uri}'"

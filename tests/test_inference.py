@@ -20,10 +20,10 @@ from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.models import ModelSpec, UNetOptions
 from seaice_mlflow.models.unet import pad_to_multiple
 from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS, autoice_task
+from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.ensemble import combine
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import ENCODING_VARIABLES, SCENE_VARIABLES, parse_variables
-from seaice_mlflow.tasks.autoice.preprocess import preprocess
 from seaice_mlflow.tasks.autoice.pyfunc import SeaIceChartModel
 from seaice_mlflow.tasks.autoice.recipe import Recipe
 from seaice_mlflow.tasks.autoice.sources import ArrayTiles, SceneTiles
@@ -47,8 +47,9 @@ class LocalNet(nn.Module):
         torch.manual_seed(seed)
         self.conv1 = nn.Conv2d(in_channels, 12, 3, padding=1)
         self.conv2 = nn.Conv2d(12, 12, 3, padding=1)
-        self.heads = nn.ModuleDict({"SIC": nn.Conv2d(12, sic_channels, 1), "SOD": nn.Conv2d(12, 6, 1),
-                                    "FLOE": nn.Conv2d(12, 7, 1)})
+        self.heads = nn.ModuleDict(
+            {"SIC": nn.Conv2d(12, sic_channels, 1), "SOD": nn.Conv2d(12, 6, 1), "FLOE": nn.Conv2d(12, 7, 1)}
+        )
 
     def forward(self, x):
         h, w = x.shape[-2:]
@@ -94,11 +95,29 @@ def scenes(ready_dir):
 def unet(ready_dir, tmp_path_factory) -> nn.Module:
     """The project's U-Net (8,8,16,16), briefly trained on the fixture scenes (a few seconds)."""
     store = tmp_path_factory.mktemp("inference-store")
-    preprocess(ready_dir, store, downsample=1, variables=SCENE_VARIABLES, val_scenes=0, val_list=None, workers=1,
-               overwrite=False, seed=0)
-    config = TrainConfig(store=str(store), out=str(tmp_path_factory.mktemp("inference-ckpt")), epochs=1,
-                         batches_per_epoch=200, batch_size=8, patch_size=64, lr=3e-3, unet_filters="8,8,16,16",
-                         workers=0, device="cpu")
+    preprocess(
+        ready_dir,
+        store,
+        downsample=1,
+        variables=SCENE_VARIABLES,
+        val_scenes=0,
+        val_list=None,
+        workers=1,
+        overwrite=False,
+        seed=0,
+    )
+    config = TrainConfig(
+        store=str(store),
+        out=str(tmp_path_factory.mktemp("inference-ckpt")),
+        epochs=1,
+        batches_per_epoch=200,
+        batch_size=8,
+        patch_size=64,
+        lr=3e-3,
+        unet_filters="8,8,16,16",
+        workers=0,
+        device="cpu",
+    )
     training = ChartTraining.build(config)
     training.trainer.fit()
     assert training.recipe.variables == VARIABLES
@@ -118,14 +137,16 @@ def assert_varied(charts: dict[str, np.ndarray], min_share: float = 0.02) -> Non
 
 def crop(scene, shape: tuple[int, int]) -> ArrayTiles:
     """An odd-sized input stack cut from a scene."""
-    return ArrayTiles(np.ascontiguousarray(scene.inputs(VARIABLES)[:, :shape[0], :shape[1]]), VARIABLES)
+    return ArrayTiles(np.ascontiguousarray(scene.inputs(VARIABLES)[:, : shape[0], : shape[1]]), VARIABLES)
 
 
 # --- tiling -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length,tile,overlap,stride", [(157, 32, 16, 4), (101, 48, 24, 16), (5200, 512, 64, 16),
-                                                        (513, 512, 64, 16), (96, 128, 64, 16), (70, 16, 8, 16)])
+@pytest.mark.parametrize(
+    "length,tile,overlap,stride",
+    [(157, 32, 16, 4), (101, 48, 24, 16), (5200, 512, 64, 16), (513, 512, 64, 16), (96, 128, 64, 16), (70, 16, 8, 16)],
+)
 def test_tiles_cover_the_axis_on_the_stride_and_weights_sum_to_one(length, tile, overlap, stride):
     origins, sizes = tile_layout(length, tile, overlap, stride)
     assert all(o % stride == 0 for o in origins) and origins == sorted(set(origins))
@@ -135,8 +156,8 @@ def test_tiles_cover_the_axis_on_the_stride_and_weights_sum_to_one(length, tile,
     total, cover = np.zeros(length), np.zeros(length)
     for o, s, w in zip(origins, sizes, weights):
         assert w.shape == (s,) and w.min() > 0 and w.max() >= 0.9
-        total[o:o + s] += w
-        cover[o:o + s] += 1
+        total[o : o + s] += w
+        cover[o : o + s] += 1
     assert cover.min() >= 1
     # neighbours' ramps sum to one over a stretch only the two of them cover (all but the last)
     for i in range(1, len(origins) - 1):
@@ -150,15 +171,20 @@ def test_outer_quarter_of_an_overlap_gets_no_weight():
     assert np.allclose(first[32:] + second[:32], 1, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape,tile,overlap", [
-    ((91, 117), 32, 16),  # odd scene, several tile rows and columns, short last tiles
-    ((91, 117), 48, 24),
-    ((91, 117), 37, 20),  # tile and overlap not multiples of the stride
-    ((61, 97), 64, 16),
-    ((91, 117), 256, 64),  # tile larger than the scene
-])
+@pytest.mark.parametrize(
+    "shape,tile,overlap",
+    [
+        ((91, 117), 32, 16),  # odd scene, several tile rows and columns, short last tiles
+        ((91, 117), 48, 24),
+        ((91, 117), 37, 20),  # tile and overlap not multiples of the stride
+        ((61, 97), 64, 16),
+        ((91, 117), 256, 64),  # tile larger than the scene
+    ],
+)
 def test_tiled_equals_whole_scene_for_a_local_network(scenes, shape, tile, overlap):
-    predictor = ChartPredictor([(LocalNet(len(VARIABLES)), autoice_task("regression"))], "cpu", TileOptions(tile, overlap, 3))
+    predictor = ChartPredictor(
+        [(LocalNet(len(VARIABLES)), autoice_task("regression"))], "cpu", TileOptions(tile, overlap, 3)
+    )
     source = crop(scenes[0], shape)
     whole = predictor.predict_whole(source, with_scores=True)
     tiled = predictor.predict(source, with_scores=True)
@@ -169,11 +195,14 @@ def test_tiled_equals_whole_scene_for_a_local_network(scenes, shape, tile, overl
         np.testing.assert_allclose(tiled.scores[chart], whole.scores[chart], atol=1e-4)
 
 
-@pytest.mark.parametrize("shape,tile,overlap,exact,sic_exact", [
-    ((96, 128), 256, 64, 1.0, 1.0),  # tile larger than the scene: one tile, the whole-scene pass itself
-    ((91, 117), 96, 48, 0.999, 0.995),  # odd size, tiles smaller than the ~200 px receptive field
-    ((91, 117), 32, 16, 0.95, 0.85),  # far smaller: 4 px of context kept at each tile edge
-])
+@pytest.mark.parametrize(
+    "shape,tile,overlap,exact,sic_exact",
+    [
+        ((96, 128), 256, 64, 1.0, 1.0),  # tile larger than the scene: one tile, the whole-scene pass itself
+        ((91, 117), 96, 48, 0.999, 0.995),  # odd size, tiles smaller than the ~200 px receptive field
+        ((91, 117), 32, 16, 0.95, 0.85),  # far smaller: 4 px of context kept at each tile edge
+    ],
+)
 def test_tiled_unet_follows_the_whole_scene(scenes, unet, shape, tile, overlap, exact, sic_exact):
     """The U-Net commutes with shifts by its stride, but sees about 200 px around a pixel, so tiles
     smaller than its context cannot reproduce the whole-scene pass exactly (no blending can);
@@ -229,9 +258,12 @@ def test_memory_is_bounded_by_the_tile(scenes):
 def test_two_identical_models_equal_one(scenes):
     net = LocalNet(len(VARIABLES), sic_channels=11)
     source = crop(scenes[0], (91, 117))
-    one = ChartPredictor([(net, autoice_task("classification"))], "cpu", TileOptions(48, 16)).predict(source, with_scores=True)
-    two = ChartPredictor([(net, autoice_task("classification")), (net, autoice_task("classification"))], "cpu",
-                         TileOptions(48, 16)).predict(source, with_scores=True)
+    one = ChartPredictor([(net, autoice_task("classification"))], "cpu", TileOptions(48, 16)).predict(
+        source, with_scores=True
+    )
+    two = ChartPredictor(
+        [(net, autoice_task("classification")), (net, autoice_task("classification"))], "cpu", TileOptions(48, 16)
+    ).predict(source, with_scores=True)
     assert agreement(one.charts, two.charts) == {c: 1.0 for c in CHART_NAMES}
     for chart in CHART_NAMES:
         np.testing.assert_allclose(one.scores[chart], two.scores[chart], atol=1e-6)
@@ -240,9 +272,13 @@ def test_two_identical_models_equal_one(scenes):
 def test_ensembles_average_probabilities(scenes):
     source = crop(scenes[0], (61, 97))
     nets = [LocalNet(len(VARIABLES), sic_channels=11, seed=s) for s in (1, 2)]
-    members = [ChartPredictor([(n, autoice_task("classification"))], "cpu", TileOptions(32, 16)).predict(source, True)
-               for n in nets]
-    both = ChartPredictor([(n, autoice_task("classification")) for n in nets], "cpu", TileOptions(32, 16)).predict(source, True)
+    members = [
+        ChartPredictor([(n, autoice_task("classification"))], "cpu", TileOptions(32, 16)).predict(source, True)
+        for n in nets
+    ]
+    both = ChartPredictor([(n, autoice_task("classification")) for n in nets], "cpu", TileOptions(32, 16)).predict(
+        source, True
+    )
     for chart in CHART_NAMES:
         mean = (members[0].scores[chart] + members[1].scores[chart]) / 2
         np.testing.assert_allclose(both.scores[chart], mean, atol=1e-5)
@@ -250,17 +286,21 @@ def test_ensembles_average_probabilities(scenes):
         assert np.mean(both.charts[chart] == mean.argmax(axis=0)) > 0.999
 
 
-@pytest.mark.parametrize("values,expected", [
-    ((3.4, 4.0), 4),  # mean 3.7 rounds up
-    ((3.2, 3.6), 3),  # mean 3.4 (rounding each first would give 3 and 4)
-    ((11.3, 12.0), 10),  # clamped to the last class
-    ((-0.7, 0.1), 0),
-])
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        ((3.4, 4.0), 4),  # mean 3.7 rounds up
+        ((3.2, 3.6), 3),  # mean 3.4 (rounding each first would give 3 and 4)
+        ((11.3, 12.0), 10),  # clamped to the last class
+        ((-0.7, 0.1), 0),
+    ],
+)
 def test_sic_regression_ensemble_averages_values_then_rounds(values, expected):
     flat = {"SOD": [0, 1, 0, 0, 0, 0], "FLOE": [1, 0, 0, 0, 0, 0, 0]}
     members = [(ConstantNet({"SIC": [v], **flat}), autoice_task("regression")) for v in values]
-    prediction = ChartPredictor(members, "cpu", TileOptions(16, 0)).predict(ArrayTiles(np.zeros((1, 9, 11), np.float32),
-                                                                                      ["month"]), with_scores=True)
+    prediction = ChartPredictor(members, "cpu", TileOptions(16, 0)).predict(
+        ArrayTiles(np.zeros((1, 9, 11), np.float32), ["month"]), with_scores=True
+    )
     assert np.all(prediction.charts["SIC"] == expected)
     assert np.allclose(prediction.scores["SIC"], np.mean(values))
     assert np.all(prediction.charts["SOD"] == 1) and np.all(prediction.charts["FLOE"] == 0)
@@ -269,17 +309,22 @@ def test_sic_regression_ensemble_averages_values_then_rounds(values, expected):
 def test_sic_classifier_in_a_regression_ensemble_counts_its_expected_class():
     probabilities = np.log([0.0001] * 5 + [0.5, 0.5] + [0.0001] * 4)  # expected class about 5.5
     flat = {"SOD": [0, 1, 0, 0, 0, 0], "FLOE": [1, 0, 0, 0, 0, 0, 0]}
-    members = [(ConstantNet({"SIC": probabilities.tolist(), **flat}), autoice_task("classification")),
-               (ConstantNet({"SIC": [8.0], **flat}), autoice_task("regression"))]
-    prediction = ChartPredictor(members, "cpu", TileOptions(16, 0)).predict(ArrayTiles(np.zeros((1, 5, 6), np.float32),
-                                                                                      ["month"]), with_scores=True)
+    members = [
+        (ConstantNet({"SIC": probabilities.tolist(), **flat}), autoice_task("classification")),
+        (ConstantNet({"SIC": [8.0], **flat}), autoice_task("regression")),
+    ]
+    prediction = ChartPredictor(members, "cpu", TileOptions(16, 0)).predict(
+        ArrayTiles(np.zeros((1, 5, 6), np.float32), ["month"]), with_scores=True
+    )
     assert np.allclose(prediction.scores["SIC"], (5.5 + 8.0) / 2, atol=0.01)
     assert np.all(prediction.charts["SIC"] == 7)
 
 
 def test_combine_refuses_models_that_see_scenes_differently():
     base = Recipe(ModelSpec("unet", len(VARIABLES), AUTOICE.outputs(), UNetOptions((2,))), VARIABLES)
-    other_inputs = Recipe(ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2,))), SCENE_VARIABLES)
+    other_inputs = Recipe(
+        ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2,))), SCENE_VARIABLES
+    )
     other_grid = Recipe(base.model, VARIABLES, downsample=2)
     nets = [LocalNet(len(VARIABLES)), LocalNet(len(VARIABLES))]  # the recipes are compared
     with pytest.raises(ParameterError, match="same --variables"):
@@ -318,7 +363,9 @@ def test_scene_and_its_stack_give_the_same_inputs_at_downsample(scenes, downsamp
 
 
 def test_model_at_downsample_2_predicts_a_scene_like_its_stack(scenes, unet):
-    recipe = Recipe(ModelSpec("unet", len(VARIABLES), AUTOICE.outputs(), UNetOptions((8, 8, 16, 16))), VARIABLES, downsample=2)
+    recipe = Recipe(
+        ModelSpec("unet", len(VARIABLES), AUTOICE.outputs(), UNetOptions((8, 8, 16, 16))), VARIABLES, downsample=2
+    )
     model = SeaIceChartModel().setup(recipe, unet, "cpu", TileOptions(32, 16, 4))
     for i, scene in enumerate(scenes):
         from_scene = model.predict_scene(scene)
@@ -327,4 +374,3 @@ def test_model_at_downsample_2_predicts_a_scene_like_its_stack(scenes, unet):
         if i == 0:  # the second fixture scene is open water only
             assert_varied(from_scene.charts, 0.01)
         assert all(a >= 0.99 for a in agreement(from_scene.charts, from_stack.charts).values())
-

@@ -26,8 +26,9 @@ def legacy_input() -> np.ndarray:
 
 
 def test_a_model_logged_before_the_seam_loads_and_charts_the_same():
-    model = mlflow.pyfunc.load_model(str(MODEL), model_config={"device": "cpu", "tile": 64, "overlap": 16,
-                                                               "probabilities": True})
+    model = mlflow.pyfunc.load_model(
+        str(MODEL), model_config={"device": "cpu", "tile": 64, "overlap": 16, "probabilities": True}
+    )
     source = Path(inspect.getfile(type(model.unwrap_python_model()))).resolve()
     assert source.is_relative_to(Path(seaice_mlflow.__file__).resolve().parent), source
     out = model.predict(legacy_input())

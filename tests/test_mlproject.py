@@ -60,7 +60,10 @@ def project_env(tmp_path, monkeypatch) -> str:
 
 def test_mlflow_run_preprocess(ready_dir, tmp_path, project_env):
     submitted = mlflow.projects.run(
-        str(ROOT), entry_point="preprocess", env_manager="local", experiment_name="project",
+        str(ROOT),
+        entry_point="preprocess",
+        env_manager="local",
+        experiment_name="project",
         parameters={"data_dir": str(ready_dir), "out": str(tmp_path / "store"), "val_scenes": 1},
     )
     assert submitted.wait()

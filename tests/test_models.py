@@ -51,6 +51,7 @@ def random_outputs(n: int, h: int, w: int, sic_head: str, seed: int = 1) -> dict
 
 # --- models -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sic_head", SIC_HEADS)
 @pytest.mark.parametrize("name", ["unet", "deeplabv3"])
 def test_forward_any_size_and_backward(name, sic_head):
@@ -107,18 +108,18 @@ def test_deeplab_patch_matches_full_input():
     start, width, margin = 128, 1792, 768  # the patch starts on the stride-16 grid
     with torch.no_grad():
         whole = model(full)
-        patch = model(full[..., start:start + width])
+        patch = model(full[..., start : start + width])
     for chart in CHART_NAMES:
-        expected = whole[chart][..., start + margin:start + width - margin]
-        got = patch[chart][..., margin:width - margin]
+        expected = whole[chart][..., start + margin : start + width - margin]
+        got = patch[chart][..., margin : width - margin]
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
 
     # Negative control: torchvision's global pooling makes the patch see a different operator.
     for head in model.heads.values():
         head[0].convs[-1][0] = nn.AdaptiveAvgPool2d(1)
     with torch.no_grad():
-        whole, patch = model(full)["SOD"], model(full[..., start:start + width])["SOD"]
-    diff = (patch[..., margin:width - margin] - whole[..., start + margin:start + width - margin]).abs().max()
+        whole, patch = model(full)["SOD"], model(full[..., start : start + width])["SOD"]
+    diff = (patch[..., margin : width - margin] - whole[..., start + margin : start + width - margin]).abs().max()
     assert diff > 1e-3 * whole.abs().max()
 
 
@@ -146,14 +147,17 @@ def test_pretrained_backbone(tmp_path):
         build_model(small_spec("deeplabv3", pretrained=str(garbage)))
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"name": "segformer"}, "unet, deeplabv3"),
-    ({"sic_head": "ordinal"}, "regression, classification"),
-    ({"name": "deeplabv3", "deeplab_depth": 42}, "18, 34, 50, 101, 152"),
-    ({"name": "unet", "pretrained": "resnet.pt"}, "pretrained: is an option of deeplabv3, not of unet"),
-    ({"in_channels": 0}, "positive integer"),
-    ({"unet_filters": (8, 0)}, "unet-filters: must be positive integers"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"name": "segformer"}, "unet, deeplabv3"),
+        ({"sic_head": "ordinal"}, "regression, classification"),
+        ({"name": "deeplabv3", "deeplab_depth": 42}, "18, 34, 50, 101, 152"),
+        ({"name": "unet", "pretrained": "resnet.pt"}, "pretrained: is an option of deeplabv3, not of unet"),
+        ({"in_channels": 0}, "positive integer"),
+        ({"unet_filters": (8, 0)}, "unet-filters: must be positive integers"),
+    ],
+)
 def test_build_model_errors(changes, match):
     given = {"name": "unet", "in_channels": C, "sic_head": "regression", **changes}
     with pytest.raises(ValueError, match=match):
@@ -188,6 +192,7 @@ def test_decoded_classes():
 
 
 # --- loss ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("sic_head", SIC_HEADS)
 def test_ignored_pixels_do_not_count(sic_head):

@@ -22,7 +22,8 @@ def test_conda_env_matches_pyproject():
     assert requirements(pip_lists[0]) == requirements(project["dependencies"])
     assert "python=3.11" in conda["dependencies"] and "pip" in conda["dependencies"]
     assert {"mlflow", "torch", "torchvision", "xarray", "netcdf4", "scikit-learn", "click"} <= set(
-        requirements(project["dependencies"]))
+        requirements(project["dependencies"])
+    )
 
 
 def test_ci_runs_the_readme_test_command():
@@ -36,6 +37,17 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_project_layout():
-    for name in ("MLproject", "conda.yaml", "pyproject.toml", "README.md", "Makefile", ".ci/run",
-                 "seaice_mlflow", "entrypoints", "tests", "benchmarks", "notebooks"):
+    for name in (
+        "MLproject",
+        "conda.yaml",
+        "pyproject.toml",
+        "README.md",
+        "Makefile",
+        ".ci/run",
+        "seaice_mlflow",
+        "entrypoints",
+        "tests",
+        "benchmarks",
+        "notebooks",
+    ):
         assert (ROOT / name).exists(), name

@@ -26,16 +26,31 @@ def labelled_scene(scene_id: str, shape=(120, 150), seed=0) -> Scene:
     sod = np.where(sic == IGNORE_INDEX, IGNORE_INDEX, np.minimum(sic // 2, 4)).astype(np.uint8)
     sod[-30:-20, -30:-20] = 5  # old ice: one small floe in the whole scene
     floe = np.where(sic == IGNORE_INDEX, IGNORE_INDEX, np.minimum(sic // 2, 6)).astype(np.uint8)
+
     def spell(chart):
         return np.where(chart == IGNORE_INDEX, 0, (chart.astype(np.float32) + 1) * STEP)
 
-    sar = {"nersc_sar_primary": spell(sic), "nersc_sar_secondary": spell(sod),
-           "sar_incidenceangle": spell(floe), "distance_map": np.ones(shape, np.float32)}
+    sar = {
+        "nersc_sar_primary": spell(sic),
+        "nersc_sar_secondary": spell(sod),
+        "sar_incidenceangle": spell(floe),
+        "distance_map": np.ones(shape, np.float32),
+    }
     coarse_shape = (shape[0] // 25, shape[1] // 25)
     coarse = {name: np.full(coarse_shape, i, np.float32) for i, name in enumerate(COARSE_VARIABLES)}
     grid = np.add.outer(np.linspace(60, 62, 21), np.zeros(21))
-    return Scene(scene_id, "dmi", datetime(2020, 3, 1), "ready", Path(f"{scene_id}_prep.nc"), sar, coarse,
-                 grid, grid.T - 40, {"SIC": sic, "SOD": sod, "FLOE": floe})
+    return Scene(
+        scene_id,
+        "dmi",
+        datetime(2020, 3, 1),
+        "ready",
+        Path(f"{scene_id}_prep.nc"),
+        sar,
+        coarse,
+        grid,
+        grid.T - 40,
+        {"SIC": sic, "SOD": sod, "FLOE": floe},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +60,14 @@ def store(tmp_path_factory) -> Store:
     for i, scene_id in enumerate(("20200301T000000_dmi", "20200302T000000_dmi")):
         record = write_scene(root, labelled_scene(scene_id, seed=i), SCENE_VARIABLES, 1, {})
         records.append({**record, "split": "train"})
-    write_manifest(root, {"schema_version": STORE_SCHEMA, "parameters": {"downsample": 1,
-                          "variables": list(SCENE_VARIABLES)}, "scenes": records})
+    write_manifest(
+        root,
+        {
+            "schema_version": STORE_SCHEMA,
+            "parameters": {"downsample": 1, "variables": list(SCENE_VARIABLES)},
+            "scenes": records,
+        },
+    )
     return Store(root)
 
 
@@ -101,12 +122,19 @@ def test_rejection_rule(store):
 
 def test_class_balanced_sampling_finds_rare_classes(tmp_path):
     record = write_scene(tmp_path, labelled_scene("20200304T000000_dmi", shape=(400, 500)), SCENE_VARIABLES, 1, {})
-    write_manifest(tmp_path, {"schema_version": STORE_SCHEMA, "parameters": {"downsample": 1,
-                   "variables": list(SCENE_VARIABLES)}, "scenes": [{**record, "split": "train"}]})
+    write_manifest(
+        tmp_path,
+        {
+            "schema_version": STORE_SCHEMA,
+            "parameters": {"downsample": 1, "variables": list(SCENE_VARIABLES)},
+            "scenes": [{**record, "split": "train"}],
+        },
+    )
 
     def patches_with_old_ice(balance):
-        dataset = PatchDataset(Store(tmp_path), options(patch_size=32, class_balance=balance, min_valid=0,
-                                                        augment=Augment.parse("none")))
+        dataset = PatchDataset(
+            Store(tmp_path), options(patch_size=32, class_balance=balance, min_valid=0, augment=Augment.parse("none"))
+        )
         return sum(bool((dataset[i]["SOD"] == 5).any()) for i in range(200))
 
     assert patches_with_old_ice(1.0) > 4 * max(patches_with_old_ice(0.0), 1)
@@ -114,8 +142,14 @@ def test_class_balanced_sampling_finds_rare_classes(tmp_path):
 
 def test_scene_smaller_than_patch_is_padded(tmp_path):
     record = write_scene(tmp_path, labelled_scene("20200303T000000_dmi", shape=(50, 60)), SCENE_VARIABLES, 1, {})
-    write_manifest(tmp_path, {"schema_version": STORE_SCHEMA, "parameters": {"downsample": 1,
-                   "variables": list(SCENE_VARIABLES)}, "scenes": [{**record, "split": "train"}]})
+    write_manifest(
+        tmp_path,
+        {
+            "schema_version": STORE_SCHEMA,
+            "parameters": {"downsample": 1, "variables": list(SCENE_VARIABLES)},
+            "scenes": [{**record, "split": "train"}],
+        },
+    )
     dataset = PatchDataset(Store(tmp_path), options(patch_size=80, min_valid=0, augment=Augment.parse("none")))
     sample = dataset[0]
     assert (sample["SIC"][50:] == IGNORE_INDEX).all() and (sample["SIC"][:, 60:] == IGNORE_INDEX).all()

@@ -51,14 +51,30 @@ def test_steps_run_with_this_interpreter_without_the_venv_on_path(tmp_path, proj
 def test_main_pipeline_runs_every_step_as_child_runs(tmp_path, project_env):
     """`.venv/bin/seaice pipeline` with the venv not on PATH (as a user who did not activate it)."""
     env = {**os.environ, "PATH": BARE_PATH, "MLFLOW_EXPERIMENT_NAME": "main"}
-    done = subprocess.run([str(Path(sys.executable).parent / "seaice"), "pipeline", "--profile", "smoke",
-                           "--out", str(tmp_path / "work")], env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "seaice"),
+            "pipeline",
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path / "work"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    [parent] = mlflow.search_runs(experiment_names=["main"], output_format="list",
-                                  filter_string="tags.`seaice.entry_point` = 'main'")
+    [parent] = mlflow.search_runs(
+        experiment_names=["main"], output_format="list", filter_string="tags.`seaice.entry_point` = 'main'"
+    )
     assert parent.info.status == "FINISHED"
-    children = mlflow.search_runs(experiment_names=["main"], output_format="list",
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = mlflow.search_runs(
+        experiment_names=["main"],
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
     steps = {run.data.tags["seaice.entry_point"] for run in children}
     assert steps == {"preprocess", "train", "evaluate", "register", "predict"}
     assert all(run.info.status == "FINISHED" for run in children)
@@ -73,8 +89,9 @@ def test_quickstart_notebook_runs(tmp_path, project_env, monkeypatch):
     monkeypatch.setenv("SEAICE_PROFILE", "smoke")
     monkeypatch.setenv("SEAICE_WORKDIR", str(tmp_path / "notebook"))
     notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)

@@ -56,8 +56,16 @@ def run_id_of(output: str) -> str:
 def test_chart_files_are_cf_netcdf_with_provenance(registered, tracking, test_dir, tmp_path):
     model_uri, version = registered
     out = tmp_path / "charts"
-    result = predict("--model-uri", f"models:/{NAME}/Production", "--scenes", str(test_dir), "--out", str(out),
-                     "--upload-package", *FAST)
+    result = predict(
+        "--model-uri",
+        f"models:/{NAME}/Production",
+        "--scenes",
+        str(test_dir),
+        "--out",
+        str(out),
+        "--upload-package",
+        *FAST,
+    )
     assert result.exit_code == 0, result.output
     package = read_upload_package(out / "upload_package.nc")
     assert not list(out.glob(".*.tmp"))  # written atomically: no temporary files left
@@ -88,16 +96,26 @@ def test_chart_files_are_cf_netcdf_with_provenance(registered, tracking, test_di
             assert "SOD_probability" not in ds
         with xr.open_dataset(product) as decoded:  # CF decoding masks the fill value
             assert np.isnan(decoded["SOD"].values[~valid]).all()
-    scored = CliRunner().invoke(cli, ["score", "--reference", str(test_dir), "--predictions",
-                                      str(out / "upload_package.nc")])
+    scored = CliRunner().invoke(
+        cli, ["score", "--reference", str(test_dir), "--predictions", str(out / "upload_package.nc")]
+    )
     assert scored.exit_code == 0, scored.output
 
 
 def test_probabilities_by_alias_for_a_raw_scene(registered, tracking, raw_dir, tmp_path):
     out = tmp_path / "charts"
     raw = sorted(raw_dir.glob("S1*.nc"))[0]
-    result = predict("--model-uri", f"models:/{NAME}@champion", "--scenes", str(raw), "--out", str(out),
-                     "--probabilities", "true", *FAST)
+    result = predict(
+        "--model-uri",
+        f"models:/{NAME}@champion",
+        "--scenes",
+        str(raw),
+        "--out",
+        str(out),
+        "--probabilities",
+        "true",
+        *FAST,
+    )
     assert result.exit_code == 0, result.output
     scene = read_scene(raw)
     with xr.open_dataset(out / f"{scene.scene_id}_charts.nc", mask_and_scale=False) as ds:
@@ -122,8 +140,19 @@ def test_bad_scene_in_the_list_is_reported_and_skipped(registered, tracking, tes
     good = prep_files(test_dir)
     reference = sorted(test_dir.glob("*_prep_reference.nc"))[0]
     out = tmp_path / "charts"
-    result = predict("--model-uri", model_uri, "--scenes", f"{good[0]},{bad}", "--scenes", str(reference),
-                     "--scenes", str(good[1]), "--out", str(out), *FAST)
+    result = predict(
+        "--model-uri",
+        model_uri,
+        "--scenes",
+        f"{good[0]},{bad}",
+        "--scenes",
+        str(reference),
+        "--scenes",
+        str(good[1]),
+        "--out",
+        str(out),
+        *FAST,
+    )
     assert result.exit_code == 1
     failed = [line for line in result.output.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 2
@@ -143,19 +172,23 @@ def test_bad_parameters_fail_in_one_line(registered, tracking, test_dir, tmp_pat
     model_uri, _ = registered
     result = predict("--model-uri", model_uri, "--scenes", str(tmp_path), "--out", str(tmp_path / "o"), *FAST)
     assert result.exit_code == 1 and "option --scenes: no scene files in" in result.output
-    result = predict("--model-uri", f"models:/{NAME}/Staging", "--scenes", str(test_dir), "--out",
-                     str(tmp_path / "o"), *FAST)
+    result = predict(
+        "--model-uri", f"models:/{NAME}/Staging", "--scenes", str(test_dir), "--out", str(tmp_path / "o"), *FAST
+    )
     assert result.exit_code == 1
-    assert f"option --model-uri: models:/{NAME}/Staging: registered model {NAME} has no version in stage " \
+    assert (
+        f"option --model-uri: models:/{NAME}/Staging: registered model {NAME} has no version in stage "
         "Staging; register or promote one first" in result.output
+    )
     assert "Traceback" not in result.output and not (tmp_path / "o").exists()
 
 
 def test_unwritable_out_fails_before_the_model_is_loaded(tracking, test_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = predict("--model-uri", "models:/no-such-model/1", "--scenes", str(test_dir), "--out",
-                     str(blocker / "charts"), *FAST)
+    result = predict(
+        "--model-uri", "models:/no-such-model/1", "--scenes", str(test_dir), "--out", str(blocker / "charts"), *FAST
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"option --out: {blocker / 'charts'} cannot be created: {blocker} is a file" in result.output
     assert "no-such-model" not in result.output
@@ -174,9 +207,19 @@ def test_missing_scene_path_is_reported_as_missing(tmp_path):
 def test_mlflow_run_predict(registered, tracking, test_dir, tmp_path):
     files = prep_files(test_dir)
     submitted = mlflow.projects.run(
-        str(ROOT), entry_point="predict", env_manager="local", experiment_name="project-predict",
-        parameters={"model_uri": f"models:/{NAME}@champion", "scenes": f"{files[0]},{files[1]}",
-                    "out": str(tmp_path / "charts"), "device": "cpu", "tile": 64, "upload_package": "true"})
+        str(ROOT),
+        entry_point="predict",
+        env_manager="local",
+        experiment_name="project-predict",
+        parameters={
+            "model_uri": f"models:/{NAME}@champion",
+            "scenes": f"{files[0]},{files[1]}",
+            "out": str(tmp_path / "charts"),
+            "device": "cpu",
+            "tile": 64,
+            "upload_package": "true",
+        },
+    )
     assert submitted.wait()
     run = mlflow.get_run(submitted.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["predict_scenes"] == 2

@@ -99,9 +99,21 @@ def test_bad_scenes_are_reported_and_skipped(ready_dir, tmp_path):
     synthesize(data, n_scenes=1, size=(64, 64), split="test", seed=99)
     for reference in data.glob("*_reference.nc"):
         reference.unlink()  # a test scene without its reference has no charts
-    result = CliRunner().invoke(cli, ["preprocess", "--data-dir", str(data), "--out", str(tmp_path / "store"),
-                                      "--val-scenes", "0", "--workers", "2"],
-                                env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "preprocess",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(tmp_path / "store"),
+            "--val-scenes",
+            "0",
+            "--workers",
+            "2",
+        ],
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    )
     assert result.exit_code == 1
     assert "20200101T000000_dmi_prep.nc: cannot be opened as netCDF" in result.output
     assert "has no charts" in result.output
@@ -113,9 +125,12 @@ def test_killed_worker_leaves_no_corrupt_scene(tmp_path):
     data = tmp_path / "data"
     synthesize(data, n_scenes=1, size=(1500, 1500), seed=5)
     out = tmp_path / "store"
-    code = ("from seaice_mlflow.tasks.autoice.preprocess import preprocess; from seaice_mlflow.tasks.autoice.files.variables import "
-            f"SCENE_VARIABLES; preprocess({str(data)!r}, {str(out)!r}, downsample=1, variables=SCENE_VARIABLES, "
-            "val_scenes=0, val_list=None, workers=1, overwrite=False, seed=0)")
+    code = (
+        "from seaice_mlflow.tasks.autoice.conversion import preprocess; "
+        "from seaice_mlflow.tasks.autoice.files.variables import "
+        f"SCENE_VARIABLES; preprocess({str(data)!r}, {str(out)!r}, downsample=1, variables=SCENE_VARIABLES, "
+        "val_scenes=0, val_list=None, workers=1, overwrite=False, seed=0)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
 
     def partial_files():
@@ -161,8 +176,20 @@ def test_preprocess_logs_to_mlflow(ready_dir, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "pre")
-    result = CliRunner().invoke(cli, ["preprocess", "--data-dir", str(ready_dir), "--out",
-                                      str(tmp_path / "store"), "--val-scenes", "1", "--downsample", "2"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "preprocess",
+            "--data-dir",
+            str(ready_dir),
+            "--out",
+            str(tmp_path / "store"),
+            "--val-scenes",
+            "1",
+            "--downsample",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     mlflow.set_tracking_uri(uri)
     [run_] = mlflow.search_runs(experiment_names=["pre"], output_format="list")

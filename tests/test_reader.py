@@ -96,6 +96,7 @@ def test_references_are_found(test_dir, ready_dir):
 
 # --- malformed files -------------------------------------------------------------------------
 
+
 def copy_scene(src: Path, tmp_path: Path) -> Path:
     dst = tmp_path / src.name
     shutil.copy(src, dst)
@@ -181,8 +182,11 @@ def test_missing_path_is_reported_as_missing(tmp_path):
 
 
 def test_impossible_date_in_a_name():
-    with pytest.raises(SceneError, match=r"20201399T999999_dmi_prep.nc: the start time 20201399T999999 in the "
-                                         r"file name is not a real date and time.*rename"):
+    with pytest.raises(
+        SceneError,
+        match=r"20201399T999999_dmi_prep.nc: the start time 20201399T999999 in the "
+        r"file name is not a real date and time.*rename",
+    ):
         parse_scene_name("20201399T999999_dmi_prep.nc")
     assert parse_scene_name("20200229T235959_cis_prep.nc").time.day == 29
 
@@ -194,8 +198,11 @@ def test_chart_classes_outside_the_tables(ready_dir, test_dir, tmp_path):
     sod[0, 0], floe[0, :2] = 9, -1  # -1 would read as 255 (masked) once cast to uint8
     bad = tmp_path / src.name
     rewrite(src, bad, replace={"SOD": sod, "FLOE": floe})
-    with pytest.raises(SceneError, match=r"chart values outside the classes: SOD 9 \(valid 0-5\), "
-                                         r"FLOE -1 \(valid 0-6\); 255 = masked"):
+    with pytest.raises(
+        SceneError,
+        match=r"chart values outside the classes: SOD 9 \(valid 0-5\), "
+        r"FLOE -1 \(valid 0-6\); 255 = masked",
+    ):
         read_scene(bad)
     test_file = prep_files(test_dir)[0]
     reference = test_dir / test_file.name.replace("_prep.nc", "_prep_reference.nc")
@@ -204,8 +211,11 @@ def test_chart_classes_outside_the_tables(ready_dir, test_dir, tmp_path):
     sic[5, 5:8] = [11, 42, 11]
     bad_reference = tmp_path / reference.name
     rewrite(reference, bad_reference, replace={"SIC": sic})
-    with pytest.raises(SceneError, match=r"_prep_reference.nc: chart values outside the classes: SIC 11, 42 "
-                                         r"\(valid 0-10\)"):
+    with pytest.raises(
+        SceneError,
+        match=r"_prep_reference.nc: chart values outside the classes: SIC 11, 42 "
+        r"\(valid 0-10\)",
+    ):
         read_scene(test_file, reference=bad_reference)
 
 

@@ -55,8 +55,14 @@ def evaluate_run(experiment: str, train_run_id: str, value: float, on_training_s
     mlflow.set_experiment(experiment)
     model_id = model_of(train_run_id)
     with mlflow.start_run() as run:
-        mlflow.set_tags({"seaice.entry_point": "evaluate", MODEL_URI_TAG: f"models:/{model_id}",
-                         MODEL_ID_TAG: model_id, SCORED_ON_TRAINING_TAG: str(on_training_scenes).lower()})
+        mlflow.set_tags(
+            {
+                "seaice.entry_point": "evaluate",
+                MODEL_URI_TAG: f"models:/{model_id}",
+                MODEL_ID_TAG: model_id,
+                SCORED_ON_TRAINING_TAG: str(on_training_scenes).lower(),
+            }
+        )
         mlflow.log_metric("test_combined", value)
     return run.info.run_id
 
@@ -68,15 +74,16 @@ def poison_weights(train_run_id: str) -> None:
     root = Path(model.artifact_location.removeprefix("file://"))
     weights = root / Model.load(str(root / "MLmodel")).flavors["python_function"]["artifacts"][WEIGHTS]["path"]
     state = torch.load(weights, weights_only=True)
-    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()},
-               weights)
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}, weights)
 
 
 def source_runs(name: str) -> dict[str, str]:
     """version -> training run of every version of ``name``."""
     client = mlflow.MlflowClient()
-    return {v.version: client.get_model_version(name, v.version).tags.get("seaice.source_run")
-            for v in client.search_model_versions(f"name = '{name}'")}
+    return {
+        v.version: client.get_model_version(name, v.version).tags.get("seaice.source_run")
+        for v in client.search_model_versions(f"name = '{name}'")
+    }
 
 
 #: `seaice register` in a process that waits, once its run has started, until every process is
@@ -104,8 +111,15 @@ def concurrent_registers(tmp_path: Path, calls: list[list[str]]) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     go = tmp_path / "go"
     ready = [tmp_path / f"ready-{i}" for i in range(len(calls))]
-    procs = [subprocess.Popen([sys.executable, "-c", AT_THE_BARRIER, str(flag), str(go), "register", *args], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for flag, args in zip(ready, calls)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", AT_THE_BARRIER, str(flag), str(go), "register", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for flag, args in zip(ready, calls)
+    ]
     deadline = time.monotonic() + 300
     while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -120,8 +134,9 @@ def registry_state(name: str) -> tuple[str, list[str]]:
     champion = client.get_model_version_by_alias(name, "champion").version
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        production = [v.version for v in client.search_model_versions(f"name = '{name}'")
-                      if v.current_stage == "Production"]
+        production = [
+            v.version for v in client.search_model_versions(f"name = '{name}'") if v.current_stage == "Production"
+        ]
     return champion, production
 
 
@@ -165,11 +180,14 @@ def test_nothing_to_register(tracking):
 def test_concurrent_registers_leave_one_best_champion(tracking, tmp_path):
     train_run("low", 52.0)
     train_run("high", 58.0)
-    concurrent_registers(tmp_path, [["--experiment", experiment, "--model-name", "race"]
-                                    for experiment in ("low", "high")])
+    concurrent_registers(
+        tmp_path, [["--experiment", experiment, "--model-name", "race"] for experiment in ("low", "high")]
+    )
     client = mlflow.MlflowClient()
-    versions = {v.version: float(client.get_model_version("race", v.version).tags["seaice.metric_value"])
-                for v in client.search_model_versions("name = 'race'")}
+    versions = {
+        v.version: float(client.get_model_version("race", v.version).tags["seaice.metric_value"])
+        for v in client.search_model_versions("name = 'race'")
+    }
     best = max(versions, key=versions.get)
     assert versions[best] == 58.0
     assert registry_state("race") == (best, [best])

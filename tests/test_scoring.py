@@ -15,7 +15,7 @@ from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS
 from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
 from seaice_mlflow.tasks.autoice.files.prep import read_charts
 from seaice_mlflow.tasks.autoice.files.reader import find_references, read_scene
-from seaice_mlflow.tasks.autoice.score import score_upload_package
+from seaice_mlflow.tasks.autoice.leaderboard import score_upload_package
 from seaice_mlflow.tasks.autoice.upload import package_scenes, read_upload_package, write_upload_package
 
 
@@ -45,8 +45,7 @@ def random_scene(rng, shape, hit=0.7):
 @pytest.mark.parametrize("seed", range(25))
 def test_pooled_score_equals_starter_pack(seed):
     rng = np.random.default_rng(seed)
-    scenes = [random_scene(rng, (int(rng.integers(5, 60)), int(rng.integers(5, 60))), rng.random())
-              for _ in range(3)]
+    scenes = [random_scene(rng, (int(rng.integers(5, 60)), int(rng.integers(5, 60))), rng.random()) for _ in range(3)]
     board = ScoreBoard(AUTOICE)
     for i, (ref, pred) in enumerate(scenes):
         board.add(f"s{i}", ref, pred)
@@ -61,7 +60,9 @@ def test_edge_cases_match_sklearn():
     for pred in (constant, constant + 1, np.arange(50) % 11):
         cm = confusion_matrix(constant, pred)
         assert head_score(CHARTS["SIC"].score_metric, cm) == np.round(r2_score(constant, pred) * 100, 3)
-        assert head_score(CHARTS["SOD"].score_metric, cm) == np.round(f1_score(constant, pred, average="weighted") * 100, 3)
+        assert head_score(CHARTS["SOD"].score_metric, cm) == np.round(
+            f1_score(constant, pred, average="weighted") * 100, 3
+        )
     assert np.isnan(head_score(CHARTS["SIC"].score_metric, confusion_matrix(np.full(4, 255), np.zeros(4))))
 
 

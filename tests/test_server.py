@@ -16,14 +16,30 @@ from click.testing import CliRunner
 from seaice_mlflow.cli import cli
 from seaice_mlflow.models import ModelSpec, UNetOptions, build_model
 from seaice_mlflow.tasks.autoice.charts import AUTOICE
+from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
-from seaice_mlflow.tasks.autoice.preprocess import preprocess
 from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
 from seaice_mlflow.tasks.autoice.recipe import Recipe
 from tests.mlflow_server import TrackingServer, free_port, stop_group, wait_until_healthy
 
-TINY = ["--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64",
-        "--unet-filters", "8,8,16,16", "--workers", "0", "--val-tile", "64", "--device", "cpu"]
+TINY = [
+    "--epochs",
+    "1",
+    "--batches-per-epoch",
+    "2",
+    "--batch-size",
+    "4",
+    "--patch-size",
+    "64",
+    "--unet-filters",
+    "8,8,16,16",
+    "--workers",
+    "0",
+    "--val-tile",
+    "64",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture
@@ -39,15 +55,25 @@ def test_pipeline_steps_over_http(server, ready_dir, test_dir, tmp_path, monkeyp
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "over-http")
     mlflow.set_tracking_uri(server)
     store = tmp_path / "store"
-    preprocess(ready_dir, store, downsample=1, variables=SCENE_VARIABLES, val_scenes=1, val_list=None, workers=1,
-               overwrite=False, seed=0)
+    preprocess(
+        ready_dir,
+        store,
+        downsample=1,
+        variables=SCENE_VARIABLES,
+        val_scenes=1,
+        val_list=None,
+        workers=1,
+        overwrite=False,
+        seed=0,
+    )
     runner = CliRunner()
     trained = runner.invoke(cli, ["train", "--store", str(store), "--out", str(tmp_path / "ckpt"), *TINY])
     assert trained.exit_code == 0, trained.output
     [train_run] = mlflow.search_runs(experiment_names=["over-http"], output_format="list")
     model_uri = train_run.data.tags["seaice.model_uri"]
-    evaluated = runner.invoke(cli, ["evaluate", "--model-uri", model_uri, "--data-dir", str(test_dir),
-                                    "--device", "cpu"])
+    evaluated = runner.invoke(
+        cli, ["evaluate", "--model-uri", model_uri, "--data-dir", str(test_dir), "--device", "cpu"]
+    )
     assert evaluated.exit_code == 0, evaluated.output
     registered = runner.invoke(cli, ["register", "--experiment", "over-http", "--model-name", "http-charts"])
     assert registered.exit_code == 0, registered.output
@@ -68,13 +94,20 @@ def test_seaice_serve_works_without_the_venv_on_path(tmp_path, monkeypatch):
         model_uri = log_chart_model(build_model(spec), Recipe(spec, SCENE_VARIABLES)).model_uri
     port = free_port()
     command = [str(Path(sys.executable).parent / "seaice"), "serve", "--model-uri", model_uri, "--port", str(port)]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PATH": "/usr/bin:/bin"}, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+        start_new_session=True,
+    )
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}/ping", proc)
         body = json.dumps({"inputs": np.zeros((1, len(SCENE_VARIABLES), 16, 24), np.float32).tolist()}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = json.loads(response.read())["predictions"]
         assert np.asarray(predictions["SIC"]).shape == (1, 16, 24)

@@ -94,8 +94,9 @@ def test_deterministic_for_a_seed(tmp_path):
 def test_worker_processes_write_the_same_scenes(tmp_path):
     serial = synthesize(tmp_path / "serial", n_scenes=3, size=(64, 80), split="test", seed=5)
     reported = []
-    parallel = synthesize(tmp_path / "parallel", n_scenes=3, size=(64, 80), split="test", seed=5, workers=2,
-                          on_scene=reported.append)
+    parallel = synthesize(
+        tmp_path / "parallel", n_scenes=3, size=(64, 80), split="test", seed=5, workers=2, on_scene=reported.append
+    )
     assert [p.name for p in parallel] == [p.name for p in serial]  # scene by scene, in index order
     assert [p for paths in reported for p in paths] == parallel
     for a, b in zip(find_scene_files(tmp_path / "serial"), find_scene_files(tmp_path / "parallel")):
@@ -188,13 +189,16 @@ def test_reduce_strip_aligns_masks():
     assert sar["sar_incidenceangle"][0, 1] == 0 and sar["distance_map"][0, 1] != 0
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"size": (20, 300)}, "too small"),
-    ({"split": "val"}, "split"),
-    ({"fmt": "zarr"}, "format"),
-    ({"n_scenes": 0}, "at least 1"),
-    ({"workers": 0}, "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"size": (20, 300)}, "too small"),
+        ({"split": "val"}, "split"),
+        ({"fmt": "zarr"}, "format"),
+        ({"n_scenes": 0}, "at least 1"),
+        ({"workers": 0}, "workers"),
+    ],
+)
 def test_bad_synth_parameters(tmp_path, kwargs, message):
     with pytest.raises(ParameterError, match=message):
         synthesize(tmp_path, **kwargs)

@@ -19,7 +19,8 @@ from seaice_mlflow.core.losses import MultiTaskLoss
 from seaice_mlflow.core.metrics import ScoreBoard
 from seaice_mlflow.core.task import Head, TaskSpec
 from seaice_mlflow.core.trainer import LoopSettings, Trainer, TrainingParts
-from seaice_mlflow.models import Architecture, ModelSpec, Network, build_model, registry, spec_from_options
+from seaice_mlflow.models import Architecture, ModelSpec, Network, build_model, spec_from_options
+from seaice_mlflow.models import spec as model_spec
 
 #: A one-head task: water or ice per pixel of a 3-band photo.
 TOY = TaskSpec("toy", (Head("MASK", ("water", "ice"), colours=("#0000FF", "#FFFFFF")),), ignore_index=255)
@@ -48,10 +49,10 @@ class Pointwise(nn.Module):
 
 
 def with_pointwise(monkeypatch) -> None:
-    """Register the toy architecture: one more entry of ``registry.architectures()``."""
-    entries = registry.architectures()
+    """Register the toy architecture: one more entry of ``models.spec.architectures()``."""
+    entries = model_spec.architectures()
     entry = Architecture("pointwise", PointwiseOptions, lambda c, outputs, o: Pointwise(c, outputs, o.width))
-    monkeypatch.setattr(registry, "architectures", lambda: {**entries, "pointwise": entry})
+    monkeypatch.setattr(model_spec, "architectures", lambda: {**entries, "pointwise": entry})
 
 
 def test_a_new_architecture_plugs_into_the_registry(monkeypatch):
@@ -87,7 +88,7 @@ class ArrayTiles:
         self.image, self.shape = image, image.shape[1:]
 
     def read(self, window):
-        return self.image[:, window.row:window.row + window.height, window.col:window.col + window.width]
+        return self.image[:, window.row : window.row + window.height, window.col : window.col + window.width]
 
 
 def test_a_one_head_task_trains_validates_and_predicts_through_the_core(monkeypatch, tmp_path):
@@ -104,14 +105,22 @@ def test_a_one_head_task_trains_validates_and_predicts_through_the_core(monkeypa
         return board.pooled()
 
     optimizer = torch.optim.AdamW(network.parameters(), lr=0.05)
-    parts = TrainingParts(network, MultiTaskLoss(TOY), optimizer,
-                          torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=1), Photos(),
-                          TOY.names, validate, checkpoint_extras=lambda: {"task": TOY.name})
+    parts = TrainingParts(
+        network,
+        MultiTaskLoss(TOY),
+        optimizer,
+        torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=1),
+        Photos(),
+        TOY.names,
+        validate,
+        checkpoint_extras=lambda: {"task": TOY.name},
+    )
     trainer = Trainer(parts, LoopSettings(tmp_path, epochs=2, batches_per_epoch=2, batch_size=4), torch.device("cpu"))
     reports = []
     state = trainer.fit(reports.append)
     assert state.epoch == 2 and [sorted(r.metrics) for r in reports][0] == sorted(
-        ["train_loss", "train_loss_MASK", "lr", "patches_per_s", "val_MASK_f1", "val_combined"])
+        ["train_loss", "train_loss_MASK", "lr", "patches_per_s", "val_MASK_f1", "val_combined"]
+    )
     assert reports[-1].metrics["val_combined"] == reports[-1].metrics["val_MASK_f1"]
     assert load_checkpoint(tmp_path / LAST)["task"] == "toy" and (tmp_path / BEST).is_file()
     scores = validate()
@@ -129,5 +138,7 @@ def test_no_generic_module_names_a_chart_or_imports_a_task():
         imported = [node.module for node in tree.body if isinstance(node, ast.ImportFrom)]
         imported += [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
         assert not [m for m in imported if m and m.startswith(("seaice_mlflow.tasks", "seaice_mlflow.cli"))], path
-        names = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        names = {
+            node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
         assert not names & {"SIC", "SOD", "FLOE"}, path

@@ -16,8 +16,22 @@ from seaice_mlflow.core.checkpoint import LAST
 from seaice_mlflow.tracking.runs import TrackingUnavailable, resolve_tracking_uri
 from tests.mlflow_server import TrackingServer, free_port
 
-TINY = ["--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64", "--unet-filters", "8,8,16,16",
-        "--workers", "0", "--val-tile", "64", "--device", "cpu"]
+TINY = [
+    "--batches-per-epoch",
+    "2",
+    "--batch-size",
+    "4",
+    "--patch-size",
+    "64",
+    "--unet-filters",
+    "8,8,16,16",
+    "--workers",
+    "0",
+    "--val-tile",
+    "64",
+    "--device",
+    "cpu",
+]
 
 
 def test_an_unreachable_server_fails_in_seconds_naming_the_uri(train_store, tmp_path, monkeypatch):
@@ -42,8 +56,9 @@ def test_a_relative_sqlite_uri_is_made_absolute_with_a_note(tmp_path, monkeypatc
 def test_a_relative_sqlite_uri_under_mlflow_run_elsewhere_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///runs.db")
     monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef0123456789abcdef")  # created in another folder's runs.db
-    with pytest.raises(TrackingUnavailable, match="is relative, and run 0123456789abcdef0123456789abcdef of "
-                                                  "`mlflow run` is not in"):
+    with pytest.raises(
+        TrackingUnavailable, match="is relative, and run 0123456789abcdef0123456789abcdef of `mlflow run` is not in"
+    ):
         resolve_tracking_uri()
 
 
@@ -89,8 +104,21 @@ def test_training_outlives_the_tracking_server_going_away(train_store, tmp_path,
         # the server goes away after the first epoch and comes back: nothing is lost
         out = tmp_path / "ckpt"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "SEAICE_TRACKING_WAIT": "300"}
-        command = [sys.executable, "-m", "seaice_mlflow", "train", "--store", str(train_store), "--out", str(out),
-                   *TINY, "--epochs", "30", "--early-stopping", "0"]
+        command = [
+            sys.executable,
+            "-m",
+            "seaice_mlflow",
+            "train",
+            "--store",
+            str(train_store),
+            "--out",
+            str(out),
+            *TINY,
+            "--epochs",
+            "30",
+            "--early-stopping",
+            "0",
+        ]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         stdout, stderr = Lines(proc.stdout), Lines(proc.stderr)
         stdout.wait_for("epoch 1/30")
@@ -110,8 +138,9 @@ def test_training_outlives_the_tracking_server_going_away(train_store, tmp_path,
         # it does not come back in time: one line with the resume command, then the resume is marked
         gone = tmp_path / "gone"
         command[command.index(str(out))] = str(gone)
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**env, "SEAICE_TRACKING_WAIT": "2"})
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "SEAICE_TRACKING_WAIT": "2"}
+        )
         stdout, stderr = Lines(proc.stdout), Lines(proc.stderr)
         stdout.wait_for("epoch 1/30")
         server.stop()
@@ -120,8 +149,11 @@ def test_training_outlives_the_tracking_server_going_away(train_store, tmp_path,
         assert "did not come back within 2 s" in err and f"seaice train --resume {gone / LAST}" in err
         assert "Traceback" not in err
         server.start()
-        left = [r for r in mlflow.search_runs(experiment_names=["outage"], output_format="list")
-                if r.info.run_id != run.info.run_id]
+        left = [
+            r
+            for r in mlflow.search_runs(experiment_names=["outage"], output_format="list")
+            if r.info.run_id != run.info.run_id
+        ]
         resumed = CliRunner().invoke(cli, command[3:] + ["--resume", str(gone / LAST)])
         assert resumed.exit_code == 0, resumed.output
         assert mlflow.get_run(left[0].info.run_id).info.status == "KILLED"

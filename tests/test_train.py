@@ -37,8 +37,24 @@ from seaice_mlflow.tasks.autoice.training import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--epochs", "2", "--batches-per-epoch", "2", "--batch-size", "4", "--patch-size", "64",
-        "--unet-filters", "8,8,16,16", "--workers", "0", "--val-tile", "64", "--device", "cpu"]
+TINY = [
+    "--epochs",
+    "2",
+    "--batches-per-epoch",
+    "2",
+    "--batch-size",
+    "4",
+    "--patch-size",
+    "64",
+    "--unet-filters",
+    "8,8,16,16",
+    "--workers",
+    "0",
+    "--val-tile",
+    "64",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture
@@ -52,8 +68,19 @@ def tracking(tmp_path, monkeypatch) -> str:
 
 
 def test_train_logs_everything_and_a_loadable_model(train_store, tmp_path, tracking):
-    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(tmp_path / "ckpt"), *TINY,
-                                      "--class-weights", "balanced:SOD"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--store",
+            str(train_store),
+            "--out",
+            str(tmp_path / "ckpt"),
+            *TINY,
+            "--class-weights",
+            "balanced:SOD",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
     assert run.info.status == "FINISHED"
@@ -62,8 +89,17 @@ def test_train_logs_everything_and_a_loadable_model(train_store, tmp_path, track
     assert run.data.params["class_weights"] == "balanced:SOD"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in history] == [0, 1]
-    for name in ("val_SIC_r2", "val_SOD_f1", "val_FLOE_f1", "val_combined", "lr", "patches_per_s",
-                 "train_loss_SOD", "best_val_combined", "best_epoch"):
+    for name in (
+        "val_SIC_r2",
+        "val_SOD_f1",
+        "val_FLOE_f1",
+        "val_combined",
+        "lr",
+        "patches_per_s",
+        "train_loss_SOD",
+        "best_val_combined",
+        "best_epoch",
+    ):
         assert name in run.data.metrics, name
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"config.json", "recipe.json", "learning_curves.png", "checkpoints", "quicklooks"} <= artifacts
@@ -79,8 +115,18 @@ def test_train_logs_everything_and_a_loadable_model(train_store, tmp_path, track
 
 
 def test_resume_continues_exactly(train_store, tmp_path):
-    straight = TrainConfig(store=str(train_store), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=2, batch_size=2,
-                           patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu")
+    straight = TrainConfig(
+        store=str(train_store),
+        out=str(tmp_path / "a"),
+        epochs=2,
+        batches_per_epoch=2,
+        batch_size=2,
+        patch_size=48,
+        unet_filters="4,4,8,8",
+        workers=0,
+        val_tile=64,
+        device="cpu",
+    )
     ChartTraining.build(straight).fit()
     first_half = TrainConfig(**{**straight.as_params(), "out": str(tmp_path / "b"), "epochs": 1})
     ChartTraining.build(first_half).fit()
@@ -95,8 +141,15 @@ def test_resume_continues_exactly(train_store, tmp_path):
 
 @pytest.mark.parametrize("model", ["unet", "deeplabv3"])
 def test_sic_regression_starts_at_the_mean_training_class(train_store, tmp_path, model):
-    config = TrainConfig(store=str(train_store), out=str(tmp_path), model=model, unet_filters="4,4,8,8",
-                         deeplab_depth=18, workers=0, device="cpu")
+    config = TrainConfig(
+        store=str(train_store),
+        out=str(tmp_path),
+        model=model,
+        unet_filters="4,4,8,8",
+        deeplab_depth=18,
+        workers=0,
+        device="cpu",
+    )
     trainer = ChartTraining.build(config)
     census = np.sum([s.record["histograms"]["SIC"][:11] for s in trainer.store.scenes("train")], axis=0)
     mean = float(np.arange(11) @ census / census.sum())
@@ -120,14 +173,17 @@ def test_bad_parameters_fail_clearly(train_store, tmp_path, tracking):
         TrainConfig(task_weights="1,2")
 
 
-@pytest.mark.parametrize("value, sic_head, charts", [
-    ("none", "regression", ()),
-    ("balanced", "regression", ("SOD", "FLOE")),
-    ("balanced", "classification", ("SIC", "SOD", "FLOE")),
-    ("balanced:SOD", "regression", ("SOD",)),
-    ("balanced:FLOE, SOD", "regression", ("FLOE", "SOD")),
-    ("balanced:SIC", "classification", ("SIC",)),
-])
+@pytest.mark.parametrize(
+    "value, sic_head, charts",
+    [
+        ("none", "regression", ()),
+        ("balanced", "regression", ("SOD", "FLOE")),
+        ("balanced", "classification", ("SIC", "SOD", "FLOE")),
+        ("balanced:SOD", "regression", ("SOD",)),
+        ("balanced:FLOE, SOD", "regression", ("FLOE", "SOD")),
+        ("balanced:SIC", "classification", ("SIC",)),
+    ],
+)
 def test_class_weights_name_the_weighted_heads(value, sic_head, charts):
     assert TrainConfig(class_weights=value, sic_head=sic_head).weighted_charts == charts
 
@@ -139,11 +195,22 @@ def test_bad_class_weights_name_the_parameter(value):
 
 
 def test_mlflow_run_train(train_store, tmp_path, tracking):
-    params = {"store": str(train_store), "out": str(tmp_path / "ckpt"), "lr": "1e-4", "epochs": 1,
-              "batches_per_epoch": 2, "batch_size": 2, "patch_size": 64, "unet_filters": "8,8,16,16",
-              "workers": 0, "val_tile": 64, "device": "cpu"}
-    submitted = mlflow.projects.run(str(ROOT), entry_point="train", parameters=params, env_manager="local",
-                                    experiment_name="project-train")
+    params = {
+        "store": str(train_store),
+        "out": str(tmp_path / "ckpt"),
+        "lr": "1e-4",
+        "epochs": 1,
+        "batches_per_epoch": 2,
+        "batch_size": 2,
+        "patch_size": 64,
+        "unet_filters": "8,8,16,16",
+        "workers": 0,
+        "val_tile": 64,
+        "device": "cpu",
+    }
+    submitted = mlflow.projects.run(
+        str(ROOT), entry_point="train", parameters=params, env_manager="local", experiment_name="project-train"
+    )
     assert submitted.wait()
     run = mlflow.get_run(submitted.run_id)
     assert run.info.status == "FINISHED" and run.data.params["lr"] == "1e-4"
@@ -152,10 +219,19 @@ def test_mlflow_run_train(train_store, tmp_path, tracking):
 
 def test_distributed_training_logs_once(train_store, tmp_path, tracking):
     args = ["train", "--store", str(train_store), "--out", str(tmp_path / "ckpt"), *TINY, "--epochs", "1"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "-m", "seaice_mlflow", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "seaice_mlflow",
+        *args,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
     assert len(runs) == 1
@@ -173,6 +249,7 @@ def store_in_one_split(store: Path, out: Path, split: str) -> Path:
         scene["split"] = split
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
+
 
 FLOAT_OPTIONS = [f.name for f in fields(TrainConfig) if isinstance(getattr(TRAIN, f.name), float)]
 
@@ -194,8 +271,9 @@ def test_nan_option_is_one_line_on_the_command_line(train_store, tmp_path, track
 
 def test_diverged_training_fails_its_run_and_logs_no_model(train_store, tmp_path, tracking):
     out = tmp_path / "ckpt"
-    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(out), *TINY, "--lr", "1e30",
-                                      "--grad-clip", "0"])
+    result = CliRunner().invoke(
+        cli, ["train", "--store", str(train_store), "--out", str(out), *TINY, "--lr", "1e30", "--grad-clip", "0"]
+    )
     assert result.exit_code == 1, result.output
     assert "training diverged in epoch 1" in result.output and "--lr (now 1e+30)" in result.output
     [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
@@ -216,8 +294,18 @@ def test_a_network_with_non_finite_weights_is_never_logged(tracking):
 def test_a_kill_between_best_and_last_keeps_the_resume_exact(train_store, tmp_path, monkeypatch):
     """Every epoch improves here (no validation scenes: the last epoch is the best)."""
     no_val = store_in_one_split(train_store, tmp_path / "store", "train")
-    config = TrainConfig(store=str(no_val), out=str(tmp_path / "a"), epochs=2, batches_per_epoch=1, batch_size=2,
-                         patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu")
+    config = TrainConfig(
+        store=str(no_val),
+        out=str(tmp_path / "a"),
+        epochs=2,
+        batches_per_epoch=1,
+        batch_size=2,
+        patch_size=48,
+        unet_filters="4,4,8,8",
+        workers=0,
+        val_tile=64,
+        device="cpu",
+    )
     ChartTraining.build(config).fit()
 
     import seaice_mlflow.core.trainer as trainer_module
@@ -269,8 +357,13 @@ def test_unwritable_out_fails_before_training(train_store, tmp_path, tracking):
 def start_training(store: Path, out: Path, epochs: int, *extra: str) -> subprocess.Popen:
     """`seaice train` in its own process, its output a pipe (as under nohup), unbuffered only by the code."""
     args = ["train", "--store", str(store), "--out", str(out), *TINY, "--epochs", str(epochs), *extra]
-    return subprocess.Popen([sys.executable, "-m", "seaice_mlflow", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "seaice_mlflow", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def first_epoch_line(proc: subprocess.Popen) -> str:
@@ -289,12 +382,30 @@ def test_a_killed_run_is_marked_when_resumed_and_the_resume_names_its_id(train_s
     proc.wait(timeout=30)
     [killed] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
     assert killed.info.status == "RUNNING"  # a SIGKILL leaves no chance to say anything
-    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--out", str(out), *TINY, "--epochs", "50",
-                                      "--resume", str(out / LAST), "--early-stopping", "1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--store",
+            str(train_store),
+            "--out",
+            str(out),
+            *TINY,
+            "--epochs",
+            "50",
+            "--resume",
+            str(out / LAST),
+            "--early-stopping",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert mlflow.get_run(killed.info.run_id).info.status == "KILLED"
-    [resumed] = [r for r in mlflow.search_runs(experiment_names=["train-test"], output_format="list")
-                 if r.info.run_id != killed.info.run_id]
+    [resumed] = [
+        r
+        for r in mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+        if r.info.run_id != killed.info.run_id
+    ]
     assert resumed.data.tags["seaice.resumed_from"] == killed.info.run_id
     assert resumed.data.tags["seaice.resumed_from_checkpoint"] == str(out / LAST)
 
@@ -318,13 +429,17 @@ def test_sigterm_and_ctrl_c_end_the_run_killed_with_the_resume_line(train_store,
 
 
 @pytest.mark.parametrize("optimizer, kind", [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
-@pytest.mark.parametrize("scheduler, schedule", [
-    ("cosine", torch.optim.lr_scheduler.CosineAnnealingWarmRestarts),
-    ("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau),
-])
+@pytest.mark.parametrize(
+    "scheduler, schedule",
+    [
+        ("cosine", torch.optim.lr_scheduler.CosineAnnealingWarmRestarts),
+        ("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau),
+    ],
+)
 def test_optimizer_and_schedule_follow_the_config(optimizer, kind, scheduler, schedule):
-    config = TrainConfig(optimizer=optimizer, scheduler=scheduler, lr=3e-4, momentum=0.8, weight_decay=0.05,
-                         restart_epochs=7)
+    config = TrainConfig(
+        optimizer=optimizer, scheduler=scheduler, lr=3e-4, momentum=0.8, weight_decay=0.05, restart_epochs=7
+    )
     built = configure_optimizer(config, [torch.nn.Parameter(torch.zeros(3))])
     assert isinstance(built, kind) and built.param_groups[0]["lr"] == 3e-4
     assert built.param_groups[0]["weight_decay"] == 0.05
@@ -353,8 +468,10 @@ def test_the_network_is_drawn_from_the_seed(train_store):
     config = TrainConfig(store=str(train_store), unet_filters="4,4,8,8", device="cpu")
     store = Store(train_store)
     recipe, census = configure_recipe(config, store), class_census(store)
-    assert recipe.scenes == {"train": tuple(s.scene_id for s in store.scenes("train")),
-                             "val": tuple(s.scene_id for s in store.scenes("val"))}
+    assert recipe.scenes == {
+        "train": tuple(s.scene_id for s in store.scenes("train")),
+        "val": tuple(s.scene_id for s in store.scenes("val")),
+    }
     a, b = (configure_network(config, recipe, census, torch.device("cpu")).state_dict() for _ in range(2))
     other = configure_network(TrainConfig(**{**config.as_params(), "seed": 1}), recipe, census, torch.device("cpu"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -9,8 +9,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
-from seaice_mlflow.tasks.autoice.preprocess import preprocess
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,14 +29,34 @@ def train_tiny_model(ready_dir: Path, work: Path, uri: str, experiment: str) -> 
     from seaice_mlflow.tasks.autoice.steps.train import train
 
     store = work / "store"
-    preprocess(ready_dir, store, downsample=1, variables=SCENE_VARIABLES, val_scenes=1, val_list=None, workers=1,
-               overwrite=False, seed=0)
+    preprocess(
+        ready_dir,
+        store,
+        downsample=1,
+        variables=SCENE_VARIABLES,
+        val_scenes=1,
+        val_list=None,
+        workers=1,
+        overwrite=False,
+        seed=0,
+    )
     with pytest.MonkeyPatch.context() as patch:
         use_tracking(patch, uri, experiment)
         patch.chdir(work)  # a new experiment's artifacts go to ./mlruns: keep them out of the source tree
-        result = train(TrainConfig(store=str(store), out=str(work / "ckpt"), epochs=1, batches_per_epoch=2,
-                                   batch_size=4, patch_size=64, unet_filters="8,8,16,16", workers=0, val_tile=64,
-                                   device="cpu"))
+        result = train(
+            TrainConfig(
+                store=str(store),
+                out=str(work / "ckpt"),
+                epochs=1,
+                batches_per_epoch=2,
+                batch_size=4,
+                patch_size=64,
+                unet_filters="8,8,16,16",
+                workers=0,
+                val_tile=64,
+                device="cpu",
+            )
+        )
     for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):  # set by MLflow as a side effect
         os.environ.pop(key, None)
     return result.model_uri, result.run_id

@@ -40,8 +40,18 @@ def _register() -> None:
     from seaice_mlflow.cli.serve import serve_command
     from seaice_mlflow.cli.train import train_command
 
-    for command in (synth, inspect_command, preprocess_command, train_command, register_command, score,
-                    evaluate_command, predict_command, pipeline_command, serve_command):
+    for command in (
+        synth,
+        inspect_command,
+        preprocess_command,
+        train_command,
+        register_command,
+        score,
+        evaluate_command,
+        predict_command,
+        pipeline_command,
+        serve_command,
+    ):
         cli.add_command(command)
 
 

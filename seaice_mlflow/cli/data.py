@@ -22,22 +22,54 @@ from seaice_mlflow.tasks.autoice.synthetic.generate import (
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--scenes", "n_scenes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Number of scenes to write.")
-@click.option("--size", nargs=2, type=click.IntRange(min=MIN_SIZE), default=DEFAULT_SIZE, show_default=True,
-              metavar="H W", help="Scene size in 80 m pixels (lines, samples).")
-@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
-              help="train: charts in the file; test: _prep.nc without charts plus _prep_reference.nc.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="ready", show_default=True,
-              help="ready: 80 m ready-to-train files; raw: 40 m files with egg-coded ice charts.")
+@click.option(
+    "--scenes", "n_scenes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of scenes to write."
+)
+@click.option(
+    "--size",
+    nargs=2,
+    type=click.IntRange(min=MIN_SIZE),
+    default=DEFAULT_SIZE,
+    show_default=True,
+    metavar="H W",
+    help="Scene size in 80 m pixels (lines, samples).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default="train",
+    show_default=True,
+    help="train: charts in the file; test: _prep.nc without charts plus _prep_reference.nc.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="ready",
+    show_default=True,
+    help="ready: 80 m ready-to-train files; raw: 40 m files with egg-coded ice charts.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same scenes.")
-@click.option("--workers", type=click.IntRange(min=1), default=SYNTH_WORKERS, show_default=True,
-              help="Scenes made at once, one process each (the same scenes for any number).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=SYNTH_WORKERS,
+    show_default=True,
+    help="Scenes made at once, one process each (the same scenes for any number).",
+)
 def synth(out_dir: Path, n_scenes: int, size: tuple[int, int], split: str, fmt: str, seed: int, workers: int) -> None:
     """Write synthetic AI4Arctic scenes to OUT_DIR in the real file layouts."""
     with tqdm(total=n_scenes, desc="synthetic scenes", unit="scene", disable=None) as bar:
-        paths = synthesize(out_dir, n_scenes=n_scenes, size=size, split=split, fmt=fmt, seed=seed,
-                           on_scene=lambda _: bar.update(), workers=workers)
+        paths = synthesize(
+            out_dir,
+            n_scenes=n_scenes,
+            size=size,
+            split=split,
+            fmt=fmt,
+            seed=seed,
+            on_scene=lambda _: bar.update(),
+            workers=workers,
+        )
     for path in paths:
         click.echo(str(path))
 

@@ -14,8 +14,9 @@ from seaice_mlflow.core.errors import option_name
 def flag(name: str, help: str, default: bool = False):
     """A boolean option usable as a bare flag (``--overwrite``) or with a value
     (``--overwrite false``), so that MLproject commands can always pass ``--name {value}``."""
-    return click.option(name, type=click.BOOL, is_flag=False, flag_value=True, default=default,
-                        show_default=True, help=help)
+    return click.option(
+        name, type=click.BOOL, is_flag=False, flag_value=True, default=default, show_default=True, help=help
+    )
 
 
 def field_option(field: Field):
@@ -34,8 +35,10 @@ def field_option(field: Field):
 
 def options_from(defaults: type) -> Callable:
     """Decorator: one click option per field of the dataclass ``defaults``, in field order."""
+
     def decorate(command):
         for field in reversed(fields(defaults)):
             command = field_option(field)(command)
         return command
+
     return decorate

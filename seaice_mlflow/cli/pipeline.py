@@ -17,7 +17,9 @@ def pipeline_command(**options) -> None:
     done = main(PipelineDefaults(**options))
     result = done.result
     scores = result.scores
-    click.echo(f"test combined {scores.get('test_combined', float('nan')):.3f} (per-pixel baseline "
-               f"{result.baseline['baseline_test_combined']:.3f}); champion {result.champion_uri}")
+    click.echo(
+        f"test combined {scores.get('test_combined', float('nan')):.3f} (per-pixel baseline "
+        f"{result.baseline['baseline_test_combined']:.3f}); champion {result.champion_uri}"
+    )
     click.echo(f"charts: {result.charts}")
     click.echo("open the MLflow UI: mlflow ui --backend-store-uri " + done.tracking_uri)

@@ -11,12 +11,26 @@ from seaice_mlflow.tasks.autoice.config import PredictDefaults
 
 @click.command("predict")
 @model_uri_option
-@click.option("--scenes", multiple=True, required=True, metavar="PATH",
-              help="Scene files (ready-to-train, test or raw) or folders of them; repeat it, or separate "
-                   "paths by commas or spaces.")
+@click.option(
+    "--scenes",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Scene files (ready-to-train, test or raw) or folders of them; repeat it, or separate "
+    "paths by commas or spaces.",
+)
 @options_from(PredictDefaults)
-def predict_command(model_uri: tuple[str, ...], scenes: tuple[str, ...], out: str, upload_package: bool,
-                    probabilities: bool, device: str, tile: int, overlap: int, batch: int) -> None:
+def predict_command(
+    model_uri: tuple[str, ...],
+    scenes: tuple[str, ...],
+    out: str,
+    upload_package: bool,
+    probabilities: bool,
+    device: str,
+    tile: int,
+    overlap: int,
+    batch: int,
+) -> None:
     """Chart SIC, SOD and FLOE for whole scenes with model(s) from MLflow; log the run.
 
     Writes <scene_id>_charts.nc per scene (uint8 classes on the scene grid, CF flag_values and
@@ -33,11 +47,21 @@ def predict_command(model_uri: tuple[str, ...], scenes: tuple[str, ...], out: st
         else:
             click.echo(f"FAILED  {outcome.file}: {outcome.message}", err=True)
 
-    done = predict(model_uri, scenes, out, device, upload_package, probabilities, TileOptions(tile, overlap, batch),
-                   on_scene=report)
+    done = predict(
+        model_uri,
+        scenes,
+        out,
+        device,
+        upload_package,
+        probabilities,
+        TileOptions(tile, overlap, batch),
+        on_scene=report,
+    )
     written = done.result.having("written")
-    click.echo(f"run {done.run_id}: {len(written)} scene(s) charted in {done.out}"
-               + (f"; upload package {done.result.upload_package}" if done.result.upload_package else ""))
+    click.echo(
+        f"run {done.run_id}: {len(written)} scene(s) charted in {done.out}"
+        + (f"; upload package {done.result.upload_package}" if done.result.upload_package else "")
+    )
     if done.failed:
         click.echo(f"{len(done.failed)} scene file(s) failed (listed above)", err=True)
         raise SystemExit(1)

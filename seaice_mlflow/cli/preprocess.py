@@ -11,8 +11,12 @@ from seaice_mlflow.tasks.autoice.config import PreprocessDefaults
 
 
 @click.command("preprocess")
-@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder of AI4Arctic scenes: ready-to-train, raw, or test files with their references.")
+@click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of AI4Arctic scenes: ready-to-train, raw, or test files with their references.",
+)
 @options_from(PreprocessDefaults)
 def preprocess_command(data_dir: Path, **options) -> None:
     """Convert a folder of scenes into the chunked training store (and log it to MLflow).
@@ -25,9 +29,11 @@ def preprocess_command(data_dir: Path, **options) -> None:
 
     done = preprocess(data_dir, PreprocessDefaults(**options))
     result = done.result
-    click.echo(f"store {done.store}: {len(result.processed)} scene(s) converted, {len(result.skipped)} already "
-               f"there, {len(result.failed)} failed; splits: " + ", ".join(
-                   f"{s} {sum(r['split'] == s for r in done.scenes)}" for s in ("train", "val", "test")))
+    click.echo(
+        f"store {done.store}: {len(result.processed)} scene(s) converted, {len(result.skipped)} already "
+        f"there, {len(result.failed)} failed; splits: "
+        + ", ".join(f"{s} {sum(r['split'] == s for r in done.scenes)}" for s in ("train", "val", "test"))
+    )
     for failure in result.failed:
         click.echo(f"FAILED {failure['file']}: {failure['problem']}", err=True)
     if result.failed:

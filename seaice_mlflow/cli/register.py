@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from seaice_mlflow.cli.options import options_from
-from seaice_mlflow.core.options import RegisterDefaults
+from seaice_mlflow.core.defaults import RegisterDefaults
 
 
 @click.command("register")

@@ -11,8 +11,8 @@ import click
 
 from seaice_mlflow.cli.evaluate import MODEL_URI_FORMS
 from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.core.defaults import ServeDefaults
 from seaice_mlflow.core.errors import Interrupted
-from seaice_mlflow.core.options import ServeDefaults
 
 
 @click.command("serve")
@@ -32,10 +32,28 @@ def serve_command(model_uri: str, host: str, port: int, workers: int) -> None:
     resolve_tracking_uri()
     registered = registry_version(model_uri)
     pinned = f"models:/{registered[0]}/{registered[1]}" if registered else model_uri
-    click.echo(f"serving {pinned}" + (f" ({model_uri})" if pinned != model_uri else "")
-               + f" at http://{host}:{port}/invocations")
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "--model-uri", pinned, "--env-manager", "local",
-               "--host", host, "--port", str(port), "--workers", str(workers)]
+    click.echo(
+        f"serving {pinned}"
+        + (f" ({model_uri})" if pinned != model_uri else "")
+        + f" at http://{host}:{port}/invocations"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "--model-uri",
+        pinned,
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     with subprocess.Popen(command, env={**os.environ, "PATH": interpreter_path()}) as server:
         try:
             code = server.wait()

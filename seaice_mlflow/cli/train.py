@@ -41,8 +41,10 @@ def train_command(**options) -> None:
 
     result = train(config, on_epoch=EpochLines(config.epochs), echo=lambda line: click.echo(line, err=True))
     if result.run_id is not None:
-        click.echo(f"run {result.run_id}: best val_combined {result.best_val_combined} "
-                   f"after {result.epochs} epoch(s); model {result.model_uri}")
+        click.echo(
+            f"run {result.run_id}: best val_combined {result.best_val_combined} "
+            f"after {result.epochs} epoch(s); model {result.model_uri}"
+        )
 
 
 class EpochLines:
@@ -59,8 +61,11 @@ class EpochLines:
         self.seconds += report.seconds
         line = f"epoch {done}/{self.epochs}  loss {metrics['train_loss']:.4f}"
         if "val_combined" in metrics:
-            line += f"  val {metrics['val_combined']:.2f} (" + " ".join(
-                f"{c} {metrics[f'val_{c}_{CHARTS[c].score_metric}']:.1f}" for c in CHART_NAMES) + ")"
+            line += (
+                f"  val {metrics['val_combined']:.2f} ("
+                + " ".join(f"{c} {metrics[f'val_{c}_{CHARTS[c].score_metric}']:.1f}" for c in CHART_NAMES)
+                + ")"
+            )
             line += " best" if report.improved else ""
         left = self.seconds / done * (self.epochs - done)
         click.echo(f"{line}  {report.seconds:.1f} s  ETA {left / 60:.1f} min")
@@ -73,12 +78,20 @@ def run_under_torchrun(config: TrainConfig) -> int:
     args = []
     for name, value in config.as_params().items():
         args += [option_name(name), option_value(value)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.nproc}",
-               "-m", "seaice_mlflow", "train", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={config.nproc}",
+        "-m",
+        "seaice_mlflow",
+        "train",
+        *args,
+    ]
     with subprocess.Popen(command) as torchrun:
         try:
             return torchrun.wait()
         except Interrupted:  # torchrun passes SIGTERM on to the ranks; rank 0 ends its run and says how to resume
             torchrun.send_signal(signal.SIGTERM)
             return torchrun.wait()
-

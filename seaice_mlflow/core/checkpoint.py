@@ -19,8 +19,12 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def random_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "python_version": random.getstate()[0], "python_gauss": random.getstate()[2]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -60,16 +64,19 @@ def resolve_resume(spec: str, workdir: Path) -> Path:
         import mlflow
 
         try:
-            local = mlflow.artifacts.download_artifacts(run_id=spec, artifact_path=f"checkpoints/{LAST}",
-                                                        dst_path=str(workdir))
+            local = mlflow.artifacts.download_artifacts(
+                run_id=spec, artifact_path=f"checkpoints/{LAST}", dst_path=str(workdir)
+            )
         except mlflow.exceptions.MlflowException as err:
             raise ParameterError("resume", f"run {spec} has no checkpoints/{LAST} artifact ({err})") from err
         return Path(local)
-    raise ParameterError("resume", f"{spec!r} is neither a checkpoint file, a folder with {LAST}, "
-                         "nor an MLflow run id")
+    raise ParameterError("resume", f"{spec!r} is neither a checkpoint file, a folder with {LAST}, nor an MLflow run id")
 
 
 def non_finite_weights(state: Mapping[str, Tensor]) -> list[str]:
     """Names of the floating-point tensors of a state dict holding nan or inf (a diverged model)."""
-    return [name for name, value in state.items()
-            if torch.is_floating_point(value) and not bool(torch.isfinite(value).all())]
+    return [
+        name
+        for name, value in state.items()
+        if torch.is_floating_point(value) and not bool(torch.isfinite(value).all())
+    ]

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from seaice_mlflow.core.defaults import DEVICES, TILING
 from seaice_mlflow.core.errors import ParameterError
-from seaice_mlflow.core.options import DEVICES, TILING
 from seaice_mlflow.core.task import Head, TaskSpec
 from seaice_mlflow.core.tiling import TileSource, Window, upsample_chart
 
@@ -68,8 +68,9 @@ class ChartPrediction:
     def upsampled(self, downsample: int, shape: tuple[int, int]) -> ChartPrediction:
         """Back on the 80 m grid from a model's x K working grid (each pixel repeated K x K)."""
         charts = {c: upsample_chart(v, downsample, shape) for c, v in self.charts.items()}
-        scores = None if self.scores is None else {
-            c: upsample_chart(v, downsample, shape) for c, v in self.scores.items()}
+        scores = (
+            None if self.scores is None else {c: upsample_chart(v, downsample, shape) for c, v in self.scores.items()}
+        )
         return ChartPrediction(charts, scores)
 
 
@@ -104,7 +105,7 @@ def ramp(length: int, before: int, after: int) -> np.ndarray:
             if rising:
                 weights[:shared] = np.minimum(weights[:shared], part)
             else:
-                weights[length - shared:] = np.minimum(weights[length - shared:], part[::-1])
+                weights[length - shared :] = np.minimum(weights[length - shared :], part[::-1])
     return np.maximum(weights, RAMP_FLOOR)
 
 
@@ -143,8 +144,10 @@ def value_heads(tasks: Sequence[TaskSpec]) -> frozenset[str]:
     """Heads that an ensemble of models predicting these tasks averages as values: those any member regresses."""
     names = {task.names for task in tasks}
     if len(names) != 1:
-        raise ValueError(f"the models predict different heads ({' / '.join(', '.join(n) for n in sorted(names))}); "
-                         "an ensemble needs models of one task")
+        raise ValueError(
+            f"the models predict different heads ({' / '.join(', '.join(n) for n in sorted(names))}); "
+            "an ensemble needs models of one task"
+        )
     return frozenset(h.name for task in tasks for h in task.heads if h.kind == "regression")
 
 
@@ -155,8 +158,12 @@ class ChartPredictor:
     H, W, decoded as its task's head kinds say.
     """
 
-    def __init__(self, members: Sequence[tuple[torch.nn.Module, TaskSpec]], device: str | torch.device = "auto",
-                 options: TileOptions = TileOptions()):
+    def __init__(
+        self,
+        members: Sequence[tuple[torch.nn.Module, TaskSpec]],
+        device: str | torch.device = "auto",
+        options: TileOptions = TileOptions(),
+    ):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.options = options
         self.models = [m.to(self.device).eval() for m, _ in members]
@@ -172,8 +179,11 @@ class ChartPredictor:
         # channels_last inputs take the faster NHWC convolutions on CPU (measured about 1.5x) and
         # GPU alike; the caller's module keeps its weights as they are
         x = torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        amp = torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" and self.options.amp \
+        amp = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.device.type == "cuda" and self.options.amp
             else nullcontext()
+        )
         total = None
         for model, task in zip(self.models, self.tasks):
             with amp:
@@ -200,7 +210,7 @@ class ChartPredictor:
     def split_scores(self, scores: np.ndarray) -> dict[str, np.ndarray]:
         out, start = {}, 0
         for name, channels in self.channels.items():
-            out[name] = scores[start:start + channels]
+            out[name] = scores[start : start + channels]
             start += channels
         return out
 
@@ -228,15 +238,15 @@ class ChartPredictor:
                     batch = np.stack([source.read(Window(r, cols[j], th, widths[j])) for j in group])
                     for j, tile_scores in zip(group, self.scores(batch)):
                         wmap = np.outer(row_weights[i], col_weights[j])
-                        acc[:, :th, cols[j]:cols[j] + widths[j]] += tile_scores * wmap
-                        weight[:th, cols[j]:cols[j] + widths[j]] += wmap
+                        acc[:, :th, cols[j] : cols[j] + widths[j]] += tile_scores * wmap
+                        weight[:th, cols[j] : cols[j] + widths[j]] += wmap
             done = (rows[i + 1] if i + 1 < len(rows) else h) - r  # rows no later tile touches
             finished = acc[:, :done]
             finished /= weight[:done]  # in place: these rows leave the strip now
             for chart, values in self.classes(finished).items():
-                charts[chart][r:r + done] = values
+                charts[chart][r : r + done] = values
             if scores is not None:
-                scores[:, r:r + done] = finished
+                scores[:, r : r + done] = finished
             keep = acc.shape[1] - done  # rows the next tile row adds to: move them up, in place
             acc[:, :keep], acc[:, keep:] = acc[:, done:], 0
             weight[:keep], weight[keep:] = weight[done:], 0

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import netCDF4
+from numpy.typing import DTypeLike
 
 from seaice_mlflow.core.errors import ParameterError
 
@@ -60,8 +61,9 @@ def check_writable(path: str | Path, option: str, kind: str = "folder") -> Path:
         with tempfile.TemporaryFile(dir=existing, prefix=".seaice-probe-"):
             pass
     except OSError as err:
-        raise ParameterError(option, f"{path} cannot be written ({err.strerror or err} in {existing}); "
-                             "give a folder you may write to") from None
+        raise ParameterError(
+            option, f"{path} cannot be written ({err.strerror or err} in {existing}); give a folder you may write to"
+        ) from None
     return path
 
 
@@ -75,14 +77,19 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def add_variable(ds: netCDF4.Dataset, name: str, dtype, dims: tuple[str, ...],
-                 attrs: dict | None = None, chunks: tuple[int, ...] | None = None,
-                 compress: bool = True) -> netCDF4.Variable:
+def add_variable(
+    ds: netCDF4.Dataset,
+    name: str,
+    dtype: DTypeLike,  # a numpy dtype or its netCDF code ("u1", "i2", "f4")
+    dims: tuple[str, ...],
+    attrs: dict | None = None,
+    chunks: tuple[int, ...] | None = None,
+    compress: bool = True,
+) -> netCDF4.Variable:
     """Create a variable (zlib level 1 like the AI4Arctic files, no implicit fill value)."""
     if chunks is not None:
         chunks = tuple(max(1, min(c, len(ds.dimensions[d]))) for c, d in zip(chunks, dims))
-    var = ds.createVariable(name, dtype, dims, zlib=compress, complevel=1, chunksizes=chunks,
-                            fill_value=False)
+    var = ds.createVariable(name, dtype, dims, zlib=compress, complevel=1, chunksizes=chunks, fill_value=False)
     for key, value in (attrs or {}).items():
         var.setncattr(key, value)
     return var

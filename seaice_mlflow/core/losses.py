@@ -29,9 +29,13 @@ class MultiTaskLoss(nn.Module):
         focal_gamma: focusing parameter of the focal loss for the softmax heads; 0 is cross entropy.
     """
 
-    def __init__(self, task: TaskSpec, task_weights: Mapping[str, float] | None = None,
-                 class_weights: Mapping[str, Tensor | Sequence[float] | None] | None = None,
-                 focal_gamma: float = 0.0):
+    def __init__(
+        self,
+        task: TaskSpec,
+        task_weights: Mapping[str, float] | None = None,
+        class_weights: Mapping[str, Tensor | Sequence[float] | None] | None = None,
+        focal_gamma: float = 0.0,
+    ):
         super().__init__()
         if focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
@@ -47,8 +51,9 @@ class MultiTaskLoss(nn.Module):
             weights = torch.as_tensor(weights, dtype=torch.float32)
             n_classes = task.head(chart).n_classes
             if weights.shape != (n_classes,):
-                raise ValueError(f"class_weights[{chart!r}] must have {n_classes} values, "
-                                 f"got shape {tuple(weights.shape)}")
+                raise ValueError(
+                    f"class_weights[{chart!r}] must have {n_classes} values, got shape {tuple(weights.shape)}"
+                )
             self.register_buffer(f"class_weights_{chart}", weights)  # follows .to(device)
             self.weighted_charts += (chart,)
 
@@ -58,8 +63,10 @@ class MultiTaskLoss(nn.Module):
         for chart in self.task.names:
             out, target = outputs[chart], targets[chart]
             if out.dim() != 4 or target.shape != (out.shape[0], *out.shape[2:]):
-                raise ValueError(f"{chart}: outputs {tuple(out.shape)} and targets {tuple(target.shape)} "
-                                 "do not match (expected (N, K, H, W) and (N, H, W))")
+                raise ValueError(
+                    f"{chart}: outputs {tuple(out.shape)} and targets {tuple(target.shape)} "
+                    "do not match (expected (N, K, H, W) and (N, H, W))"
+                )
             loss = self.chart_loss(chart, out, target)
             parts[chart] = loss.detach()
             weighted = self.task_weights[chart] * loss
@@ -88,8 +95,9 @@ class MultiTaskLoss(nn.Module):
         return (pixel * weight).sum() / norm
 
 
-def class_weights_from_histograms(task: TaskSpec, histograms: Mapping[str, Sequence[int]],
-                                  power: float = 0.5) -> dict[str, Tensor]:
+def class_weights_from_histograms(
+    task: TaskSpec, histograms: Mapping[str, Sequence[int]], power: float = 0.5
+) -> dict[str, Tensor]:
     """Inverse-frequency^power class weights per head, mean 1 over the classes present, 0 for absent ones.
 
     ``histograms[head]`` holds the class counts followed by the masked count, as in the
@@ -100,8 +108,9 @@ def class_weights_from_histograms(task: TaskSpec, histograms: Mapping[str, Seque
     for chart, counts in histograms.items():
         n = task.head(chart).n_classes
         if len(counts) != n + 1:
-            raise ValueError(f"histograms[{chart!r}] must hold {n} class counts and the masked count, "
-                             f"got {len(counts)} values")
+            raise ValueError(
+                f"histograms[{chart!r}] must hold {n} class counts and the masked count, got {len(counts)} values"
+            )
         counts = torch.as_tensor(list(counts[:n]), dtype=torch.float64)
         present = counts > 0
         if not present.any():

@@ -87,8 +87,9 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: head names must be given and distinct, got {names}")
         too_many = [h.name for h in self.heads if h.n_classes > self.ignore_index]
         if too_many:
-            raise ValueError(f"task {self.name}: heads {', '.join(too_many)} have classes at the ignore index "
-                             f"{self.ignore_index}")
+            raise ValueError(
+                f"task {self.name}: heads {', '.join(too_many)} have classes at the ignore index {self.ignore_index}"
+            )
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -49,8 +49,9 @@ class TrainingDiverged(SeaIceError):
 class BatchLoader(Protocol):
     """Training batches: dicts with ``image`` (B, C, H, W) float32 and one target (B, H, W) per head."""
 
-    def epoch(self, epoch: int, batches: int, skip: int = 0, rank: int = 0,
-              world: int = 1) -> Iterable[Mapping[str, Tensor]]: ...
+    def epoch(
+        self, epoch: int, batches: int, skip: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterable[Mapping[str, Tensor]]: ...
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,9 @@ class TrainingState:
 class Trainer:
     """The loop over the parts a task built (:class:`TrainingParts`)."""
 
-    def __init__(self, parts: TrainingParts, settings: LoopSettings, device: torch.device,
-                 dist: Distributed = Distributed()):
+    def __init__(
+        self, parts: TrainingParts, settings: LoopSettings, device: torch.device, dist: Distributed = Distributed()
+    ):
         self.parts, self.settings, self.device, self.dist = parts, settings, device, dist
         self.network = parts.network
         self.model = DistributedDataParallel(self.network) if dist.enabled else self.network
@@ -124,9 +126,15 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         parts = self.parts
-        return {"model": self.network.state_dict(), "optimizer": parts.optimizer.state_dict(),
-                "scheduler": parts.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "state": self.state.__dict__, **parts.checkpoint_extras(), "run_id": self.run_id}
+        return {
+            "model": self.network.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": self.state.__dict__,
+            **parts.checkpoint_extras(),
+            "run_id": self.run_id,
+        }
 
     def resume(self, path: Path, accept: Callable[[Path, dict], None] | None = None) -> dict:
         """Continue from a checkpoint exactly where it stopped; returns the checkpoint.
@@ -191,8 +199,14 @@ class Trainer:
         totals = {"train_loss": 0.0, **{f"train_loss_{c}": 0.0 for c in parts.heads}}
         start = time.perf_counter()
         batches = parts.loader.epoch(epoch, cfg.batches_per_epoch, rank=self.dist.rank, world=self.dist.world)
-        bar = tqdm(batches, total=cfg.batches_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=None if self.dist.main else True, leave=False)
+        bar = tqdm(
+            batches,
+            total=cfg.batches_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=None if self.dist.main else True,
+            leave=False,
+        )
         for step, batch in enumerate(bar):
             # channels_last: the NHWC convolutions are ~1.6x faster on CPU (bench_train.py), and suit AMP
             image = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -216,8 +230,10 @@ class Trainer:
             for chart, part in losses.items():
                 totals[f"train_loss_{chart}"] += float(part.item())
             elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{totals['train_loss'] / (step + 1):.4f}",
-                            patches_s=f"{(step + 1) * cfg.batch_size * self.dist.world / elapsed:.1f}")
+            bar.set_postfix(
+                loss=f"{totals['train_loss'] / (step + 1):.4f}",
+                patches_s=f"{(step + 1) * cfg.batch_size * self.dist.world / elapsed:.1f}",
+            )
         elapsed = time.perf_counter() - start
         broken = non_finite_weights(self.network.state_dict())
         if broken:
@@ -229,7 +245,12 @@ class Trainer:
 
     def diverged(self, epoch: int, what: str) -> None:
         """Stop: raise :class:`TrainingDiverged` saying what went wrong and what is left."""
-        kept = (f"{self.out / LAST} holds epoch {self.state.epoch} (finite)" if self.state.epoch
-                else "no checkpoint was written")
-        raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; {kept}. Train again with a lower "
-                               f"--lr (now {self.settings.lr:g}) or a --grad-clip (now {self.settings.grad_clip:g})")
+        kept = (
+            f"{self.out / LAST} holds epoch {self.state.epoch} (finite)"
+            if self.state.epoch
+            else "no checkpoint was written"
+        )
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch + 1}: {what}; {kept}. Train again with a lower "
+            f"--lr (now {self.settings.lr:g}) or a --grad-clip (now {self.settings.grad_clip:g})"
+        )

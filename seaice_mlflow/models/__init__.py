@@ -1,8 +1,8 @@
 """Segmentation networks: the architecture registry, the network contract and helpers on networks.
 
 Every network maps an input (N, C, H, W) of any size to ``{head: (N, K, H, W)}`` with one output
-per task head (:class:`~seaice_mlflow.models.registry.Network`); adding an architecture is one
-module here and one entry of :func:`~seaice_mlflow.models.registry.architectures`.
+per task head (:class:`~seaice_mlflow.models.spec.Network`); adding an architecture is one
+module here and one entry of :func:`~seaice_mlflow.models.spec.architectures`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from torch import nn
 
 from seaice_mlflow.core.errors import ModelSpecError
 from seaice_mlflow.models.deeplab import DeepLabOptions, DeepLabV3
-from seaice_mlflow.models.registry import (
+from seaice_mlflow.models.spec import (
     Architecture,
     ModelSpec,
     Network,
@@ -36,7 +36,18 @@ def init_output_bias(model: nn.Module, head: str, value: float) -> None:
 
 
 __all__ = [
-    "Architecture", "DeepLabOptions", "DeepLabV3", "ModelSpec", "ModelSpecError", "Network", "UNet", "UNetOptions",
-    "architecture_names", "architectures", "build_model", "get_architecture", "init_output_bias",
+    "Architecture",
+    "DeepLabOptions",
+    "DeepLabV3",
+    "ModelSpec",
+    "ModelSpecError",
+    "Network",
+    "UNet",
+    "UNetOptions",
+    "architecture_names",
+    "architectures",
+    "build_model",
+    "get_architecture",
+    "init_output_bias",
     "spec_from_options",
 ]

@@ -25,7 +25,11 @@ from seaice_mlflow.models.unet import pad_to_multiple
 
 #: torchvision ResNet constructors by depth.
 RESNETS: Mapping[int, Callable[..., tvm.ResNet]] = {
-    18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50, 101: tvm.resnet101, 152: tvm.resnet152,
+    18: tvm.resnet18,
+    34: tvm.resnet34,
+    50: tvm.resnet50,
+    101: tvm.resnet101,
+    152: tvm.resnet152,
 }
 ATROUS_RATES = (12, 24, 36)
 HEAD_CHANNELS = 32
@@ -42,11 +46,17 @@ def truncated_resnet(depth: int, in_channels: int) -> tuple[nn.Sequential, int]:
     if depth not in RESNETS:
         raise ValueError(f"no ResNet of depth {depth}; choose among {', '.join(map(str, RESNETS))}")
     resnet = RESNETS[depth](weights=None)
-    backbone = nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False),
-        bn1=resnet.bn1, relu=resnet.relu, maxpool=resnet.maxpool,
-        layer1=resnet.layer1, layer2=resnet.layer2, layer3=resnet.layer3,
-    ))
+    backbone = nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False),
+            bn1=resnet.bn1,
+            relu=resnet.relu,
+            maxpool=resnet.maxpool,
+            layer1=resnet.layer1,
+            layer2=resnet.layer2,
+            layer3=resnet.layer3,
+        )
+    )
     return backbone, 256 * type(resnet.layer3[-1]).expansion
 
 
@@ -78,8 +88,9 @@ class DeepLabOptions:
 
     def __post_init__(self) -> None:
         if self.depth not in RESNETS:
-            raise ModelSpecError("deeplab_depth", f"no ResNet of depth {self.depth!r}; "
-                                 f"choose among {', '.join(map(str, RESNETS))}")
+            raise ModelSpecError(
+                "deeplab_depth", f"no ResNet of depth {self.depth!r}; choose among {', '.join(map(str, RESNETS))}"
+            )
 
 
 def build_deeplabv3(in_channels: int, outputs: Mapping[str, int], options: DeepLabOptions) -> DeepLabV3:
@@ -96,8 +107,9 @@ class DeepLabV3(nn.Module):
         pretrained: optional path of a torchvision ResNet state dict to initialise the backbone.
     """
 
-    def __init__(self, in_channels: int, outputs: Mapping[str, int], depth: int = 152,
-                 pretrained: str | Path | None = None):
+    def __init__(
+        self, in_channels: int, outputs: Mapping[str, int], depth: int = 152, pretrained: str | Path | None = None
+    ):
         super().__init__()
         #: Inputs are zero-padded to a multiple of this internally.
         self.stride = OUTPUT_STRIDE
@@ -110,8 +122,9 @@ class DeepLabV3(nn.Module):
         h, w = x.shape[-2:]
         features = self.backbone(pad_to_multiple(x, self.stride))
         return {
-            chart: F.interpolate(head(features), scale_factor=self.stride, mode="bilinear",
-                                 align_corners=False)[..., :h, :w]
+            chart: F.interpolate(head(features), scale_factor=self.stride, mode="bilinear", align_corners=False)[
+                ..., :h, :w
+            ]
             for chart, head in self.heads.items()
         }
 
@@ -150,5 +163,4 @@ def load_backbone(backbone: nn.Sequential, path: str | Path) -> None:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as err:
         problem = str(err).replace("\n", " ").replace("\t", "")
-        raise ParameterError("pretrained", f"{path} does not fit a truncated ResNet of this depth: {problem}") \
-            from None
+        raise ParameterError("pretrained", f"{path} does not fit a truncated ResNet of this depth: {problem}") from None

@@ -88,8 +88,7 @@ class UNet(nn.Module):
             ``(16, 32, 64, 64)`` (starter pack).
     """
 
-    def __init__(self, in_channels: int, outputs: Mapping[str, int],
-                 filters: Sequence[int] = (32, 32, 64, 64)):
+    def __init__(self, in_channels: int, outputs: Mapping[str, int], filters: Sequence[int] = (32, 32, 64, 64)):
         super().__init__()
         filters = tuple(int(f) for f in filters)
         if not filters or min(filters) < 1:

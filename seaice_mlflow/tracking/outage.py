@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from seaice_mlflow.core.options import TRACKING
+from seaice_mlflow.core.defaults import TRACKING
 from seaice_mlflow.tracking.runs import (
     HTTP_SETTINGS,
     TrackingUnavailable,
@@ -80,9 +80,11 @@ class EpochLog:
             self.artifacts[("checkpoints", checkpoint.name)] = checkpoint
         if not self.flush() and self.away_since is None:
             self.away_since = epoch
-            self.echo(f"warning: the tracking server {public_uri(mlflow.get_tracking_uri())} does not answer "
-                      f"({self.problem}); training goes on, epoch {epoch + 1}'s metrics are kept and sent when "
-                      "it is back")
+            self.echo(
+                f"warning: the tracking server {public_uri(mlflow.get_tracking_uri())} does not answer "
+                f"({self.problem}); training goes on, epoch {epoch + 1}'s metrics are kept and sent when "
+                "it is back"
+            )
 
     def flush(self) -> bool:
         """Send what is kept; False (keeping the rest) when the server does not take it."""
@@ -115,7 +117,8 @@ class EpochLog:
             if left <= 0:
                 raise TrackingUnavailable(
                     f"the tracking server {public_uri(mlflow.get_tracking_uri())} did not come back within "
-                    f"{seconds:g} s ({self.problem}); the checkpoints are kept: when it is back, {self.resume_hint}")
+                    f"{seconds:g} s ({self.problem}); the checkpoints are kept: when it is back, {self.resume_hint}"
+                )
             if not announced:
                 self.echo(f"training is done; waiting up to {seconds:g} s for the tracking server to log the model")
                 announced = True

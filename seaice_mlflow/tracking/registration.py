@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import mlflow
 
-from seaice_mlflow.core.options import RegisterDefaults
+from seaice_mlflow.core.defaults import RegisterDefaults
 from seaice_mlflow.tracking import registry
 from seaice_mlflow.tracking.runs import resolve_tracking_uri, step_run
 
@@ -27,13 +27,23 @@ def register(options: RegisterDefaults = RegisterDefaults()) -> RegisterRun:
     registry.find_experiment(options.experiment)  # before the run starts: a typo must not create an experiment
     with step_run("register", asdict(options), experiment=options.experiment) as run:
         # looked up on the module when called: tests hold concurrent calls at a barrier by replacing it
-        promotion = registry.register_best(options.experiment, options.model_name, options.metric, options.alias,
-                                           options.stage, options.force)
+        promotion = registry.register_best(
+            options.experiment, options.model_name, options.metric, options.alias, options.stage, options.force
+        )
         # not under the ranking metric's own name: this run must not look like a candidate
-        mlflow.log_metrics({"registered_version": int(promotion.version), "champion_version": int(promotion.champion),
-                            "promoted": float(promotion.promoted),
-                            **({} if promotion.value is None else {"candidate_value": promotion.value})})
-        mlflow.set_tags({"seaice.registered_model": options.model_name,
-                         "seaice.champion_uri": f"models:/{options.model_name}@{options.alias}",
-                         "seaice.ranked_by": promotion.metric})
+        mlflow.log_metrics(
+            {
+                "registered_version": int(promotion.version),
+                "champion_version": int(promotion.champion),
+                "promoted": float(promotion.promoted),
+                **({} if promotion.value is None else {"candidate_value": promotion.value}),
+            }
+        )
+        mlflow.set_tags(
+            {
+                "seaice.registered_model": options.model_name,
+                "seaice.champion_uri": f"models:/{options.model_name}@{options.alias}",
+                "seaice.ranked_by": promotion.metric,
+            }
+        )
         return RegisterRun(run.info.run_id, promotion)

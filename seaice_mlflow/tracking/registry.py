@@ -51,8 +51,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
 from seaice_mlflow.core.checkpoint import non_finite_weights
+from seaice_mlflow.core.defaults import STAGES
 from seaice_mlflow.core.errors import SeaIceError, first_line
-from seaice_mlflow.core.options import STAGES
 from seaice_mlflow.tracking.runs import MODEL_ID_TAG, SCORED_ON_TRAINING_TAG, WEIGHTS_ARTIFACT
 
 AUTO = "auto"
@@ -104,8 +104,11 @@ class Ranking(Generic[Key]):
 
     def reason(self, label: Callable[[Key], str]) -> str:
         """What decided, e.g. "ranked by best_val_combined (version 1 has no test_combined)"."""
-        gaps = [f"{', '.join(label(k) for k in keys[:3])}{' ...' if len(keys) > 3 else ''} "
-                f"{'has' if len(keys) == 1 else 'have'} no {metric}" for metric, keys in self.lacking.items()]
+        gaps = [
+            f"{', '.join(label(k) for k in keys[:3])}{' ...' if len(keys) > 3 else ''} "
+            f"{'has' if len(keys) == 1 else 'have'} no {metric}"
+            for metric, keys in self.lacking.items()
+        ]
         return f"ranked by {self.metric}" + (f" ({'; '.join(gaps)})" if gaps else "")
 
 
@@ -115,7 +118,7 @@ def rank(scores: Mapping[Key, Scores], preference: Sequence[str]) -> Ranking[Key
     scored = [k for k, s in scores.items() if any(m in s for m in preference)]
     metric = next((m for m in preference if all(m in scores[k] for k in scored)), preference[-1])
     order = sorted((k for k in scored if metric in scores[k]), key=lambda k: -scores[k][metric].value)
-    passed = preference[:preference.index(metric)]
+    passed = preference[: preference.index(metric)]
     return Ranking(metric, order, scores, {m: [k for k in scored if m not in scores[k]] for m in passed})
 
 
@@ -131,7 +134,7 @@ def retrying(write: Callable[[], T]) -> T:
         except MlflowException as err:
             if not any(collision in str(err).lower() for collision in COLLISIONS):
                 raise
-            time.sleep(random.uniform(0.05, 0.1) * 2 ** attempt)
+            time.sleep(random.uniform(0.05, 0.1) * 2**attempt)
     return write()
 
 
@@ -139,17 +142,21 @@ def find_experiment(name: str) -> Experiment:
     """The experiment named ``name``; a clear error (creating nothing) when there is none."""
     found = mlflow.get_experiment_by_name(name)
     if found is None:
-        raise RegistryError(f"option --experiment: no experiment named {name!r} in {mlflow.get_tracking_uri()}; "
-                            "check the name or MLFLOW_TRACKING_URI")
+        raise RegistryError(
+            f"option --experiment: no experiment named {name!r} in {mlflow.get_tracking_uri()}; "
+            "check the name or MLFLOW_TRACKING_URI"
+        )
     return found
 
 
 def model_scores(model_id: str, metrics: Sequence[str]) -> Scores:
     """The model's scores (see the module doc): its training run's, else its best clean evaluation's."""
     evaluations = mlflow.search_runs(
-        search_all_experiments=True, output_format="list",
+        search_all_experiments=True,
+        output_format="list",
         filter_string=f"attributes.status = 'FINISHED' and tags.`seaice.entry_point` = 'evaluate' and "
-                      f"tags.`{MODEL_ID_TAG}` = '{model_id}'")
+        f"tags.`{MODEL_ID_TAG}` = '{model_id}'",
+    )
     scores: Scores = {}
     for run in evaluations:
         if run.data.tags.get(SCORED_ON_TRAINING_TAG) == "true":
@@ -164,23 +171,33 @@ def model_scores(model_id: str, metrics: Sequence[str]) -> Scores:
         source = None
     trained = mlflow.get_run(source) if source else None
     if trained is not None and trained.info.status == "FINISHED":
-        scores |= {m: Score(float(trained.data.metrics[m]), source) for m in metrics
-                   if math.isfinite(trained.data.metrics.get(m, math.nan))}
+        scores |= {
+            m: Score(float(trained.data.metrics[m]), source)
+            for m in metrics
+            if math.isfinite(trained.data.metrics.get(m, math.nan))
+        }
     return scores
 
 
 def experiment_models(experiment_id: str) -> list[str]:
     """Logged model ids of the experiment's FINISHED runs, and of single models its clean
     evaluate runs scored (first seen first)."""
-    runs = mlflow.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'", output_format="list",
-                              order_by=["attributes.start_time ASC"])
+    runs = mlflow.search_runs(
+        [experiment_id],
+        filter_string="attributes.status = 'FINISHED'",
+        output_format="list",
+        order_by=["attributes.start_time ASC"],
+    )
     finished = {run.info.run_id for run in runs}
     logged = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
     ids = [m.model_id for m in sorted(logged, key=lambda m: m.creation_timestamp) if m.source_run_id in finished]
     for run in runs:
         tags = run.data.tags
-        if (tags.get("seaice.entry_point") == "evaluate" and tags.get(SCORED_ON_TRAINING_TAG) != "true"
-                and "," not in tags.get(MODEL_ID_TAG, ",")):
+        if (
+            tags.get("seaice.entry_point") == "evaluate"
+            and tags.get(SCORED_ON_TRAINING_TAG) != "true"
+            and "," not in tags.get(MODEL_ID_TAG, ",")
+        ):
             ids.append(tags[MODEL_ID_TAG])
     return list(dict.fromkeys(ids))
 
@@ -199,20 +216,27 @@ def weights_problem(model_uri: str) -> str | None:
     are all finite; a :class:`RegistryError` when they cannot be read now. Downloads only MLmodel
     and the weights."""
     try:
-        base = mlflow.get_logged_model(model_uri.removeprefix("models:/")).artifact_location \
-            if model_uri.startswith("models:/m-") else model_uri
+        base = (
+            mlflow.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+            if model_uri.startswith("models:/m-")
+            else model_uri
+        )
         with tempfile.TemporaryDirectory(prefix="seaice-register-") as tmp:
             meta = Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=tmp))
             path = meta.flavors.get("python_function", {}).get("artifacts", {}).get(WEIGHTS_ARTIFACT, {}).get("path")
             if path is None:
                 return "it has no weights artifact: not a seaice chart model"
-            state = torch.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{path}", dst_path=tmp),
-                               map_location="cpu", weights_only=True)
+            state = torch.load(
+                mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{path}", dst_path=tmp),
+                map_location="cpu",
+                weights_only=True,
+            )
     except (MlflowException, OSError, RuntimeError) as err:
         raise RegistryError(f"the weights of {model_uri} cannot be read ({first_line(err, 200)})") from None
     bad = non_finite_weights(state)
-    return f"it has non-finite weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); {RETRAIN}" if bad \
-        else None
+    return (
+        f"it has non-finite weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); {RETRAIN}" if bad else None
+    )
 
 
 def versions_of(client: mlflow.MlflowClient, name: str) -> list[ModelVersion]:
@@ -239,8 +263,9 @@ class Candidate:
         return self.scores[self.metric].value
 
 
-def best_candidate(client: mlflow.MlflowClient, name: str, experiment: Experiment,
-                   preference: Sequence[str]) -> tuple[Candidate, list[str]]:
+def best_candidate(
+    client: mlflow.MlflowClient, name: str, experiment: Experiment, preference: Sequence[str]
+) -> tuple[Candidate, list[str]]:
     """The experiment's best model with finite weights, and a note per better one skipped."""
     ranking = rank({m: model_scores(m, preference) for m in experiment_models(experiment.experiment_id)}, preference)
     checked = {model_id_of(v): v.tags.get(WEIGHTS_FINITE_TAG) for v in versions_of(client, name)}
@@ -248,16 +273,23 @@ def best_candidate(client: mlflow.MlflowClient, name: str, experiment: Experimen
     for model_id in ranking.order:
         tag = checked.get(model_id)  # a version of it was checked before
         try:
-            problem = weights_problem(f"models:/{model_id}") if tag is None else \
-                None if tag == "true" else f"it has non-finite weights; {RETRAIN}"
+            problem = (
+                weights_problem(f"models:/{model_id}")
+                if tag is None
+                else None
+                if tag == "true"
+                else f"it has non-finite weights; {RETRAIN}"
+            )
         except RegistryError as err:
             problem = f"{err}; check the artifact store and register again"
         if problem is None:
             return Candidate(model_id, ranking.metric, ranking.scores[model_id]), skipped
         skipped.append(f"skipped models:/{model_id} ({ranking.metric} {ranking.value(model_id):.3f}): {problem}")
     left_out = f" ({len(skipped)} with unusable weights left out)" if skipped else ""
-    raise RegistryError(f"no FINISHED run with metric {' or '.join(preference)} and a usable logged model in "
-                        f"experiment {experiment.name!r}{left_out}; train (and evaluate) a model first")
+    raise RegistryError(
+        f"no FINISHED run with metric {' or '.join(preference)} and a usable logged model in "
+        f"experiment {experiment.name!r}{left_out}; train (and evaluate) a model first"
+    )
 
 
 def register_version(client: mlflow.MlflowClient, name: str, model_uri: str) -> ModelVersion:
@@ -282,18 +314,30 @@ def tag_version(client: mlflow.MlflowClient, name: str, version: str, candidate:
     """Scores, provenance and the weights check on the version; a one-line description."""
     source_run = mlflow.get_logged_model(candidate.model_id).source_run_id
     source_tags = mlflow.get_run(source_run).data.tags if source_run else {}
-    tags = {**{metric_tag(m): str(s.value) for m, s in candidate.scores.items()},
-            "seaice.metric": candidate.metric, "seaice.metric_value": str(candidate.value),
-            SOURCE_RUN_TAG: source_run or "unknown", "seaice.scored_by_run": candidate.scores[candidate.metric].run_id,
-            "seaice.store_digest": source_tags.get("seaice.store_digest", "unknown"),
-            "seaice.git_commit": source_tags.get("seaice.git_commit", source_tags.get("mlflow.source.git.commit",
-                                                                                         "unknown")),
-            WEIGHTS_FINITE_TAG: "true"}
+    tags = {
+        **{metric_tag(m): str(s.value) for m, s in candidate.scores.items()},
+        "seaice.metric": candidate.metric,
+        "seaice.metric_value": str(candidate.value),
+        SOURCE_RUN_TAG: source_run or "unknown",
+        "seaice.scored_by_run": candidate.scores[candidate.metric].run_id,
+        "seaice.store_digest": source_tags.get("seaice.store_digest", "unknown"),
+        "seaice.git_commit": source_tags.get(
+            "seaice.git_commit", source_tags.get("mlflow.source.git.commit", "unknown")
+        ),
+        WEIGHTS_FINITE_TAG: "true",
+    }
     for key, value in tags.items():
         retrying(lambda: client.set_model_version_tag(name, version, key, value))
-    retrying(lambda: client.update_model_version(name, version, description=(
-        f"{candidate.metric} = {candidate.value:.3f}; trained in run {source_run} on store "
-        f"{tags['seaice.store_digest'][:12]}; registered by seaice register")))
+    retrying(
+        lambda: client.update_model_version(
+            name,
+            version,
+            description=(
+                f"{candidate.metric} = {candidate.value:.3f}; trained in run {source_run} on store "
+                f"{tags['seaice.store_digest'][:12]}; registered by seaice register"
+            ),
+        )
+    )
 
 
 def version_scores(client: mlflow.MlflowClient, name: str, preference: Sequence[str]) -> dict[str, Scores]:
@@ -336,8 +380,9 @@ def promote(client: mlflow.MlflowClient, name: str, version: str, alias: str, st
         with warnings.catch_warnings():  # stages are deprecated since MLflow 2.9 but still served
             warnings.simplefilter("ignore", FutureWarning)
             if client.get_model_version(name, version).current_stage != stage:
-                retrying(lambda: client.transition_model_version_stage(name, version, stage,
-                                                                       archive_existing_versions=True))
+                retrying(
+                    lambda: client.transition_model_version_stage(name, version, stage, archive_existing_versions=True)
+                )
 
 
 @dataclass(frozen=True)
@@ -352,8 +397,14 @@ class Promotion:
     skipped: tuple[str, ...] = ()  # one line per better model left out (non-finite weights)
 
 
-def register_best(experiment: str, name: str, metric: str = AUTO, alias: str = "champion",
-                  stage: Stage = "Production", force: bool = False) -> Promotion:
+def register_best(
+    experiment: str,
+    name: str,
+    metric: str = AUTO,
+    alias: str = "champion",
+    stage: Stage = "Production",
+    force: bool = False,
+) -> Promotion:
     """Register the experiment's best model under ``name`` and make the best version champion
     (the rules are in the module doc)."""
     if stage not in STAGES:
@@ -366,9 +417,16 @@ def register_best(experiment: str, name: str, metric: str = AUTO, alias: str = "
     tag_version(client, name, version, candidate)
     if force:
         promote(client, name, version, alias, stage)
-        return Promotion(name, version, candidate.metric, candidate.value, version, True,
-                         f"version {version} ({candidate.metric} {candidate.value:.3f}) forced to {alias}",
-                         tuple(skipped))
+        return Promotion(
+            name,
+            version,
+            candidate.metric,
+            candidate.value,
+            version,
+            True,
+            f"version {version} ({candidate.metric} {candidate.value:.3f}) forced to {alias}",
+            tuple(skipped),
+        )
     previous = champion_version(client, name, alias)
     for _ in range(RECONCILE_ROUNDS):  # converge with concurrent register calls
         ranking = rank(version_scores(client, name, preference), preference)
@@ -377,13 +435,23 @@ def register_best(experiment: str, name: str, metric: str = AUTO, alias: str = "
             break
         promote(client, name, target, alias, stage)
     champion = champion_version(client, name, alias)
-    return Promotion(name, version, ranking.metric, ranking.value(version), champion, champion == version,
-                     promotion_message(ranking, version, previous, champion, alias), tuple(skipped))
+    return Promotion(
+        name,
+        version,
+        ranking.metric,
+        ranking.value(version),
+        champion,
+        champion == version,
+        promotion_message(ranking, version, previous, champion, alias),
+        tuple(skipped),
+    )
 
 
-def promotion_message(ranking: Ranking[str], version: str, previous: str | None, champion: str | None,
-                      alias: str) -> str:
+def promotion_message(
+    ranking: Ranking[str], version: str, previous: str | None, champion: str | None, alias: str
+) -> str:
     """One line: the outcome, the values compared and the metric that decided."""
+
     def described(v: str | None) -> str:
         value = ranking.value(v)
         return f"version {v} ({ranking.metric} {'none' if value is None else f'{value:.3f}'})"
@@ -392,5 +460,7 @@ def promotion_message(ranking: Ranking[str], version: str, previous: str | None,
     if champion == version:
         replaced = f", replacing {described(previous)}" if previous and previous != version else ""
         return f"{described(version)} is {alias}{replaced}; {reason}"
-    return (f"{described(version)} does not beat {alias} {described(champion)}; {alias} unchanged, {reason} "
-            "(use --force to promote it anyway)")
+    return (
+        f"{described(version)} does not beat {alias} {described(champion)}; {alias} unchanged, {reason} "
+        "(use --force to promote it anyway)"
+    )

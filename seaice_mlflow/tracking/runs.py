@@ -25,8 +25,8 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from seaice_mlflow.core.defaults import TRACKING
 from seaice_mlflow.core.errors import Interrupted, SeaIceError, first_line
-from seaice_mlflow.core.options import TRACKING
 
 DEFAULT_EXPERIMENT = "seaice"
 #: Tags naming the model a run trained or scored (``models:/m-...``; comma-separated for an
@@ -39,8 +39,11 @@ SCORED_ON_TRAINING_TAG = "seaice.scored_on_training_scenes"
 WEIGHTS_ARTIFACT = "weights"
 SQLITE = "sqlite:///"
 #: MLflow's HTTP settings, by environment variable (read by MLflow at every request).
-HTTP_SETTINGS = {"retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
-                 "backoff": "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"}
+HTTP_SETTINGS = {
+    "retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "backoff": "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+}
 
 
 class TrackingUnavailable(SeaIceError):
@@ -64,8 +67,13 @@ def http_patience(retries: int, timeout: int, backoff: int = 1) -> Iterator[None
     """MLflow's HTTP retries, timeout (s) and backoff factor for the calls inside; the previous
     settings (the user's or MLflow's defaults) come back afterwards."""
     saved = {name: os.environ.get(name) for name in HTTP_SETTINGS.values()}
-    os.environ.update({HTTP_SETTINGS["retries"]: str(retries), HTTP_SETTINGS["timeout"]: str(timeout),
-                       HTTP_SETTINGS["backoff"]: str(backoff)})
+    os.environ.update(
+        {
+            HTTP_SETTINGS["retries"]: str(retries),
+            HTTP_SETTINGS["timeout"]: str(timeout),
+            HTTP_SETTINGS["backoff"]: str(backoff),
+        }
+    )
     try:
         yield
     finally:
@@ -91,9 +99,11 @@ def check_tracking_server(uri: str) -> None:
         with http_patience(retries=0, timeout=TRACKING.check_timeout_s):
             mlflow.MlflowClient(uri).search_experiments(max_results=1)
     except MlflowException as err:
-        raise TrackingUnavailable(f"MLFLOW_TRACKING_URI {public_uri(uri)}: the tracking server does not answer "
-                                  f"({connection_problem(err)}); start it, or set MLFLOW_TRACKING_URI to a running "
-                                  "server or an absolute sqlite:////path/mlflow.db") from None
+        raise TrackingUnavailable(
+            f"MLFLOW_TRACKING_URI {public_uri(uri)}: the tracking server does not answer "
+            f"({connection_problem(err)}); start it, or set MLFLOW_TRACKING_URI to a running "
+            "server or an absolute sqlite:////path/mlflow.db"
+        ) from None
 
 
 def absolute_sqlite(uri: str) -> str:
@@ -108,11 +118,15 @@ def absolute_sqlite(uri: str) -> str:
     absolute = f"{SQLITE}{Path.cwd().resolve() / uri.removeprefix(SQLITE)}"
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id and not run_exists(absolute, run_id):
-        raise TrackingUnavailable(f"MLFLOW_TRACKING_URI {uri} is relative, and run {run_id} of `mlflow run` is not in "
-                                  f"{absolute} (this step runs in {Path.cwd()}); set MLFLOW_TRACKING_URI absolute, "
-                                  "e.g. sqlite:////abs/path/mlflow.db, and run again")
-    print(f"note: MLFLOW_TRACKING_URI {uri} is relative; using {absolute} (set it absolute to silence this)",
-          file=sys.stderr)
+        raise TrackingUnavailable(
+            f"MLFLOW_TRACKING_URI {uri} is relative, and run {run_id} of `mlflow run` is not in "
+            f"{absolute} (this step runs in {Path.cwd()}); set MLFLOW_TRACKING_URI absolute, "
+            "e.g. sqlite:////abs/path/mlflow.db, and run again"
+        )
+    print(
+        f"note: MLFLOW_TRACKING_URI {uri} is relative; using {absolute} (set it absolute to silence this)",
+        file=sys.stderr,
+    )
     return absolute
 
 
@@ -140,8 +154,9 @@ def resolve_tracking_uri() -> str:
 
 
 @contextmanager
-def start_run(run_name: str, entry_point: str, experiment: str | None = None,
-              system_metrics: bool = False) -> Iterator[mlflow.ActiveRun]:
+def start_run(
+    run_name: str, entry_point: str, experiment: str | None = None, system_metrics: bool = False
+) -> Iterator[mlflow.ActiveRun]:
     """The run of a command: the one `mlflow run` created (``MLFLOW_RUN_ID``), else a new run in
     ``experiment`` (or ``MLFLOW_EXPERIMENT_NAME``, or "seaice").
 
@@ -166,8 +181,9 @@ def start_run(run_name: str, entry_point: str, experiment: str | None = None,
 
 
 @contextmanager
-def step_run(entry_point: str, params: Mapping[str, object], experiment: str | None = None,
-             system_metrics: bool = False) -> Iterator[mlflow.ActiveRun]:
+def step_run(
+    entry_point: str, params: Mapping[str, object], experiment: str | None = None, system_metrics: bool = False
+) -> Iterator[mlflow.ActiveRun]:
     """The run of one step (command), as every step opens it: :func:`start_run` named and tagged
     after its entry point, with the step's params logged once (:func:`log_params_once`)."""
     with start_run(entry_point, entry_point, experiment, system_metrics) as run:
@@ -219,9 +235,18 @@ def log_params_once(params: Mapping[str, object]) -> None:
 def log_scene_dataset(scenes: list[dict], source: str, name: str, context: str) -> None:
     """The scenes a run used, as an MLflow dataset input (shown in the UI's Datasets column)."""
     columns = ["scene_id", "kind", "split", "file", "sha256", "lines", "samples"]
-    rows = [{"scene_id": s["scene_id"], "kind": s["kind"], "split": s.get("split", ""),
-             "file": s.get("source", {}).get("file", ""), "sha256": s.get("source", {}).get("sha256", ""),
-             "lines": s["full_shape"][0], "samples": s["full_shape"][1]} for s in scenes]
+    rows = [
+        {
+            "scene_id": s["scene_id"],
+            "kind": s["kind"],
+            "split": s.get("split", ""),
+            "file": s.get("source", {}).get("file", ""),
+            "sha256": s.get("source", {}).get("sha256", ""),
+            "lines": s["full_shape"][0],
+            "samples": s["full_shape"][1],
+        }
+        for s in scenes
+    ]
     with warnings.catch_warnings():  # MLflow's advice on integer columns and path sources does not apply
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(pd.DataFrame(rows, columns=columns), source=source, name=name)

@@ -38,8 +38,10 @@ class Augment:
             return cls(False, False, False, False)
         unknown = names - set(AUGMENTATIONS)
         if unknown:
-            raise ValueError(f"unknown augmentation(s) {', '.join(sorted(unknown))}; choose from "
-                             f"{', '.join(AUGMENTATIONS)}, all or none")
+            raise ValueError(
+                f"unknown augmentation(s) {', '.join(sorted(unknown))}; choose from "
+                f"{', '.join(AUGMENTATIONS)}, all or none"
+            )
         return cls(*(a in names for a in AUGMENTATIONS))
 
     def spec(self) -> str:

@@ -18,8 +18,9 @@ from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
 
 
-def pixel_table(scene_files: Sequence[str | Path], rng: np.random.Generator,
-                n_pixels: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def pixel_table(
+    scene_files: Sequence[str | Path], rng: np.random.Generator, n_pixels: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Random SAR-valid pixels of the scenes (read one at a time): inputs (n, 24) and charts (n,)
     per chart, about ``n_pixels`` in all, the same number from each scene."""
     per_scene = n_pixels // len(scene_files)
@@ -35,8 +36,9 @@ def pixel_table(scene_files: Sequence[str | Path], rng: np.random.Generator,
     return np.concatenate(xs), {c: np.concatenate(v) for c, v in ys.items()}
 
 
-def per_pixel_baseline(train_files: Sequence[str | Path], test_files: Sequence[str | Path],
-                       n_pixels: int = 300_000, seed: int = 0) -> Scores:
+def per_pixel_baseline(
+    train_files: Sequence[str | Path], test_files: Sequence[str | Path], n_pixels: int = 300_000, seed: int = 0
+) -> Scores:
     """Official scores on the test scene files of per-pixel gradient boosting trained on the
     training scene files (with charts; test files with their references).
 
@@ -50,7 +52,8 @@ def per_pixel_baseline(train_files: Sequence[str | Path], test_files: Sequence[s
     for chart in CHART_NAMES:
         keep = y[chart] != IGNORE_INDEX
         model = (HistGradientBoostingRegressor if chart == "SIC" else HistGradientBoostingClassifier)(
-            max_iter=200, random_state=seed)
+            max_iter=200, random_state=seed
+        )
         models[chart] = model.fit(x[keep], y[chart][keep])
     board = ScoreBoard(AUTOICE)
     for path in test_files:

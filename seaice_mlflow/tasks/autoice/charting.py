@@ -1,12 +1,13 @@
 """The scene loop of evaluate and predict: open each file, chart it, hand the result to sinks.
 
-:func:`chart_scenes` opens each scene file (tile by tile, :func:`~seaice_mlflow.tasks.autoice.files.windowed.open_scene`),
-charts it with the model(s) and hands the scene (its id, SAR, reference charts when it has them)
-and the :class:`~seaice_mlflow.core.engine.ChartPrediction` to every sink in turn. A file
-that cannot be read or charted is recorded as ``failed`` and the loop goes on; each file's
-:class:`SceneOutcome` goes to ``on_scene`` as soon as it is known. What differs between the
-commands (the status of a charted scene, their messages, whether scenes without reference charts
-are skipped) is a :class:`ChartingRules`.
+:func:`chart_scenes` opens each scene file (tile by tile,
+:func:`~seaice_mlflow.tasks.autoice.files.windowed.open_scene`), charts it with the model(s) and
+hands the scene (its id, SAR, reference charts when it has them) and the
+:class:`~seaice_mlflow.core.engine.ChartPrediction` to every sink in turn. A file that cannot be
+read or charted is recorded as ``failed`` and the loop goes on; each file's :class:`SceneOutcome`
+goes to ``on_scene`` as soon as it is known. What differs between the commands (the status of a
+charted scene, their messages, whether scenes without reference charts are skipped) is a
+:class:`ChartingRules`.
 
 A sink is a :class:`SceneSink`: entered before the first scene and left after the last one, so a
 sink that writes one file for all scenes (:class:`UploadSink`) leaves nothing behind when the loop
@@ -123,14 +124,23 @@ class QuicklookSink(SceneSink):
         if self.blank_outside:
             valid = scene.sar_valid
             charts = {c: masked(values, valid) for c, values in charts.items()}
-        figure = plots.quicklook(scene.sar["nersc_sar_primary"], charts, scene.charts or None,
-                                 f"{scene.scene_id} ({Path(scene.source).name})")
+        figure = plots.quicklook(
+            scene.sar["nersc_sar_primary"],
+            charts,
+            scene.charts or None,
+            f"{scene.scene_id} ({Path(scene.source).name})",
+        )
         return [plots.save(figure, self.folder / self.name(scene.scene_id), dpi=80)]
 
 
-def chart_scenes(files: Iterable[Path], charter: SceneCharter, sinks: Sequence[SceneSink], rules: ChartingRules,
-                 with_scores: bool = False,
-                 on_scene: Callable[[SceneOutcome], None] | None = None) -> list[SceneOutcome]:
+def chart_scenes(
+    files: Iterable[Path],
+    charter: SceneCharter,
+    sinks: Sequence[SceneSink],
+    rules: ChartingRules,
+    with_scores: bool = False,
+    on_scene: Callable[[SceneOutcome], None] | None = None,
+) -> list[SceneOutcome]:
     """Chart every file and hand each scene to ``sinks`` (see the module doc); a :class:`SeaIceError`
     (``rules.nothing_done``) when no scene could be charted. ``with_scores``: predictions carry
     probabilities (or SIC values) too."""
@@ -152,8 +162,14 @@ def chart_scenes(files: Iterable[Path], charter: SceneCharter, sinks: Sequence[S
     return outcomes
 
 
-def chart_file(path: Path, charter: SceneCharter, sinks: Sequence[SceneSink], rules: ChartingRules,
-               with_scores: bool, done: set[str]) -> SceneOutcome:
+def chart_file(
+    path: Path,
+    charter: SceneCharter,
+    sinks: Sequence[SceneSink],
+    rules: ChartingRules,
+    with_scores: bool,
+    done: set[str],
+) -> SceneOutcome:
     """One file through the model(s) and the sinks; ``done`` holds the scenes charted before."""
     started = time.perf_counter()
     try:
@@ -161,8 +177,9 @@ def chart_file(path: Path, charter: SceneCharter, sinks: Sequence[SceneSink], ru
             if rules.without_charts and not scene.has_charts:
                 return SceneOutcome(path, "skipped", rules.without_charts, scene.scene_id)
             if scene.scene_id in done:
-                raise SceneError(path, f"scene {scene.scene_id} was already {rules.verb} from another file",
-                                 rules.repeat_remedy)
+                raise SceneError(
+                    path, f"scene {scene.scene_id} was already {rules.verb} from another file", rules.repeat_remedy
+                )
             prediction = charter.predict_scene(scene, with_scores=with_scores, progress=True)
             outputs = [file for sink in sinks for file in sink.add(scene, prediction)]
     except SeaIceError as err:
@@ -170,4 +187,3 @@ def chart_file(path: Path, charter: SceneCharter, sinks: Sequence[SceneSink], ru
     except (MemoryError, torch.OutOfMemoryError):
         return SceneOutcome(path, "failed", f"{path.name}: out of memory; {rules.out_of_memory}")
     return SceneOutcome(path, rules.done, "", scene.scene_id, time.perf_counter() - started, outputs)
-

@@ -1,8 +1,8 @@
 """Defaults of every command: the single source for click options, MLproject and logged params.
 
 These are the AutoICE commands' options; the task-agnostic ones (tiling, device, tracking,
-register, serve) are in :mod:`seaice_mlflow.core.options`. Options built from a dataclass here
-carry their help text too (:func:`~seaice_mlflow.core.options.option`).
+register, serve) are in :mod:`seaice_mlflow.core.defaults`. Options built from a dataclass here
+carry their help text too (:func:`~seaice_mlflow.core.defaults.option`).
 
 Defaults are the good settings for real data, not toy ones; the ``main`` pipeline's demo
 profile scales them down explicitly.
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seaice_mlflow.core.options import TILING, InferenceDefaults, option
+from seaice_mlflow.core.defaults import TILING, InferenceDefaults, option
+from seaice_mlflow.models import architecture_names
 
 PROFILES = ("smoke", "demo", "full")  # of the `main` pipeline (pipeline.PROFILES)
 
@@ -22,11 +23,13 @@ class PreprocessDefaults:
     """``seaice preprocess`` (besides the required ``--data-dir``)."""
 
     out: str = option("outputs/store", "Store folder to create or update.")
-    downsample: int = option(1, "Store the scenes downsampled xK (mean for inputs, centre pixel for charts).",
-                             minimum=1)
+    downsample: int = option(
+        1, "Store the scenes downsampled xK (mean for inputs, centre pixel for charts).", minimum=1
+    )
     variables: str = option("all", "Inputs to store: 'all' (the 24 scene variables) or a comma list.")
-    val_scenes: int = option(10, "Training scenes held out for validation, drawn with --seed (the starter "
-                                 "pack's 10).", minimum=0)
+    val_scenes: int = option(
+        10, "Training scenes held out for validation, drawn with --seed (the starter pack's 10).", minimum=0
+    )
     val_list: str = option("", "Text file with one validation scene id per line (replaces --val-scenes).")
     workers: int = option(2, "Scenes converted in parallel.", minimum=1)
     overwrite: bool = option(False, "Convert every scene again, even those already in the store.")
@@ -41,30 +44,37 @@ class TrainDefaults:
     """Good settings for real data (MMSeaIce's recipe where it applies, AdamW instead of SGD)."""
 
     store: str = option("outputs/store", "Training store made by `seaice preprocess`.")
-    model: str = option("unet", "Network: unet or deeplabv3.")
-    unet_filters: str = option("32,32,64,64", "U-Net filters per level (starter pack 16,32,64,64; MMSeaIce "
-                                              "32,32,64,64).")
+    model: str = option("unet", f"Network architecture: {', '.join(architecture_names())} (models.spec).")
+    unet_filters: str = option(
+        "32,32,64,64", "U-Net filters per level (starter pack 16,32,64,64; MMSeaIce 32,32,64,64)."
+    )
     deeplab_depth: int = option(152, "DeepLabV3 ResNet depth (18, 34, 50, 101, 152), truncated after layer3.")
     pretrained: str = option("", "Local torchvision ResNet state_dict for the DeepLabV3 backbone (none: random init).")
-    sic_head: str = option("regression", "SIC as regression on the class index (MSE, rounded) or 11-way "
-                                         "classification.")
-    variables: str = option("all+encodings", "Inputs: all (24), all+encodings (+ month, sin/cos lat/lon), compact, "
-                                             "or a comma list.")
+    sic_head: str = option(
+        "regression", "SIC as regression on the class index (MSE, rounded) or 11-way classification."
+    )
+    variables: str = option(
+        "all+encodings", "Inputs: all (24), all+encodings (+ month, sin/cos lat/lon), compact, or a comma list."
+    )
     optimizer: str = option("adamw", "adamw or sgd.")
     lr: float = option(1e-3, "Learning rate.")
     weight_decay: float = option(0.01, "Weight decay.")
     momentum: float = option(0.9, "SGD momentum.")
-    scheduler: str = option("cosine", "cosine (warm restarts every --restart-epochs) or plateau (x0.5 after 4 flat "
-                                      "epochs).")
+    scheduler: str = option(
+        "cosine", "cosine (warm restarts every --restart-epochs) or plateau (x0.5 after 4 flat epochs)."
+    )
     restart_epochs: int = option(20, "Epochs between cosine warm restarts.")
     epochs: int = option(100, "Maximum number of epochs.")
     batches_per_epoch: int = option(500, "Training batches per epoch.")
     batch_size: int = option(16, "Patches per batch (per process).")
     patch_size: int = option(256, "Patch size in working-grid pixels.")
     task_weights: str = option("1,3,3", "Loss weights of SIC,SOD,FLOE.")
-    class_weights: str = option("none", "Weigh classes by inverse square-root frequency in the training scenes: "
-                                        "none, balanced (every softmax head) or balanced:SOD (the heads named, "
-                                        "comma list).")
+    class_weights: str = option(
+        "none",
+        "Weigh classes by inverse square-root frequency in the training scenes: "
+        "none, balanced (every softmax head) or balanced:SOD (the heads named, "
+        "comma list).",
+    )
     focal_gamma: float = option(0.0, "Focal loss gamma for the classification heads (0: cross entropy).")
     augment: str = option("all", "Augmentations: all, none, or a comma list of flip,rot90,scale,cutmix.")
     class_balance: float = option(0.0, "Fraction of patches centred on a rare SOD/FLOE class.")
@@ -88,8 +98,12 @@ TRAIN = TrainDefaults()
 class PipelineDefaults:
     """``seaice pipeline`` (the MLproject's ``main``)."""
 
-    profile: str = option("demo", "smoke: a one-minute installation check; demo: small synthetic scenes and a "
-                                  "short training (a few CPU minutes); full: real-size settings.", choices=PROFILES)
+    profile: str = option(
+        "demo",
+        "smoke: a one-minute installation check; demo: small synthetic scenes and a "
+        "short training (a few CPU minutes); full: real-size settings.",
+        choices=PROFILES,
+    )
     data_dir: str = option("", "Training scenes; empty: synthetic scenes made on the fly.")
     test_dir: str = option("", "Test scenes with references; empty: synthetic ones.")
     model_name: str = option("seaice-charts", "Registered model name.")
@@ -101,8 +115,9 @@ class PipelineDefaults:
 class EvaluateDefaults(InferenceDefaults):
     """``seaice evaluate`` (besides the required ``--model-uri`` and ``--data-dir``)."""
 
-    upload_package: str = option("", "Also write the AutoICE upload_package.nc here (it is always logged with "
-                                     "the run).")
+    upload_package: str = option(
+        "", "Also write the AutoICE upload_package.nc here (it is always logged with the run)."
+    )
 
 
 @dataclass(frozen=True)
@@ -110,9 +125,11 @@ class PredictDefaults(InferenceDefaults):
     """``seaice predict`` (besides the required ``--model-uri`` and ``--scenes``)."""
 
     out: str = option("outputs/charts", "Folder for <scene_id>_charts.nc and <scene_id>_charts.png.")
-    upload_package: bool = option(False, "Also write upload_package.nc (AutoICE format) of the predicted scenes "
-                                         "to --out.")
-    probabilities: bool = option(False, "Also write class probabilities (uint8 percent; SIC_value in percent for "
-                                        "a regressed SIC); memory then grows with the scene.")
-
-
+    upload_package: bool = option(
+        False, "Also write upload_package.nc (AutoICE format) of the predicted scenes to --out."
+    )
+    probabilities: bool = option(
+        False,
+        "Also write class probabilities (uint8 percent; SIC_value in percent for "
+        "a regressed SIC); memory then grows with the scene.",
+    )

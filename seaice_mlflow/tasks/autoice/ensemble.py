@@ -30,16 +30,19 @@ class SceneCharter:
         """SIC is predicted as a value (some member regresses it), not as class probabilities."""
         return "SIC" in self.predictor.values
 
-    def predict_scene(self, scene: SceneSource, with_scores: bool = False,
-                      progress: bool = False) -> ChartPrediction:
+    def predict_scene(self, scene: SceneSource, with_scores: bool = False, progress: bool = False) -> ChartPrediction:
         """Charts (and scores) of a whole scene on its 80 m grid, read tile by tile."""
         tiles = SceneTiles(scene, self.recipe.variables, self.recipe.downsample)
         prediction = self.predictor.predict(tiles, with_scores, progress=progress)
         return prediction.upsampled(self.recipe.downsample, tuple(scene.full_shape))
 
 
-def combine(members: Sequence[tuple[Recipe, torch.nn.Module]], device: str | torch.device = "auto",
-            options: TileOptions = TileOptions(), names: Sequence[str] | None = None) -> SceneCharter:
+def combine(
+    members: Sequence[tuple[Recipe, torch.nn.Module]],
+    device: str | torch.device = "auto",
+    options: TileOptions = TileOptions(),
+    names: Sequence[str] | None = None,
+) -> SceneCharter:
     """A :class:`SceneCharter` of one or more (recipe, network) pairs.
 
     ``names`` (e.g. the model URIs) label the members in errors. Every recipe must have the
@@ -55,12 +58,18 @@ def combine(members: Sequence[tuple[Recipe, torch.nn.Module]], device: str | tor
         except ValueError as err:
             raise ParameterError("model_uri", f"{name}: {err}") from None
         if recipe.variables != first.variables:
-            raise ParameterError("model_uri", f"{name} takes inputs {','.join(recipe.variables)} but {first_name} "
-                                 f"takes {','.join(first.variables)}; ensemble only models trained on the same "
-                                 "--variables")
+            raise ParameterError(
+                "model_uri",
+                f"{name} takes inputs {','.join(recipe.variables)} but {first_name} "
+                f"takes {','.join(first.variables)}; ensemble only models trained on the same "
+                "--variables",
+            )
         if recipe.downsample != first.downsample:
-            raise ParameterError("model_uri", f"{name} works at downsample x{recipe.downsample} but {first_name} "
-                                 f"at x{first.downsample}; ensemble only models trained on stores of the same "
-                                 "--downsample")
+            raise ParameterError(
+                "model_uri",
+                f"{name} works at downsample x{recipe.downsample} but {first_name} "
+                f"at x{first.downsample}; ensemble only models trained on stores of the same "
+                "--downsample",
+            )
     predictor = ChartPredictor([(network, recipe.task) for recipe, network in members], device, options)
     return SceneCharter(first, predictor)

@@ -72,8 +72,14 @@ class ScoreSink(SceneSink):
 
     def add(self, scene: Scene, prediction: ChartPrediction) -> list[Path]:
         self.board.add(scene.scene_id, scene.charts, prediction.charts)
-        self.records.append({"scene_id": scene.scene_id, "kind": scene.kind, "full_shape": scene.shape,
-                             "source": {"file": str(scene.source)}})
+        self.records.append(
+            {
+                "scene_id": scene.scene_id,
+                "kind": scene.kind,
+                "full_shape": scene.shape,
+                "source": {"file": str(scene.source)},
+            }
+        )
         return []
 
 
@@ -81,23 +87,30 @@ def nothing_scored(files: Sequence[Path], outcomes: Sequence[SceneOutcome]) -> s
     if not files:
         return "no scene files (*_prep.nc or raw S1*_icechart_*.nc) to evaluate; check --data-dir"
     reasons = "; ".join(o.message for o in outcomes[:3]) + ("; ..." if len(outcomes) > 3 else "")
-    return (f"none of the {len(files)} scene file(s) could be scored ({reasons}); evaluate needs scenes with "
-            "reference charts (test files with their _prep_reference.nc, ready-to-train or raw files)")
+    return (
+        f"none of the {len(files)} scene file(s) could be scored ({reasons}); evaluate needs scenes with "
+        "reference charts (test files with their _prep_reference.nc, ready-to-train or raw files)"
+    )
 
 
 EVALUATE = ChartingRules(
-    done="scored", verb="evaluated", repeat_remedy="keep one file per scene in the folder",
-    out_of_memory="use a smaller --tile or --batch", nothing_done=nothing_scored,
+    done="scored",
+    verb="evaluated",
+    repeat_remedy="keep one file per scene in the folder",
+    out_of_memory="use a smaller --tile or --batch",
+    nothing_done=nothing_scored,
     without_charts="no reference charts (no _prep_reference.nc beside it, no charts in the file); use "
-                   "`seaice predict` for it")
+    "`seaice predict` for it",
+)
 
 
 def quicklook_file(scene_id: str) -> str:
     return f"{scene_id}.png"
 
 
-def evaluate_files(charter: SceneCharter, files: Sequence[Path], out: Path,
-                   on_scene: Callable[[SceneOutcome], None] | None = None) -> EvaluationResult:
+def evaluate_files(
+    charter: SceneCharter, files: Sequence[Path], out: Path, on_scene: Callable[[SceneOutcome], None] | None = None
+) -> EvaluationResult:
     """Chart and score every file with reference charts; outputs under ``out`` (see module doc)."""
     out = Path(out)
     scores = ScoreSink(ScoreBoard(AUTOICE))
@@ -115,11 +128,27 @@ def write_tables(result: EvaluationResult) -> None:
     files = {o.scene_id: o.file.name for o in result.having("scored")}
     with atomic_path(out / PER_SCENE_CSV) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["scene_id", "file", "combined", *(f"{c}_{CHARTS[c].score_metric}" for c in CHART_NAMES),
-                         *(f"{c}_pixels" for c in CHART_NAMES), "seconds"])
+        writer.writerow(
+            [
+                "scene_id",
+                "file",
+                "combined",
+                *(f"{c}_{CHARTS[c].score_metric}" for c in CHART_NAMES),
+                *(f"{c}_pixels" for c in CHART_NAMES),
+                "seconds",
+            ]
+        )
         for scene_id, scores in board.per_scene().items():
-            writer.writerow([scene_id, files[scene_id], scores.combined, *(scores.charts[c] for c in CHART_NAMES),
-                             *(scores.pixels[c] for c in CHART_NAMES), round(seconds[scene_id], 2)])
+            writer.writerow(
+                [
+                    scene_id,
+                    files[scene_id],
+                    scores.combined,
+                    *(scores.charts[c] for c in CHART_NAMES),
+                    *(scores.pixels[c] for c in CHART_NAMES),
+                    round(seconds[scene_id], 2),
+                ]
+            )
     confusions = {c: board.confusion(c) for c in CHART_NAMES}
     with atomic_path(out / CONFUSION_JSON) as tmp:
         tmp.write_text(json.dumps({c: confusion_table(c, cm) for c, cm in confusions.items()}, indent=1))
@@ -132,5 +161,10 @@ def confusion_table(chart: str, cm: np.ndarray) -> dict:
     value that occurs, at least the chart's classes)."""
     used = np.flatnonzero(cm.sum(axis=0) + cm.sum(axis=1))
     n = max(CHARTS[chart].n_classes, int(used.max()) + 1 if used.size else 0)
-    return {"classes": list(range(n)), "class_names": list(CHARTS[chart].class_names),
-            "rows": "reference", "columns": "prediction", "counts": cm[:n, :n].tolist()}
+    return {
+        "classes": list(range(n)),
+        "class_names": list(CHARTS[chart].class_names),
+        "rows": "reference",
+        "columns": "prediction",
+        "counts": cm[:n, :n].tolist(),
+    }

@@ -64,28 +64,44 @@ def linear_weights(positions: np.ndarray, query: np.ndarray) -> np.ndarray:
     return weights
 
 
-def interpolate_grid(grid: np.ndarray, line_positions: Sequence[float], sample_positions: Sequence[float],
-                     rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def interpolate_grid(
+    grid: np.ndarray,
+    line_positions: Sequence[float],
+    sample_positions: Sequence[float],
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
     """Bilinear interpolation of a tie-point grid at pixel coordinates ``rows`` x ``cols`` (float64)."""
     weights_rows = linear_weights(line_positions, rows)
     weights_cols = linear_weights(sample_positions, cols)
     return weights_rows @ np.asarray(grid, dtype=np.float64) @ weights_cols.T
 
 
-def tie_point_values(grid: np.ndarray, full_shape: tuple[int, int], lines: np.ndarray,
-                     samples: np.ndarray) -> np.ndarray:
+def tie_point_values(
+    grid: np.ndarray, full_shape: tuple[int, int], lines: np.ndarray, samples: np.ndarray
+) -> np.ndarray:
     """A 21 x 21 tie-point grid (axis 0 along lines, spanning the 80 m scene evenly from the first
     to the last line and sample) interpolated at 80 m coordinates ``lines`` x ``samples``."""
-    return interpolate_grid(grid, np.linspace(0, full_shape[0] - 1, np.shape(grid)[0]),
-                            np.linspace(0, full_shape[1] - 1, np.shape(grid)[1]), lines, samples)
+    return interpolate_grid(
+        grid,
+        np.linspace(0, full_shape[0] - 1, np.shape(grid)[0]),
+        np.linspace(0, full_shape[1] - 1, np.shape(grid)[1]),
+        lines,
+        samples,
+    )
 
 
-def tie_point_field(grid: np.ndarray, full_shape: tuple[int, int], window: Window | None = None,
-                    downsample: int = 1) -> np.ndarray:
+def tie_point_field(
+    grid: np.ndarray, full_shape: tuple[int, int], window: Window | None = None, downsample: int = 1
+) -> np.ndarray:
     """:func:`tie_point_values` on ``window`` of the working grid."""
     window = window or Window.full((-(-full_shape[0] // downsample), -(-full_shape[1] // downsample)))
-    return tie_point_values(grid, full_shape, pixel_centres(window.row, window.row + window.height, downsample),
-                            pixel_centres(window.col, window.col + window.width, downsample))
+    return tie_point_values(
+        grid,
+        full_shape,
+        pixel_centres(window.row, window.row + window.height, downsample),
+        pixel_centres(window.col, window.col + window.width, downsample),
+    )
 
 
 def month_encoding(month: int) -> float:
@@ -93,8 +109,9 @@ def month_encoding(month: int) -> float:
     return 2.0 * (month - 1) / 11.0 - 1.0
 
 
-def take_window(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, transpose: bool = False,
-                out: np.ndarray | None = None) -> np.ndarray:
+def take_window(
+    values: np.ndarray, rows: np.ndarray, cols: np.ndarray, transpose: bool = False, out: np.ndarray | None = None
+) -> np.ndarray:
     """``values[rows][:, cols]`` (2-D), or its transpose, written into ``out`` if given; two
     ``np.take`` passes are several times faster than fancy indexing with both index arrays
     (``mode="clip"`` lets numpy write ``out`` directly; the indices are in range anyway)."""
@@ -134,21 +151,27 @@ def assemble_inputs(
     if coarse_names:
         cell_rows = coarse_indices(window.row, window.row + window.height, source.coarse_shape[0], source.downsample)
         cell_cols = coarse_indices(window.col, window.col + window.width, source.coarse_shape[1], source.downsample)
-        coarse = source.read_coarse(coarse_names, slice(cell_rows[0], cell_rows[-1] + 1),
-                                    slice(cell_cols[0], cell_cols[-1] + 1))
+        coarse = source.read_coarse(
+            coarse_names, slice(cell_rows[0], cell_rows[-1] + 1), slice(cell_cols[0], cell_cols[-1] + 1)
+        )
         cell_rows, cell_cols = (cell_rows - cell_rows[0])[rows], (cell_cols - cell_cols[0])[cols]
     encodings = {}
     if any(v in ("sin_lat", "cos_lat", "sin_lon", "cos_lon") for v in variables):
         lines = pixel_centres(window.row, window.row + window.height, source.downsample)[rows]
         samples = pixel_centres(window.col, window.col + window.width, source.downsample)[cols]
-        for grid, scale, sin, cos in ((source.latitude, 90.0, "sin_lat", "cos_lat"),
-                                      (source.longitude, 180.0, "sin_lon", "cos_lon")):
+        for grid, scale, sin, cos in (
+            (source.latitude, 90.0, "sin_lat", "cos_lat"),
+            (source.longitude, 180.0, "sin_lon", "cos_lon"),
+        ):
             if sin in variables or cos in variables:
                 field = np.pi / scale * tie_point_values(grid, source.full_shape, lines, samples)
                 field = field.T if transpose else field
                 encodings[sin], encodings[cos] = np.sin(field), np.cos(field)
-    identity = not transpose and np.array_equal(rows, np.arange(window.height)) and np.array_equal(
-        cols, np.arange(window.width))
+    identity = (
+        not transpose
+        and np.array_equal(rows, np.arange(window.height))
+        and np.array_equal(cols, np.arange(window.width))
+    )
     for i, name in enumerate(variables):
         if name in sar:
             if identity:

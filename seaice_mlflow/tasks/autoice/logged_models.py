@@ -65,11 +65,18 @@ def registry_version(uri: str) -> tuple[str, str] | None:
             stages = None if suffix.lower() == "latest" else [suffix]
             latest = client.get_latest_versions(name, stages)
     except MlflowException as err:
-        raise ParameterError("model_uri", f"{uri}: {first_line(err, 300)}; check the registered model name, "
-                             f"alias or stage (tracking URI {mlflow.get_tracking_uri()})") from None
+        raise ParameterError(
+            "model_uri",
+            f"{uri}: {first_line(err, 300)}; check the registered model name, "
+            f"alias or stage (tracking URI {mlflow.get_tracking_uri()})",
+        ) from None
     if not latest:
-        raise ParameterError("model_uri", f"{uri}: registered model {name} has no version"
-                             + ("" if stages is None else f" in stage {suffix}") + "; register or promote one first")
+        raise ParameterError(
+            "model_uri",
+            f"{uri}: registered model {name} has no version"
+            + ("" if stages is None else f" in stage {suffix}")
+            + "; register or promote one first",
+        )
     return name, str(max(int(v.version) for v in latest))
 
 
@@ -79,16 +86,24 @@ def load_model(uri: str, device: str, options: TileOptions):
 
     registered = registry_version(uri)
     loaded_uri = f"models:/{registered[0]}/{registered[1]}" if registered else uri
-    config = {"device": device, "tile": options.tile, "overlap": options.overlap, "batch": options.batch,
-              "amp": options.amp}
+    config = {
+        "device": device,
+        "tile": options.tile,
+        "overlap": options.overlap,
+        "batch": options.batch,
+        "amp": options.amp,
+    }
     try:
         pyfunc = mlflow.pyfunc.load_model(loaded_uri, model_config=config)
     except ParameterError:
         raise
     except (MlflowException, OSError) as err:
-        raise ParameterError("model_uri", f"{uri} cannot be loaded ({first_line(err, 300)}); give a model URI such "
-                             "as runs:/<run id>/model, models:/m-<id> or models:/<name>@champion, and check "
-                             f"MLFLOW_TRACKING_URI (now {mlflow.get_tracking_uri()})") from None
+        raise ParameterError(
+            "model_uri",
+            f"{uri} cannot be loaded ({first_line(err, 300)}); give a model URI such "
+            "as runs:/<run id>/model, models:/m-<id> or models:/<name>@champion, and check "
+            f"MLFLOW_TRACKING_URI (now {mlflow.get_tracking_uri()})",
+        ) from None
     model = pyfunc.unwrap_python_model() if hasattr(pyfunc, "unwrap_python_model") else None
     if not isinstance(model, SeaIceChartModel):
         raise ParameterError("model_uri", f"{uri} is not a seaice chart model (logged by `seaice train`)")
@@ -96,14 +111,21 @@ def load_model(uri: str, device: str, options: TileOptions):
     model_id = getattr(meta, "model_id", None)
     if model_id is None and LOGGED_MODEL_ID.match(loaded_uri.removeprefix("models:/")):
         model_id = loaded_uri.removeprefix("models:/")
-    ref = ModelRef(uri=uri, loaded_uri=loaded_uri, model_id=model_id, run_id=getattr(meta, "run_id", None),
-                   name=registered[0] if registered else None, version=registered[1] if registered else None,
-                   seen_scenes=model.recipe.seen_scenes)
+    ref = ModelRef(
+        uri=uri,
+        loaded_uri=loaded_uri,
+        model_id=model_id,
+        run_id=getattr(meta, "run_id", None),
+        name=registered[0] if registered else None,
+        version=registered[1] if registered else None,
+        seen_scenes=model.recipe.seen_scenes,
+    )
     return model, ref
 
 
-def load_charter(uris: Sequence[str], device: str = "auto",
-                 options: TileOptions = TileOptions()) -> tuple[SceneCharter, list[ModelRef]]:
+def load_charter(
+    uris: Sequence[str], device: str = "auto", options: TileOptions = TileOptions()
+) -> tuple[SceneCharter, list[ModelRef]]:
     """One model or the ensemble of several (probabilities averaged), ready to chart scenes."""
     uris = split_values(uris)
     if not uris:
@@ -116,12 +138,22 @@ def load_charter(uris: Sequence[str], device: str = "auto",
 
 
 @contextmanager
-def charting_run(entry_point: str, uris: Sequence[str], device: str, options: TileOptions,
-                 params: Mapping[str, object]) -> Iterator[tuple[mlflow.ActiveRun, SceneCharter, list[ModelRef]]]:
+def charting_run(
+    entry_point: str, uris: Sequence[str], device: str, options: TileOptions, params: Mapping[str, object]
+) -> Iterator[tuple[mlflow.ActiveRun, SceneCharter, list[ModelRef]]]:
     """The run of a step that charts scenes with model(s) (evaluate, predict): params (the model URIs,
     device and tiling besides ``params``) logged, the model(s) loaded and named in the run's tags."""
-    with step_run(entry_point, {"model_uri": " ".join(uris), **params, "device": device, "tile": options.tile,
-                                "overlap": options.overlap, "batch": options.batch}) as run:
+    with step_run(
+        entry_point,
+        {
+            "model_uri": " ".join(uris),
+            **params,
+            "device": device,
+            "tile": options.tile,
+            "overlap": options.overlap,
+            "batch": options.batch,
+        },
+    ) as run:
         charter, refs = load_charter(uris, device, options)
         mlflow.set_tags(model_tags(refs))
         yield run, charter, refs
@@ -137,11 +169,15 @@ def model_tags(refs: Sequence[ModelRef]) -> dict[str, str]:
     """Run tags naming the model(s): URIs as given and resolved, logged model ids, source runs,
     registered name/version. ``seaice.model_uri`` holds the ``models:/m-...`` URI(s), which
     ``seaice register`` can register."""
+
     def joined(values: Iterable[str | None]) -> str:
         return ",".join(v or "unknown" for v in values)
 
-    tags = {MODEL_URI_TAG: joined(r.canonical_uri for r in refs), "seaice.model_uri_given": joined(r.uri for r in refs),
-            "seaice.ensemble_size": str(len(refs))}
+    tags = {
+        MODEL_URI_TAG: joined(r.canonical_uri for r in refs),
+        "seaice.model_uri_given": joined(r.uri for r in refs),
+        "seaice.ensemble_size": str(len(refs)),
+    }
     if any(r.model_id for r in refs):
         tags[MODEL_ID_TAG] = joined(r.model_id for r in refs)
     if any(r.run_id for r in refs):

@@ -51,8 +51,10 @@ class PatchDataset(Dataset):
             raise ParameterError("store", f"{store.root} has no {split} scenes")
         missing = [v for v in options.variables if v in SCENE_VARIABLES and v not in store.variables]
         if missing:
-            raise ParameterError("variables", f"{', '.join(missing)} not in the store {store.root}; "
-                                 "preprocess again with them or train without them")
+            raise ParameterError(
+                "variables",
+                f"{', '.join(missing)} not in the store {store.root}; preprocess again with them or train without them",
+            )
         self.options, self.seed = options, seed
         valid = np.array([s.record["valid_pixels"] for s in self.scenes], dtype=np.float64)
         self.scene_weights = valid / valid.sum()
@@ -94,8 +96,8 @@ class PatchDataset(Dataset):
                 if rng.random() < self.options.augment.p:
                     j = (i + 1) % n
                     r, c, h, w = cutmix_box(self.options.patch_size, rng)
-                    image[i, :, r:r + h, c:c + w] = image[j, :, r:r + h, c:c + w]
-                    charts[i, :, r:r + h, c:c + w] = charts[j, :, r:r + h, c:c + w]
+                    image[i, :, r : r + h, c : c + w] = image[j, :, r : r + h, c : c + w]
+                    charts[i, :, r : r + h, c : c + w] = charts[j, :, r : r + h, c : c + w]
 
     def _write_patch(self, rng: np.random.Generator, image: np.ndarray, charts: np.ndarray) -> None:
         """Draw one patch and write it, augmented, into ``image`` (C, P, P) and ``charts`` (3, P, P)."""
@@ -155,8 +157,7 @@ class PatchBatchSampler(Sampler[list[int]]):
     ``e * batches * world * batch_size``. ``skip`` resumes an epoch after that many batches.
     """
 
-    def __init__(self, batch_size: int, batches: int, epoch: int = 0, skip: int = 0, rank: int = 0,
-                 world: int = 1):
+    def __init__(self, batch_size: int, batches: int, epoch: int = 0, skip: int = 0, rank: int = 0, world: int = 1):
         self.batch_size, self.batches, self.epoch, self.skip = batch_size, batches, epoch, skip
         self.rank, self.world = rank, world
 
@@ -209,13 +210,17 @@ class PatchLoader:
             self.image.share_memory_()
             self.charts.share_memory_()
 
-    def epoch(self, epoch: int, batches: int, skip: int = 0, rank: int = 0,
-              world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+    def epoch(
+        self, epoch: int, batches: int, skip: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """This rank's ``batches`` batches of ``epoch``, from batch ``skip`` on."""
-        loader = DataLoader(_RingWriter(self.dataset, self.image, self.charts, world),
-                            batch_sampler=PatchBatchSampler(self.batch_size, batches, epoch, skip, rank, world),
-                            collate_fn=_no_collate, num_workers=self.workers,
-                            prefetch_factor=self.prefetch if self.workers else None)
+        loader = DataLoader(
+            _RingWriter(self.dataset, self.image, self.charts, world),
+            batch_sampler=PatchBatchSampler(self.batch_size, batches, epoch, skip, rank, world),
+            collate_fn=_no_collate,
+            num_workers=self.workers,
+            prefetch_factor=self.prefetch if self.workers else None,
+        )
         for slot, first in loader:
             batch = {"image": self.image[slot], "index": torch.arange(first, first + self.batch_size)}
             batch.update({chart: self.charts[slot, :, k] for k, chart in enumerate(CHART_NAMES)})

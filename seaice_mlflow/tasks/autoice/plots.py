@@ -39,8 +39,14 @@ def class_histograms(histograms: Mapping[str, Mapping[str, Sequence[int]]]) -> F
         for i, split in enumerate(splits):
             counts = np.asarray(histograms[split][chart][:n], dtype=float)
             ax.bar(x + i * width, 100 * counts / max(counts.sum(), 1), width, label=split)
-        ax.bar(x + len(splits) * width, REAL_CLASS_FREQUENCIES[chart], width, label="AI4Arctic (real)",
-               color="lightgray", edgecolor="gray")
+        ax.bar(
+            x + len(splits) * width,
+            REAL_CLASS_FREQUENCIES[chart],
+            width,
+            label="AI4Arctic (real)",
+            color="lightgray",
+            edgecolor="gray",
+        )
         ax.set_xticks(x + 0.4 - width / 2, [str(k) for k in range(n)])
         ax.set_title(f"{chart}: {CHARTS[chart].long_name}")
         ax.set_xlabel("class")
@@ -65,8 +71,13 @@ def draw_chart(ax, chart: str, values: np.ndarray, title: str) -> None:
     ax.set_axis_off()
 
 
-def quicklook(sar: np.ndarray, charts: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None,
-              title: str, max_pixels: int = 800) -> Figure:
+def quicklook(
+    sar: np.ndarray,
+    charts: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray] | None,
+    title: str,
+    max_pixels: int = 800,
+) -> Figure:
     """HH backscatter, then reference and prediction of each chart, side by side."""
     step = max(1, int(np.ceil(max(sar.shape) / max_pixels)))
     rows = 2 if reference else 1

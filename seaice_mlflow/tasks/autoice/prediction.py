@@ -42,20 +42,27 @@ class ChartFileSink(charting.SceneSink):
         self.out, self.provenance, self.charter = Path(out), provenance, charter
 
     def add(self, scene: Scene, prediction: ChartPrediction) -> list[Path]:
-        dataset = chart_dataset(scene, prediction, {**self.provenance, "source_scene_kind": scene.kind},
-                                self.charter.sic_value)
+        dataset = chart_dataset(
+            scene, prediction, {**self.provenance, "source_scene_kind": scene.kind}, self.charter.sic_value
+        )
         return [write_chart_product(self.out / product_name(scene.scene_id), dataset)]
 
 
 def nothing_charted(files: Sequence[Path], outcomes: Sequence[charting.SceneOutcome]) -> str:
-    return (f"none of the {len(files)} scene file(s) could be charted"
-            + (f" ({outcomes[0].message})" if outcomes else
-               "; give scene files (*_prep.nc or raw S1*_icechart_*.nc) or folders of them"))
+    return f"none of the {len(files)} scene file(s) could be charted" + (
+        f" ({outcomes[0].message})"
+        if outcomes
+        else "; give scene files (*_prep.nc or raw S1*_icechart_*.nc) or folders of them"
+    )
 
 
-PREDICT = charting.ChartingRules(done="written", verb="charted", repeat_remedy="give each scene once",
-                                 out_of_memory="use a smaller --tile or --batch, or leave out --probabilities",
-                                 nothing_done=nothing_charted)
+PREDICT = charting.ChartingRules(
+    done="written",
+    verb="charted",
+    repeat_remedy="give each scene once",
+    out_of_memory="use a smaller --tile or --batch, or leave out --probabilities",
+    nothing_done=nothing_charted,
+)
 
 
 def split_values(values: str | Iterable[str]) -> list[str]:
@@ -86,14 +93,22 @@ def expand_scene_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def predict_files(charter: SceneCharter, files: Iterable[Path], out: str | Path,
-                  provenance: Mapping[str, object], probabilities: bool = False, upload_package: bool = False,
-                  on_scene: Callable[[charting.SceneOutcome], None] | None = None) -> PredictionResult:
+def predict_files(
+    charter: SceneCharter,
+    files: Iterable[Path],
+    out: str | Path,
+    provenance: Mapping[str, object],
+    probabilities: bool = False,
+    upload_package: bool = False,
+    on_scene: Callable[[charting.SceneOutcome], None] | None = None,
+) -> PredictionResult:
     """Chart every file into ``out`` (``<scene_id>_charts.nc`` and ``.png``, ``upload_package.nc``)."""
     out = Path(out)
     package = out / UPLOAD_PACKAGE if upload_package else None
-    sinks: list[charting.SceneSink] = [ChartFileSink(out, provenance, charter),
-                                       charting.QuicklookSink(out, quicklook_name, blank_outside=True)]
+    sinks: list[charting.SceneSink] = [
+        ChartFileSink(out, provenance, charter),
+        charting.QuicklookSink(out, quicklook_name, blank_outside=True),
+    ]
     if package is not None:
         sinks.append(charting.UploadSink(package))
     outcomes = charting.chart_scenes(files, charter, sinks, PREDICT, with_scores=probabilities, on_scene=on_scene)

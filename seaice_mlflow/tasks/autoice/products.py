@@ -55,52 +55,87 @@ def masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def chart_variable(chart: str, values: np.ndarray, valid: np.ndarray) -> xr.DataArray:
     """One chart as uint8 class indices, 255 where the scene has no SAR data."""
     info = CHARTS[chart]
-    return xr.DataArray(masked(values, valid), dims=SAR_DIMS, attrs={
-        "long_name": f"{info.long_name} (AutoICE class index)",
-        "flag_values": np.array(info.flag_values, dtype=np.uint8),
-        "flag_meanings": info.flag_meanings,
-        "valid_range": np.array([0, info.n_classes - 1], dtype=np.uint8),
-        "coverage_content_type": "modelResult",
-        "comment": f"{FILL}: no SAR data (outside the swath or land)",
-    })
+    return xr.DataArray(
+        masked(values, valid),
+        dims=SAR_DIMS,
+        attrs={
+            "long_name": f"{info.long_name} (AutoICE class index)",
+            "flag_values": np.array(info.flag_values, dtype=np.uint8),
+            "flag_meanings": info.flag_meanings,
+            "valid_range": np.array([0, info.n_classes - 1], dtype=np.uint8),
+            "coverage_content_type": "modelResult",
+            "comment": f"{FILL}: no SAR data (outside the swath or land)",
+        },
+    )
 
 
 def score_variables(chart: str, scores: np.ndarray, valid: np.ndarray, sic_value: bool) -> dict[str, xr.DataArray]:
     """``<chart>_probability`` (uint8 percent) or, for a regressed SIC, ``SIC_value`` (float32 %)."""
     if chart == "SIC" and sic_value:
         value = np.clip(scores[0] * 10.0, 0.0, 100.0).astype(np.float32)
-        return {"SIC_value": xr.DataArray(np.where(valid, value, np.float32(np.nan)), dims=SAR_DIMS, attrs={
-            "long_name": "sea ice concentration predicted as a continuous value (10 x the SIC class index)",
-            "units": "%", "valid_range": np.array([0, 100], dtype=np.float32),
-            "coverage_content_type": "modelResult"})}
+        return {
+            "SIC_value": xr.DataArray(
+                np.where(valid, value, np.float32(np.nan)),
+                dims=SAR_DIMS,
+                attrs={
+                    "long_name": "sea ice concentration predicted as a continuous value (10 x the SIC class index)",
+                    "units": "%",
+                    "valid_range": np.array([0, 100], dtype=np.float32),
+                    "coverage_content_type": "modelResult",
+                },
+            )
+        }
     info = CHARTS[chart]
     percent = np.rint(np.clip(scores, 0.0, 1.0) * 100).astype(np.uint8)
     percent[:, ~valid] = FILL
     dim = f"{chart}_class"
-    return {f"{chart}_probability": xr.DataArray(percent, dims=(dim, *SAR_DIMS), attrs={
-        "long_name": f"probability of each {info.long_name} class",
-        "units": "%", "valid_range": np.array([0, 100], dtype=np.uint8),
-        "coverage_content_type": "modelResult",
-        "comment": f"rounded to whole percent (a pixel's classes sum to 100 +- a few); {FILL}: no SAR data"}),
-        dim: xr.DataArray(np.arange(info.n_classes, dtype=np.uint8), dims=(dim,), attrs={
-            "long_name": f"{info.long_name} class index", "flag_values": np.array(info.flag_values, dtype=np.uint8),
-            "flag_meanings": info.flag_meanings})}
+    return {
+        f"{chart}_probability": xr.DataArray(
+            percent,
+            dims=(dim, *SAR_DIMS),
+            attrs={
+                "long_name": f"probability of each {info.long_name} class",
+                "units": "%",
+                "valid_range": np.array([0, 100], dtype=np.uint8),
+                "coverage_content_type": "modelResult",
+                "comment": f"rounded to whole percent (a pixel's classes sum to 100 +- a few); {FILL}: no SAR data",
+            },
+        ),
+        dim: xr.DataArray(
+            np.arange(info.n_classes, dtype=np.uint8),
+            dims=(dim,),
+            attrs={
+                "long_name": f"{info.long_name} class index",
+                "flag_values": np.array(info.flag_values, dtype=np.uint8),
+                "flag_meanings": info.flag_meanings,
+            },
+        ),
+    }
 
 
-def chart_dataset(scene: Scene, prediction: ChartPrediction, provenance: Mapping[str, object],
-                  sic_value: bool = True) -> xr.Dataset:
+def chart_dataset(
+    scene: Scene, prediction: ChartPrediction, provenance: Mapping[str, object], sic_value: bool = True
+) -> xr.Dataset:
     """The product of ``scene``: charts (and scores, when ``prediction`` has them) on its grid."""
     valid = scene.sar_valid
     variables: dict[str, xr.DataArray] = {c: chart_variable(c, prediction.charts[c], valid) for c in CHART_NAMES}
     if prediction.scores is not None:
         for chart in CHART_NAMES:
             variables.update(score_variables(chart, prediction.scores[chart], valid, sic_value))
-    for name, grid, unit, standard in ((LATITUDE, scene.latitude, "degrees_north", "latitude"),
-                                       (LONGITUDE, scene.longitude, "degrees_east", "longitude")):
-        variables[name] = xr.DataArray(np.asarray(grid, dtype=np.float64), dims=TIE_POINT_DIMS, attrs={
-            "standard_name": standard, "units": unit,
-            "long_name": f"{standard} of the 21 x 21 tie points spanning the scene evenly from its first to its "
-                         "last line and sample"})
+    for name, grid, unit, standard in (
+        (LATITUDE, scene.latitude, "degrees_north", "latitude"),
+        (LONGITUDE, scene.longitude, "degrees_east", "longitude"),
+    ):
+        variables[name] = xr.DataArray(
+            np.asarray(grid, dtype=np.float64),
+            dims=TIE_POINT_DIMS,
+            attrs={
+                "standard_name": standard,
+                "units": unit,
+                "long_name": f"{standard} of the 21 x 21 tie points spanning the scene evenly from its first to its "
+                "last line and sample",
+            },
+        )
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     attrs = {
         "title": f"Sea-ice charts (SIC, SOD, FLOE) of Sentinel-1 scene {scene.scene_id}",
@@ -145,4 +180,3 @@ def write_chart_product(path: str | Path, dataset: xr.Dataset) -> Path:
     with atomic_path(path) as tmp:
         dataset.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding(dataset))
     return path
-

@@ -35,8 +35,14 @@ PACKAGE_DIR = Path(seaice_mlflow.__file__).resolve().parent  # logged with the m
 ENTRY = Path(__file__).resolve().parent / "pyfunc_entry.py"
 WEIGHTS, RECIPE = WEIGHTS_ARTIFACT, "recipe"
 #: Defaults of the logged ``model_config``; override at load time.
-MODEL_CONFIG = {"device": "auto", "tile": TileOptions.tile, "overlap": TileOptions.overlap,
-                "batch": TileOptions.batch, "amp": True, "probabilities": False}
+MODEL_CONFIG = {
+    "device": "auto",
+    "tile": TileOptions.tile,
+    "overlap": TileOptions.overlap,
+    "batch": TileOptions.batch,
+    "amp": True,
+    "probabilities": False,
+}
 
 
 class SeaIceChartModel(mlflow.pyfunc.PythonModel):
@@ -47,11 +53,22 @@ class SeaIceChartModel(mlflow.pyfunc.PythonModel):
         config = {**MODEL_CONFIG, **(context.model_config or {})}
         recipe = Recipe.load(context.artifacts[RECIPE])
         options = TileOptions(int(config["tile"]), int(config["overlap"]), int(config["batch"]), bool(config["amp"]))
-        self.setup(recipe, load_network(recipe, context.artifacts[WEIGHTS]), str(config["device"]), options,
-                   bool(config["probabilities"]))
+        self.setup(
+            recipe,
+            load_network(recipe, context.artifacts[WEIGHTS]),
+            str(config["device"]),
+            options,
+            bool(config["probabilities"]),
+        )
 
-    def setup(self, recipe: Recipe, network: torch.nn.Module, device: str = "auto",
-              options: TileOptions = TileOptions(), probabilities: bool = False) -> SeaIceChartModel:
+    def setup(
+        self,
+        recipe: Recipe,
+        network: torch.nn.Module,
+        device: str = "auto",
+        options: TileOptions = TileOptions(),
+        probabilities: bool = False,
+    ) -> SeaIceChartModel:
         """Ready the model for a network in hand (what load_context does for a logged one)."""
         recipe.check_normalisation()
         self.recipe, self.probabilities = recipe, probabilities
@@ -84,8 +101,9 @@ def signature(task: TaskSpec, channels: int) -> ModelSignature:
     (N,) per patch head)."""
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, -1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1) if h.level == "pixel" else (-1,), h.name)
-                        for h in task.heads]),
+        outputs=Schema(
+            [TensorSpec(np.dtype(np.uint8), (-1, -1, -1) if h.level == "pixel" else (-1,), h.name) for h in task.heads]
+        ),
     )
 
 
@@ -102,8 +120,10 @@ def log_chart_model(network: torch.nn.Module, recipe: Recipe, name: str = "model
     (``model_info.model_uri`` is ``models:/m-...``)."""
     broken = non_finite_weights(network.state_dict())
     if broken:
-        raise SeaIceError(f"the model has non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): it "
-                          "diverged and is not logged; train again with a lower --lr")
+        raise SeaIceError(
+            f"the model has non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): it "
+            "diverged and is not logged; train again with a lower --lr"
+        )
     with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.models.model"):
         # MLflow also records model_config as run params; a training run that used, e.g.,
         # --device cpu already has that param, so MLflow's note about it is expected noise.

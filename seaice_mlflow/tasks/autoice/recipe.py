@@ -48,8 +48,10 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if dict(self.model.outputs) != self.task.outputs():
-            raise ValueError(f"the model's outputs {dict(self.model.outputs)} are not those of the task "
-                             f"{self.task.name} ({self.task.outputs()})")
+            raise ValueError(
+                f"the model's outputs {dict(self.model.outputs)} are not those of the task "
+                f"{self.task.name} ({self.task.outputs()})"
+            )
 
     @property
     def seen_scenes(self) -> frozenset[str]:
@@ -57,28 +59,42 @@ class Recipe:
         return frozenset(scene for ids in self.scenes.values() for scene in ids)
 
     def as_dict(self) -> dict:
-        return {"version": RECIPE_VERSION, "task": {"name": self.task.name, "kinds": self.task.kinds()},
-                "model": self.model.as_dict(), "variables": list(self.variables),
-                "downsample": self.downsample, "normalisation": self.normalisation,
-                "mean_std": {k: list(v) for k, v in self.mean_std.items()}, "store_digest": self.store_digest,
-                "scenes": {split: list(ids) for split, ids in self.scenes.items()}}
+        return {
+            "version": RECIPE_VERSION,
+            "task": {"name": self.task.name, "kinds": self.task.kinds()},
+            "model": self.model.as_dict(),
+            "variables": list(self.variables),
+            "downsample": self.downsample,
+            "normalisation": self.normalisation,
+            "mean_std": {k: list(v) for k, v in self.mean_std.items()},
+            "store_digest": self.store_digest,
+            "scenes": {split: list(ids) for split, ids in self.scenes.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Recipe:
         version = data.get("version")
         if version not in READABLE_VERSIONS:
-            raise ValueError(f"recipe version {version} is not one of {', '.join(map(str, READABLE_VERSIONS))}; "
-                             "this model was logged by another version of seaice-mlflow")
+            raise ValueError(
+                f"recipe version {version} is not one of {', '.join(map(str, READABLE_VERSIONS))}; "
+                "this model was logged by another version of seaice-mlflow"
+            )
         if version == 1:
             task, model = legacy_model(data["model"])
         else:
             if data["task"]["name"] != AUTOICE.name:
                 raise ValueError(f"the model is for the task {data['task']['name']!r}, not {AUTOICE.name!r}")
             task, model = AUTOICE.with_kinds(data["task"]["kinds"]), ModelSpec.from_dict(data["model"])
-        return cls(model=model, task=task, variables=check_input_variables(data["variables"]),
-                   downsample=int(data["downsample"]), normalisation=data["normalisation"],
-                   mean_std={k: tuple(v) for k, v in data["mean_std"].items()}, store_digest=data.get("store_digest"),
-                   scenes={split: tuple(ids) for split, ids in data.get("scenes", {}).items()})
+        return cls(
+            model=model,
+            task=task,
+            variables=check_input_variables(data["variables"]),
+            downsample=int(data["downsample"]),
+            normalisation=data["normalisation"],
+            mean_std={k: tuple(v) for k, v in data["mean_std"].items()},
+            store_digest=data.get("store_digest"),
+            scenes={split: tuple(ids) for split, ids in data.get("scenes", {}).items()},
+        )
 
     def save(self, path: str | Path) -> Path:
         Path(path).write_text(json.dumps(self.as_dict(), indent=1))
@@ -92,8 +108,10 @@ class Recipe:
         """The readers scale inputs with :data:`GLOBAL_MEAN_STD`; refuse a model trained otherwise."""
         differing = [k for k, v in self.mean_std.items() if tuple(GLOBAL_MEAN_STD.get(k, ())) != tuple(v)]
         if differing:
-            raise ValueError(f"the model was trained with another normalisation for {', '.join(differing)}; "
-                             "use the seaice-mlflow version it was trained with")
+            raise ValueError(
+                f"the model was trained with another normalisation for {', '.join(differing)}; "
+                "use the seaice-mlflow version it was trained with"
+            )
 
 
 def legacy_model(model: Mapping) -> tuple[TaskSpec, ModelSpec]:

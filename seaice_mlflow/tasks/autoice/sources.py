@@ -34,9 +34,12 @@ class DownsampledScene:
 
     def read_sar(self, names: Sequence[str], window: Window) -> dict[str, np.ndarray]:
         k = self.downsample
-        fine = Window(window.row * k, window.col * k,
-                      min(window.height * k, self.full_shape[0] - window.row * k),
-                      min(window.width * k, self.full_shape[1] - window.col * k))
+        fine = Window(
+            window.row * k,
+            window.col * k,
+            min(window.height * k, self.full_shape[0] - window.row * k),
+            min(window.width * k, self.full_shape[1] - window.col * k),
+        )
         values = self.scene.read_sar(names, fine)
         hh = self.scene.read_sar(["nersc_sar_primary"], fine)["nersc_sar_primary"]
         valid = hh != 0
@@ -82,8 +85,9 @@ class ArrayTiles:
 
     def read(self, window: Window) -> np.ndarray:
         k = self.downsample
-        block = self.stack[:, window.row * k:(window.row + window.height) * k,
-                           window.col * k:(window.col + window.width) * k]
+        block = self.stack[
+            :, window.row * k : (window.row + window.height) * k, window.col * k : (window.col + window.width) * k
+        ]
         if k == 1:
             return np.ascontiguousarray(block, dtype=np.float32)
         valid = block[self.hh] != 0 if self.hh is not None else None
@@ -93,8 +97,8 @@ class ArrayTiles:
                 out[i] = downsample_mean(block[i], k, valid if valid_mask_variable(name) else None)
             else:  # 2 km variables and encodings: the pixel at (or, k even, just before) each block's
                 # centre, whose 2 km cell is the one grid.coarse_indices gives the centre itself
-                centre = block[i, (k - 1) // 2::k, (k - 1) // 2::k]
-                out[i] = np.pad(centre, [(0, window.height - centre.shape[0]), (0, window.width - centre.shape[1])],
-                                mode="edge")
+                centre = block[i, (k - 1) // 2 :: k, (k - 1) // 2 :: k]
+                out[i] = np.pad(
+                    centre, [(0, window.height - centre.shape[0]), (0, window.width - centre.shape[1])], mode="edge"
+                )
         return out
-

@@ -80,8 +80,9 @@ def scene_path(root: Path, scene_id: str) -> Path:
     return Path(root) / SCENES / f"{scene_id}.nc"
 
 
-def class_census(chart: np.ndarray, n_classes: int, rng: np.random.Generator,
-                 n: int = CLASS_POINTS) -> tuple[list[int], np.ndarray]:
+def class_census(
+    chart: np.ndarray, n_classes: int, rng: np.random.Generator, n: int = CLASS_POINTS
+) -> tuple[list[int], np.ndarray]:
     """Pixel count of each class (masked count last) and up to ``n`` random (row, col) pixels of
     each class (rows padded with -1), in one pass per class."""
     points = np.full((n_classes, n, 2), -1, dtype=np.int32)
@@ -119,27 +120,49 @@ def write_scene(root: Path, scene: Scene, variables: Sequence[str], downsample: 
     rng = np.random.default_rng(int(hashlib.sha256(scene.scene_id.encode()).hexdigest()[:8], 16))
     histograms, points = {}, []
     with atomic_netcdf(scene_path(root, scene.scene_id)) as ds:
-        for dim, size in (("sar_variable", len(sar_names)), ("coarse_variable", len(coarse_names)),
-                          ("chart", len(CHART_NAMES)), ("line", h), ("sample", w),
-                          ("coarse_line", scene.coarse_shape[0]), ("coarse_sample", scene.coarse_shape[1]),
-                          ("tie_line", scene.latitude.shape[0]), ("tie_sample", scene.latitude.shape[1]),
-                          ("class_row", len(CLASS_ROWS)), ("point", CLASS_POINTS), ("axis", 2),
-                          ("coverage_line", -(-h // COVERAGE_BLOCK)), ("coverage_sample", -(-w // COVERAGE_BLOCK))):
+        for dim, size in (
+            ("sar_variable", len(sar_names)),
+            ("coarse_variable", len(coarse_names)),
+            ("chart", len(CHART_NAMES)),
+            ("line", h),
+            ("sample", w),
+            ("coarse_line", scene.coarse_shape[0]),
+            ("coarse_sample", scene.coarse_shape[1]),
+            ("tie_line", scene.latitude.shape[0]),
+            ("tie_sample", scene.latitude.shape[1]),
+            ("class_row", len(CLASS_ROWS)),
+            ("point", CLASS_POINTS),
+            ("axis", 2),
+            ("coverage_line", -(-h // COVERAGE_BLOCK)),
+            ("coverage_sample", -(-w // COVERAGE_BLOCK)),
+        ):
             ds.createDimension(dim, size)
         if sar_names:
-            sar = add_variable(ds, "sar", "i2", ("sar_variable", "line", "sample"),
-                               {"scale_factor": SAR_SCALE, "variables": ",".join(sar_names)},
-                               (len(sar_names), CHUNK, CHUNK), compress=False)
+            sar = add_variable(
+                ds,
+                "sar",
+                "i2",
+                ("sar_variable", "line", "sample"),
+                {"scale_factor": SAR_SCALE, "variables": ",".join(sar_names)},
+                (len(sar_names), CHUNK, CHUNK),
+                compress=False,
+            )
             sar.set_auto_scale(False)  # packed here, faster than netCDF4's own packing
             for i, name in enumerate(sar_names):
                 # distance to land is defined everywhere; the SAR variables only where there is SAR
                 mask = None if name == "distance_map" else valid80
                 sar[i] = pack_sar(downsample_mean(scene.sar[name], downsample, mask))
         if coarse_names:
-            add_variable(ds, "coarse", "f4", ("coarse_variable", "coarse_line", "coarse_sample"),
-                         {"variables": ",".join(coarse_names)})[:] = np.stack([scene.coarse[n] for n in coarse_names])
-        charts = add_variable(ds, "charts", "u1", ("chart", "line", "sample"), {"charts": ",".join(CHART_NAMES)},
-                              (1, CHUNK, CHUNK))  # one chart per chunk: written chart by chart
+            add_variable(
+                ds,
+                "coarse",
+                "f4",
+                ("coarse_variable", "coarse_line", "coarse_sample"),
+                {"variables": ",".join(coarse_names)},
+            )[:] = np.stack([scene.coarse[n] for n in coarse_names])
+        charts = add_variable(
+            ds, "charts", "u1", ("chart", "line", "sample"), {"charts": ",".join(CHART_NAMES)}, (1, CHUNK, CHUNK)
+        )  # one chart per chunk: written chart by chart
         for k, name in enumerate(CHART_NAMES):
             chart = downsample_chart(scene.charts[name], downsample)
             charts[k] = chart
@@ -264,8 +287,10 @@ class StoreScene:
         if self._coverage is None:
             self._coverage = self.variable("coverage")[:]
         b = COVERAGE_BLOCK
-        blocks = self._coverage[window.row // b: -(-(window.row + window.height) // b),
-                                window.col // b: -(-(window.col + window.width) // b)]
+        blocks = self._coverage[
+            window.row // b : -(-(window.row + window.height) // b),
+            window.col // b : -(-(window.col + window.width) // b),
+        ]
         return float(blocks.mean()) / 255
 
     def read_valid(self, window: Window | None = None) -> np.ndarray:
@@ -293,13 +318,17 @@ class Store:
         self.root = Path(root)
         path = self.root / MANIFEST
         if not path.is_file():
-            raise StoreError(f"{self.root}: no {MANIFEST}; this is not a training store. Create one with "
-                             "`seaice preprocess --data-dir DIR --out STORE`")
+            raise StoreError(
+                f"{self.root}: no {MANIFEST}; this is not a training store. Create one with "
+                "`seaice preprocess --data-dir DIR --out STORE`"
+            )
         self.manifest = json.loads(path.read_text())
         version = self.manifest.get("schema_version")
         if version != STORE_SCHEMA:
-            raise StoreError(f"{self.root}: store schema {version}, this version of seaice-mlflow reads "
-                             f"{STORE_SCHEMA}; run `seaice preprocess --overwrite` again")
+            raise StoreError(
+                f"{self.root}: store schema {version}, this version of seaice-mlflow reads "
+                f"{STORE_SCHEMA}; run `seaice preprocess --overwrite` again"
+            )
         self.parameters = self.manifest["parameters"]
 
     @property

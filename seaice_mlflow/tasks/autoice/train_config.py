@@ -42,8 +42,13 @@ class TrainConfig(TrainDefaults):
             value = getattr(self, field.name)
             if isinstance(getattr(TRAIN, field.name), float) and not math.isfinite(value):
                 raise ParameterError(field.name, f"must be a finite number, got {value}")
-        choices = {"model": architecture_names(), "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
-                   "sic_head": SIC_HEADS, "device": DEVICES}
+        choices = {
+            "model": architecture_names(),
+            "optimizer": OPTIMIZERS,
+            "scheduler": SCHEDULERS,
+            "sic_head": SIC_HEADS,
+            "device": DEVICES,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ParameterError(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
@@ -73,8 +78,9 @@ class TrainConfig(TrainDefaults):
         except ValueError:
             raise ParameterError("unet_filters", f"{self.unet_filters!r} is not a comma list of integers") from None
         if not values or min(values) < 1:
-            raise ParameterError("unet_filters", f"{self.unet_filters!r}: give positive filter counts, "
-                                 "e.g. 32,32,64,64")
+            raise ParameterError(
+                "unet_filters", f"{self.unet_filters!r}: give positive filter counts, e.g. 32,32,64,64"
+            )
         return values
 
     @property
@@ -84,8 +90,9 @@ class TrainConfig(TrainDefaults):
         except ValueError:
             values = []
         if len(values) != len(CHART_NAMES) or min(values) < 0 or sum(values) == 0:
-            raise ParameterError("task_weights", f"{self.task_weights!r}: give three weights >= 0 for "
-                                 "SIC,SOD,FLOE, e.g. 1,3,3")
+            raise ParameterError(
+                "task_weights", f"{self.task_weights!r}: give three weights >= 0 for SIC,SOD,FLOE, e.g. 1,3,3"
+            )
         return dict(zip(CHART_NAMES, values))
 
     @property
@@ -98,8 +105,11 @@ class TrainConfig(TrainDefaults):
         kind, colon, named = self.class_weights.partition(":")
         charts = tuple(c.strip() for c in named.split(",")) if colon else softmax
         if kind != "balanced" or not set(charts) <= set(softmax):
-            raise ParameterError("class_weights", f"{self.class_weights!r}: give none, balanced, or balanced: and "
-                                 f"a comma list of softmax heads among {','.join(softmax)} (e.g. balanced:SOD)")
+            raise ParameterError(
+                "class_weights",
+                f"{self.class_weights!r}: give none, balanced, or balanced: and "
+                f"a comma list of softmax heads among {','.join(softmax)} (e.g. balanced:SOD)",
+            )
         return charts
 
     @property
@@ -138,5 +148,8 @@ class TrainConfig(TrainDefaults):
         """Options (other than :data:`RESUMABLE`) whose value differs from ``trained``, the
         checkpoint's config: name -> (checkpoint's value, this config's value)."""
         given = self.as_params()
-        return {name: (trained[name], given[name]) for name in self.option_names()
-                if name not in RESUMABLE and name in trained and trained[name] != given[name]}
+        return {
+            name: (trained[name], given[name])
+            for name in self.option_names()
+            if name not in RESUMABLE and name in trained and trained[name] != given[name]
+        }

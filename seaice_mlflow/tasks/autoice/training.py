@@ -40,10 +40,14 @@ def configure_device(config: TrainConfig, dist: Distributed) -> torch.device:
 def configure_recipe(config: TrainConfig, store: Store) -> Recipe:
     """How the model will see a scene: network spec, inputs, the store's grid, its scenes."""
     variables = config.input_variables
-    return Recipe(model=config.model_spec(len(variables)), task=config.task, variables=variables,
-                  downsample=store.downsample,
-                  store_digest=store.digest,
-                  scenes={split: tuple(s.scene_id for s in store.scenes(split)) for split in ("train", "val")})
+    return Recipe(
+        model=config.model_spec(len(variables)),
+        task=config.task,
+        variables=variables,
+        downsample=store.downsample,
+        store_digest=store.digest,
+        scenes={split: tuple(s.scene_id for s in store.scenes(split)) for split in ("train", "val")},
+    )
 
 
 def class_census(store: Store) -> dict[str, np.ndarray]:
@@ -54,8 +58,9 @@ def class_census(store: Store) -> dict[str, np.ndarray]:
     return {c: np.sum([s.record["histograms"][c] for s in train_scenes], axis=0) for c in CHART_NAMES}
 
 
-def configure_network(config: TrainConfig, recipe: Recipe, census: dict[str, np.ndarray],
-                      device: torch.device) -> nn.Module:
+def configure_network(
+    config: TrainConfig, recipe: Recipe, census: dict[str, np.ndarray], device: torch.device
+) -> nn.Module:
     """The recipe's network with weights drawn from ``config.seed``; a regressed SIC starts at
     the training scenes' mean class.
 
@@ -98,15 +103,23 @@ def configure_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -
 
 def configure_loader(config: TrainConfig, store: Store) -> PatchLoader:
     """Training batches of the store's training scenes, drawn with ``config.seed``."""
-    options = PatchOptions(config.patch_size, config.input_variables, config.min_valid, config.class_balance,
-                           config.augmentations)
+    options = PatchOptions(
+        config.patch_size, config.input_variables, config.min_valid, config.class_balance, config.augmentations
+    )
     return PatchLoader(PatchDataset(store, options, seed=config.seed), config.batch_size, workers=config.workers)
 
 
 def loop_settings(config: TrainConfig) -> LoopSettings:
-    return LoopSettings(out=Path(config.out), epochs=config.epochs, batches_per_epoch=config.batches_per_epoch,
-                        batch_size=config.batch_size, early_stopping=config.early_stopping,
-                        grad_clip=config.grad_clip, amp=config.amp, lr=config.lr)
+    return LoopSettings(
+        out=Path(config.out),
+        epochs=config.epochs,
+        batches_per_epoch=config.batches_per_epoch,
+        batch_size=config.batch_size,
+        early_stopping=config.early_stopping,
+        grad_clip=config.grad_clip,
+        amp=config.amp,
+        lr=config.lr,
+    )
 
 
 @dataclass
@@ -131,8 +144,15 @@ class ChartTraining:
         optimizer = configure_optimizer(config, network.parameters())
         scheduler = configure_scheduler(config, optimizer)
         loader = configure_loader(config, store)
-        parts = TrainingParts(network, loss, optimizer, scheduler, loader, recipe.task.names,
-                              checkpoint_extras=lambda: {"recipe": recipe.as_dict(), "config": config.as_params()})
+        parts = TrainingParts(
+            network,
+            loss,
+            optimizer,
+            scheduler,
+            loader,
+            recipe.task.names,
+            checkpoint_extras=lambda: {"recipe": recipe.as_dict(), "config": config.as_params()},
+        )
         training = cls(config, store, recipe, store.scenes("val"), Trainer(parts, loop_settings(config), device, dist))
         if training.val_scenes:
             parts.validate = lambda: training.validate()[0]
@@ -151,8 +171,11 @@ class ChartTraining:
         return self.trainer.fit(on_epoch)
 
     def predictor(self) -> ChartPredictor:
-        return ChartPredictor([(self.network, self.recipe.task)], self.trainer.device,
-                              TileOptions(tile=self.config.val_tile, amp=self.config.amp))
+        return ChartPredictor(
+            [(self.network, self.recipe.task)],
+            self.trainer.device,
+            TileOptions(tile=self.config.val_tile, amp=self.config.amp),
+        )
 
     def validate(self) -> tuple[Scores, dict[str, ChartPrediction]]:
         """Official score of the current network on the validation scenes (whole scenes, tiled)."""
@@ -177,10 +200,16 @@ class ChartTraining:
         if conflicts:
             trained = " ".join(f"{option_name(k)} {option_value(old)}" for k, (old, _) in conflicts.items())
             given = " ".join(f"{option_name(k)} {option_value(new)}" for k, (_, new) in conflicts.items())
-            raise ParameterError("resume", f"{path} was trained with {trained}, not {given}; resume with the "
-                                 "checkpoint's values (only " + ", ".join(map(option_name, RESUMABLE)) + " may change)")
+            raise ParameterError(
+                "resume",
+                f"{path} was trained with {trained}, not {given}; resume with the "
+                "checkpoint's values (only " + ", ".join(map(option_name, RESUMABLE)) + " may change)",
+            )
         recipe = self.recipe.as_dict()
         if any(checkpoint["recipe"].get(k) != recipe[k] for k in ("model", "variables", "downsample", "store_digest")):
-            raise ParameterError("resume", f"{path} was trained on other data (store digest "
-                                 f"{str(checkpoint['recipe'].get('store_digest'))[:12]}, --store {self.store.root} has "
-                                 f"{str(recipe['store_digest'])[:12]}); resume with the store it was trained on")
+            raise ParameterError(
+                "resume",
+                f"{path} was trained on other data (store digest "
+                f"{str(checkpoint['recipe'].get('store_digest'))[:12]}, --store {self.store.root} has "
+                f"{str(recipe['store_digest'])[:12]}); resume with the store it was trained on",
+            )

@@ -53,8 +53,9 @@ class UploadPackageWriter:
         for chart in CHART_NAMES:
             values = np.asarray(charts[chart])
             if values.ndim != 2 or not np.issubdtype(values.dtype, np.integer):
-                raise ValueError(f"{scene_id} {chart}: expected a 2-D integer class map, got "
-                                 f"{values.dtype} {values.shape}")
+                raise ValueError(
+                    f"{scene_id} {chart}: expected a 2-D integer class map, got {values.dtype} {values.shape}"
+                )
             name = variable_name(scene_id, chart)
             dims = (f"{name}_dim0", f"{name}_dim1")
             for dim, size in zip(dims, values.shape):
@@ -79,13 +80,19 @@ def package_scenes(path: str | Path) -> list[str]:
         for name in ds.data_vars:
             match = VARIABLE_PATTERN.match(str(name))
             if match is None:
-                raise SceneError(path, f"variable {name} is not named <YYYYMMDDThhmmss>_<dmi|cis>_<SIC|SOD|FLOE>",
-                                 "write the package with `seaice evaluate`/`seaice predict --upload-package`")
+                raise SceneError(
+                    path,
+                    f"variable {name} is not named <YYYYMMDDThhmmss>_<dmi|cis>_<SIC|SOD|FLOE>",
+                    "write the package with `seaice evaluate`/`seaice predict --upload-package`",
+                )
             found.setdefault(match["scene"], set()).add(match["chart"])
     incomplete = [s for s, charts in found.items() if charts != set(CHART_NAMES)]
     if incomplete:
-        raise SceneError(path, f"scene(s) {', '.join(sorted(incomplete))} lack some of SIC, SOD, FLOE",
-                         "every scene needs all three charts")
+        raise SceneError(
+            path,
+            f"scene(s) {', '.join(sorted(incomplete))} lack some of SIC, SOD, FLOE",
+            "every scene needs all three charts",
+        )
     if not found:
         raise SceneError(path, "holds no predictions", "check that the right file was given")
     return sorted(found)
@@ -101,8 +108,11 @@ def iter_upload_package(path: str | Path) -> Iterator[tuple[str, dict[str, np.nd
             for chart in CHART_NAMES:
                 name = variable_name(scene, chart)
                 if not np.issubdtype(ds[name].dtype, np.integer):
-                    raise SceneError(path, f"{name} is {ds[name].dtype}, expected uint8 class indices",
-                                     "predictions must be class indices")
+                    raise SceneError(
+                        path,
+                        f"{name} is {ds[name].dtype}, expected uint8 class indices",
+                        "predictions must be class indices",
+                    )
                 charts[chart] = load_variable(ds, name, path, np.uint8)
             yield scene, charts
 

@@ -27,8 +27,12 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     milliseconds instead of re-importing numpy, xarray and netCDF4. Each worker ends when this
     process does (:func:`end_with_parent`)."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
-                               initializer=end_with_parent, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=end_with_parent,
+        initargs=(os.getpid(),),
+    )
 
 
 def end_with_parent(parent: int) -> None:

@@ -44,30 +44,59 @@ PARTIAL_FORM = (4, 7, 10)  # FA, FB, FC
 
 #: Concentration codes (tenths) -> SIC class. 92 is 10/10 fast ice.
 SIC_CODES: dict[int, int] = {
-    0: 0, 1: 0, 2: 0, 55: 0,
-    10: 1, 20: 2, 30: 3, 40: 4, 50: 5, 60: 6, 70: 7, 80: 8, 90: 9,
-    91: 10, 92: 10,
+    0: 0,
+    1: 0,
+    2: 0,
+    55: 0,
+    10: 1,
+    20: 2,
+    30: 3,
+    40: 4,
+    50: 5,
+    60: 6,
+    70: 7,
+    80: 8,
+    90: 9,
+    91: 10,
+    92: 10,
 }
 
 #: Stage-of-development codes -> SOD class (98 glacier and 99 unknown are masked).
 SOD_CODES: dict[int, int] = {
-    0: 0, 80: 0,
-    81: 1, 82: 1,
-    83: 2, 84: 2, 85: 2,
+    0: 0,
+    80: 0,
+    81: 1,
+    82: 1,
+    83: 2,
+    84: 2,
+    85: 2,
     86: 4,
-    87: 3, 88: 3, 89: 3,
-    91: 4, 93: 4,
-    95: 5, 96: 5, 97: 5,
-    98: 255, 99: 255,
+    87: 3,
+    88: 3,
+    89: 3,
+    91: 4,
+    93: 4,
+    95: 5,
+    96: 5,
+    97: 5,
+    98: 255,
+    99: 255,
 }
 
 #: Form-of-ice codes -> FLOE class (pancake, shuga, fast and level ice are masked).
 FLOE_CODES: dict[int, int] = {
     0: 0,
-    22: 255, 1: 255,
-    2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 5,
+    22: 255,
+    1: 255,
+    2: 1,
+    3: 2,
+    4: 3,
+    5: 4,
+    6: 5,
+    7: 5,
     8: 255,
-    9: 6, 10: 6,
+    9: 6,
+    10: 6,
     21: 255,
 }
 
@@ -100,8 +129,9 @@ def parse_polygon_codes(rows: Sequence[str]) -> PolygonTable:
     fields = [r.split(";") for r in rows[1:]]
     bad = [r for r, f in zip(rows[1:], fields) if len(f) != len(CODE_COLUMNS)]
     if bad:
-        raise PolygonCodeError(f"polygon_codes rows with {len(bad[0].split(';'))} fields instead of "
-                               f"{len(CODE_COLUMNS)}, e.g. {bad[0]!r}")
+        raise PolygonCodeError(
+            f"polygon_codes rows with {len(bad[0].split(';'))} fields instead of {len(CODE_COLUMNS)}, e.g. {bad[0]!r}"
+        )
     try:
         codes = np.array([[int(v) for v in f[:-2]] for f in fields], dtype=np.int64).reshape(-1, 13)
     except ValueError as err:
@@ -132,8 +162,7 @@ def _lookup(values: np.ndarray, table: dict[int, int]) -> np.ndarray:
     return out
 
 
-def _dominant(classes: np.ndarray, concentration: np.ndarray, total: np.ndarray,
-              threshold: float) -> np.ndarray:
+def _dominant(classes: np.ndarray, concentration: np.ndarray, total: np.ndarray, threshold: float) -> np.ndarray:
     """Dominant class per polygon (or NOT_FILLED), with the starter pack's pairwise merge."""
     # Pairwise merge with the script's assignment semantics: (A,C) overwrites what (A,B)
     # put in slot A, so A = B = C leaves CA + CC in slot A.
@@ -147,8 +176,9 @@ def _dominant(classes: np.ndarray, concentration: np.ndarray, total: np.ndarray,
     return np.where(ratio >= threshold * 100, winner, NOT_FILLED)
 
 
-def decode_polygons(table: PolygonTable, sod_threshold: float = DOMINANCE_THRESHOLD,
-                    floe_threshold: float = DOMINANCE_THRESHOLD) -> dict[str, np.ndarray]:
+def decode_polygons(
+    table: PolygonTable, sod_threshold: float = DOMINANCE_THRESHOLD, floe_threshold: float = DOMINANCE_THRESHOLD
+) -> dict[str, np.ndarray]:
     """SIC, SOD and FLOE class (uint8, 255 = masked) of every polygon in ``table``."""
     codes = table.codes
     total = _lookup(codes[:, CT], SIC_CODES)

@@ -37,8 +37,10 @@ class FileReport:
         if not self.ok:
             return f"BAD {self.path}: {self.problem}"
         charts = "charts" if self.histograms else "no charts"
-        return (f"OK  {self.path}: {self.kind}, {self.shape[0]}x{self.shape[1]} px, "
-                f"{len(self.variables)} variables, {100 * self.valid_fraction:.1f}% valid, {charts}")
+        return (
+            f"OK  {self.path}: {self.kind}, {self.shape[0]}x{self.shape[1]} px, "
+            f"{len(self.variables)} variables, {100 * self.valid_fraction:.1f}% valid, {charts}"
+        )
 
 
 def chart_histograms(charts: dict[str, np.ndarray]) -> dict[str, list[int]]:

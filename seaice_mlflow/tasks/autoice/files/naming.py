@@ -11,9 +11,7 @@ from typing import Literal, get_args
 
 from seaice_mlflow.core.errors import SceneError
 
-PREP_PATTERN = re.compile(
-    r"^(?P<key>(?P<time>\d{8}T\d{6})_(?P<provider>dmi|cis))_prep(?P<reference>_reference)?\.nc$"
-)
+PREP_PATTERN = re.compile(r"^(?P<key>(?P<time>\d{8}T\d{6})_(?P<provider>dmi|cis))_prep(?P<reference>_reference)?\.nc$")
 RAW_PATTERN = re.compile(
     r"^(?P<mission>S1[AB])_EW_GRDM_1SDH_(?P<time>\d{8}T\d{6})_(?P<stop>\d{8}T\d{6})_"
     r"(?P<orbit>\d{6})_(?P<datatake>[0-9A-F]{6})_(?P<product>[0-9A-F]{4})_icechart_"
@@ -55,9 +53,11 @@ def parse_scene_name(path: str | Path) -> SceneName:
     try:
         time = datetime.strptime(match["time"], TIME_FORMAT)
     except ValueError:  # matched the digits, but e.g. month 13 or hour 99
-        raise SceneError(path, f"the start time {match['time']} in the file name is not a real date and time "
-                         "(YYYYMMDDThhmmss)",
-                         "rename the file after its Sentinel-1 start time or leave it out") from None
+        raise SceneError(
+            path,
+            f"the start time {match['time']} in the file name is not a real date and time (YYYYMMDDThhmmss)",
+            "rename the file after its Sentinel-1 start time or leave it out",
+        ) from None
     key = f"{match['time']}_{match['provider']}"
     return SceneName(key=key, provider=match["provider"], time=time, file_kind=kind)
 

@@ -54,10 +54,17 @@ def check_layout(ds: xr.Dataset, path: Path, layout: Mapping[str, tuple[str, ...
     """All variables of ``layout`` present with the given dims, else one error listing them all."""
     missing = [name for name in layout if name not in ds.variables]
     if missing:
-        raise SceneError(path, f"missing variable(s) {', '.join(missing)}",
-                         f"this is not a complete AI4Arctic {what} file; download it again")
-    wrong = [f"{name} has dims {tuple(ds[name].dims)}, expected {dims}"
-             for name, dims in layout.items() if tuple(ds[name].dims) != dims]
+        raise SceneError(
+            path,
+            f"missing variable(s) {', '.join(missing)}",
+            f"this is not a complete AI4Arctic {what} file; download it again",
+        )
+    wrong = [
+        f"{name} has dims {tuple(ds[name].dims)}, expected {dims}"
+        for name, dims in layout.items()
+        if tuple(ds[name].dims) != dims
+    ]
     if wrong:
-        raise SceneError(path, "wrong dimensions: " + "; ".join(wrong),
-                         f"the file does not have the AI4Arctic {what} layout")
+        raise SceneError(
+            path, "wrong dimensions: " + "; ".join(wrong), f"the file does not have the AI4Arctic {what} layout"
+        )

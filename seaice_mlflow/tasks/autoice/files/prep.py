@@ -70,8 +70,11 @@ def load_charts(ds: xr.Dataset, path: Path, names: Sequence[str] = CHART_NAMES) 
     charts, foreign = {}, []
     for name in names:
         if not np.issubdtype(ds[name].dtype, np.integer):
-            raise SceneError(path, f"{name} is {ds[name].dtype}, expected uint8 class indices",
-                             "the file is not an AI4Arctic chart file")
+            raise SceneError(
+                path,
+                f"{name} is {ds[name].dtype}, expected uint8 class indices",
+                "the file is not an AI4Arctic chart file",
+            )
         values = load_variable(ds, name, path)
         n_classes = CHARTS[name].n_classes
         found = foreign_values(values, n_classes)
@@ -80,26 +83,36 @@ def load_charts(ds: xr.Dataset, path: Path, names: Sequence[str] = CHART_NAMES) 
             foreign.append(f"{name} {shown} (valid 0-{n_classes - 1})")
         charts[name] = values.astype(np.uint8, copy=False)
     if foreign:
-        raise SceneError(path, f"chart values outside the classes: {', '.join(foreign)}; {IGNORE_INDEX} = masked",
-                         "the charts are damaged or use another class table; fix them or leave the file out")
+        raise SceneError(
+            path,
+            f"chart values outside the classes: {', '.join(foreign)}; {IGNORE_INDEX} = masked",
+            "the charts are damaged or use another class table; fix them or leave the file out",
+        )
     return charts
 
 
-def check_scene(path: Path, shape: tuple[int, int], coarse_shape: tuple[int, int],
-                hh: np.ndarray, min_size: tuple[int, int] | None) -> None:
+def check_scene(
+    path: Path, shape: tuple[int, int], coarse_shape: tuple[int, int], hh: np.ndarray, min_size: tuple[int, int] | None
+) -> None:
     """Shared checks: 2 km grid matches the SAR grid, scene large enough, SAR not empty."""
     expected = (shape[0] // COARSE_FACTOR, shape[1] // COARSE_FACTOR)
     if any(abs(c - e) > 1 for c, e in zip(coarse_shape, expected)) or min(coarse_shape) < 1:
-        raise SceneError(path, f"2 km grid {coarse_shape} does not fit the SAR grid {shape} "
-                         f"(expected about {expected}, 25 SAR pixels per cell)",
-                         "the file is damaged or not an AI4Arctic scene")
+        raise SceneError(
+            path,
+            f"2 km grid {coarse_shape} does not fit the SAR grid {shape} "
+            f"(expected about {expected}, 25 SAR pixels per cell)",
+            "the file is damaged or not an AI4Arctic scene",
+        )
     if min_size is not None and (shape[0] < min_size[0] or shape[1] < min_size[1]):
-        raise SceneError(path, f"scene is {shape[0]}x{shape[1]} pixels, smaller than the "
-                         f"{min_size[0]}x{min_size[1]} asked for",
-                         "use a smaller patch/tile size or leave this scene out")
+        raise SceneError(
+            path,
+            f"scene is {shape[0]}x{shape[1]} pixels, smaller than the {min_size[0]}x{min_size[1]} asked for",
+            "use a smaller patch/tile size or leave this scene out",
+        )
     if not np.any(np.isfinite(hh) & (hh != 0)):
-        raise SceneError(path, "SAR (nersc_sar_primary) is all zero or NaN",
-                         "the scene holds no radar data; leave it out")
+        raise SceneError(
+            path, "SAR (nersc_sar_primary) is all zero or NaN", "the scene holds no radar data; leave it out"
+        )
 
 
 def read_charts(path: str | Path, shape: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
@@ -112,8 +125,9 @@ def read_charts(path: str | Path, shape: tuple[int, int] | None = None) -> dict[
     return charts
 
 
-def check_chart_shape(path: Path, charts: Mapping[str, np.ndarray], shape: tuple[int, int] | None, against: str,
-                      remedy: str) -> None:
+def check_chart_shape(
+    path: Path, charts: Mapping[str, np.ndarray], shape: tuple[int, int] | None, against: str, remedy: str
+) -> None:
     """A :class:`SceneError` when the charts of ``path`` are not ``shape`` (that of the ``against``)."""
     found = charts["SIC"].shape
     if shape is not None and found != tuple(shape):
@@ -130,8 +144,9 @@ def resolve_reference(path: Path, key: str, reference: str | Path | bool | None)
     return Path(reference)
 
 
-def read_prep_scene(path: Path, name: SceneName, *, reference: str | Path | bool | None = True,
-                    min_size: tuple[int, int] | None = None) -> Scene:
+def read_prep_scene(
+    path: Path, name: SceneName, *, reference: str | Path | bool | None = True, min_size: tuple[int, int] | None = None
+) -> Scene:
     """Read a ready-to-train (``_prep.nc``) file whose name says ``name``, joining the test
     reference when asked."""
     with open_scene_file(path) as ds:
@@ -156,8 +171,13 @@ def load_prep(ds: xr.Dataset, path: Path, sar_names: Sequence[str]) -> SceneCont
     )
 
 
-def build_scene(path: Path, name: SceneName, content: SceneContent, reference: str | Path | bool | None,
-                min_size: tuple[int, int] | None) -> Scene:
+def build_scene(
+    path: Path,
+    name: SceneName,
+    content: SceneContent,
+    reference: str | Path | bool | None,
+    min_size: tuple[int, int] | None,
+) -> Scene:
     """Check what a reader loaded, join the test reference when the file has no charts, make the Scene."""
     hh = content.sar["nersc_sar_primary"]
     check_scene(path, hh.shape, content.coarse["btemp_6_9h"].shape, hh, min_size)
@@ -166,8 +186,16 @@ def build_scene(path: Path, name: SceneName, content: SceneContent, reference: s
         ref_path = resolve_reference(path, name.key, reference)
         if ref_path is not None:
             charts = read_charts(ref_path, hh.shape)
-    return Scene(scene_id=name.key, provider=name.provider, date=name.time, kind=content.kind, source=path,
-                 sar=content.sar, coarse=content.coarse, latitude=content.latitude, longitude=content.longitude,
-                 charts=charts, attrs=content.attrs)
-
-
+    return Scene(
+        scene_id=name.key,
+        provider=name.provider,
+        date=name.time,
+        kind=content.kind,
+        source=path,
+        sar=content.sar,
+        coarse=content.coarse,
+        latitude=content.latitude,
+        longitude=content.longitude,
+        charts=charts,
+        attrs=content.attrs,
+    )

@@ -71,16 +71,17 @@ class TiePoints:
         line, sample = np.asarray(line, float), np.asarray(sample, float)
         lines, samples = np.unique(np.round(line)), np.unique(np.round(sample))
         if len(lines) * len(samples) != len(line) or len(lines) < 2 or len(samples) < 2:
-            raise ValueError(f"{len(line)} tie points do not form a line x sample grid "
-                             f"({len(lines)} distinct lines, {len(samples)} distinct samples)")
+            raise ValueError(
+                f"{len(line)} tie points do not form a line x sample grid "
+                f"({len(lines)} distinct lines, {len(samples)} distinct samples)"
+            )
         order = np.lexsort((sample, line))
         shape = (len(lines), len(samples))
 
         def grid(values):
             return np.asarray(values, dtype=np.float64)[order].reshape(shape)
 
-        return cls(grid(line).mean(axis=1), grid(sample).mean(axis=0),
-                   grid(latitude), grid(longitude), grid(incidence))
+        return cls(grid(line).mean(axis=1), grid(sample).mean(axis=0), grid(latitude), grid(longitude), grid(incidence))
 
     def incidence_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Incidence angle (degrees) at 40 m pixel coordinates ``rows`` x ``cols``."""
@@ -147,8 +148,9 @@ def read_tie_points(ds, path: Path) -> TiePoints:
 def read_polygon_charts(ds, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Polygon ids of the code table and the decoded SIC/SOD/FLOE class of each polygon."""
     if POLYGON_CODES not in ds.variables:
-        raise SceneError(path, f"has {POLYGON_VARIABLE} but no {POLYGON_CODES} table",
-                         "the file is incomplete; download it again")
+        raise SceneError(
+            path, f"has {POLYGON_VARIABLE} but no {POLYGON_CODES} table", "the file is incomplete; download it again"
+        )
     try:
         table = parse_polygon_codes(load_variable(ds, POLYGON_CODES, path))
     except PolygonCodeError as err:
@@ -156,8 +158,9 @@ def read_polygon_charts(ds, path: Path) -> tuple[np.ndarray, dict[str, np.ndarra
     return table.poly_ids, decode_polygons(table)
 
 
-def read_raw_scene(path: Path, name: SceneName, *, reference: str | Path | bool | None = True,
-                   min_size: tuple[int, int] | None = None) -> Scene:
+def read_raw_scene(
+    path: Path, name: SceneName, *, reference: str | Path | bool | None = True, min_size: tuple[int, int] | None = None
+) -> Scene:
     """Read a raw 40 m file whose name says ``name`` and convert it to the 80 m ready-to-train
     representation."""
     with open_scene_file(path) as ds:
@@ -171,8 +174,10 @@ def read_raw_scene(path: Path, name: SceneName, *, reference: str | Path | bool 
         shape = (raw_shape[0] // 2, raw_shape[1] // 2)
         if min(shape) < 1:
             raise SceneError(path, f"SAR grid {raw_shape} is too small", "leave this scene out")
-        sar = {n: np.empty(shape, np.float32) for n in ("nersc_sar_primary", "nersc_sar_secondary",
-                                                        "sar_incidenceangle", "distance_map")}
+        sar = {
+            n: np.empty(shape, np.float32)
+            for n in ("nersc_sar_primary", "nersc_sar_secondary", "sar_incidenceangle", "distance_map")
+        }
         charts = {c: np.empty(shape, np.uint8) for c in CHART_NAMES} if has_chart else {}
         for start in range(0, 2 * shape[0], STRIP_LINES):
             stop = min(start + STRIP_LINES, 2 * shape[0])

@@ -29,8 +29,9 @@ from seaice_mlflow.tasks.autoice.files.raw import POLYGON_VARIABLE, read_raw_sce
 from seaice_mlflow.tasks.autoice.scene import Scene
 
 
-def read_scene(path: str | Path, *, reference: str | Path | bool | None = True,
-               min_size: tuple[int, int] | None = None) -> Scene:
+def read_scene(
+    path: str | Path, *, reference: str | Path | bool | None = True, min_size: tuple[int, int] | None = None
+) -> Scene:
     """Read any scene file (ready, test or raw) into a :class:`Scene` with 80 m charts.
 
     ``reference``: True joins the sibling ``<key>_prep_reference.nc`` when there is one,
@@ -40,8 +41,11 @@ def read_scene(path: str | Path, *, reference: str | Path | bool | None = True,
     check_file(path)  # a missing path is "does not exist", whatever its name
     name = parse_scene_name(path)
     if name.file_kind == REFERENCE:
-        raise SceneError(path, "is a test reference (charts only), not a scene",
-                         f"read {prep_name(name.key)} instead; its reference is joined automatically")
+        raise SceneError(
+            path,
+            "is a test reference (charts only), not a scene",
+            f"read {prep_name(name.key)} instead; its reference is joined automatically",
+        )
     read = read_raw_scene if name.file_kind == RAW else read_prep_scene
     return read(path, name, reference=reference, min_size=min_size)
 

@@ -17,9 +17,7 @@ SAR_VARIABLES: tuple[str, ...] = (
 
 #: AMSR2 brightness temperatures on the 2 km grid.
 AMSR2_VARIABLES: tuple[str, ...] = tuple(
-    f"btemp_{band}{pol}"
-    for band in ("6_9", "7_3", "10_7", "18_7", "23_8", "36_5", "89_0")
-    for pol in ("h", "v")
+    f"btemp_{band}{pol}" for band in ("6_9", "7_3", "10_7", "18_7", "23_8", "36_5", "89_0") for pol in ("h", "v")
 )
 
 #: ERA5 fields on the 2 km grid.
@@ -139,8 +137,19 @@ def check_input_variables(names: list[str] | tuple[str, ...]) -> tuple[str, ...]
 INPUT_SETS: dict[str, tuple[str, ...]] = {
     "all": SCENE_VARIABLES,
     "all+encodings": SCENE_VARIABLES + ENCODING_VARIABLES,
-    "compact": SAR_VARIABLES + ("btemp_18_7h", "btemp_18_7v", "btemp_36_5h", "btemp_36_5v",
-                                "u10m_rotated", "v10m_rotated", "t2m", "tcwv", "tclw") + ENCODING_VARIABLES,
+    "compact": SAR_VARIABLES
+    + (
+        "btemp_18_7h",
+        "btemp_18_7v",
+        "btemp_36_5h",
+        "btemp_36_5v",
+        "u10m_rotated",
+        "v10m_rotated",
+        "t2m",
+        "tcwv",
+        "tclw",
+    )
+    + ENCODING_VARIABLES,
 }
 
 

@@ -70,8 +70,9 @@ class SceneFile(Scene):
 
 
 @contextmanager
-def open_scene(path: str | Path, *, reference: str | Path | bool | None = True,
-               min_size: tuple[int, int] | None = None) -> Iterator[Scene]:
+def open_scene(
+    path: str | Path, *, reference: str | Path | bool | None = True, min_size: tuple[int, int] | None = None
+) -> Iterator[Scene]:
     """A scene for the duration of the ``with`` block: a :class:`SceneFile` for ``_prep.nc``
     files, an in-memory :class:`Scene` (:func:`read_scene`) for raw files. Errors as :func:`read_scene`."""
     path = Path(path)

@@ -53,15 +53,23 @@ def scene_files(data_dir: str | Path) -> list[Path]:
         raise ParameterError("data_dir", f"{data_dir} is not a folder; give the folder with the test scenes")
     files = find_scene_files(data_dir)
     if not files:
-        raise ParameterError("data_dir", f"{data_dir} holds no AI4Arctic scene files (*_prep.nc with "
-                             "_prep_reference.nc, ready-to-train or raw S1*_icechart_*.nc files)")
+        raise ParameterError(
+            "data_dir",
+            f"{data_dir} holds no AI4Arctic scene files (*_prep.nc with "
+            "_prep_reference.nc, ready-to-train or raw S1*_icechart_*.nc files)",
+        )
     return files
 
 
-def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, upload_package: str | Path | None = None,
-             device: str = "auto", options: TileOptions = TileOptions(),
-             on_scene: Callable[[SceneOutcome], None] | None = None,
-             warn: Callable[[str], None] | None = None) -> EvaluateRun:
+def evaluate(
+    model_uris: str | Sequence[str],
+    data_dir: str | Path,
+    upload_package: str | Path | None = None,
+    device: str = "auto",
+    options: TileOptions = TileOptions(),
+    on_scene: Callable[[SceneOutcome], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> EvaluateRun:
     """Score the model(s) on ``data_dir`` in the active (or a new) MLflow run ("evaluate").
 
     ``warn`` gets one-line warnings (default: :func:`warnings.warn`); the command prints them.
@@ -72,28 +80,43 @@ def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, upload_packa
     target = check_writable(upload_package, "upload_package", kind="file") if upload_package else None
     params = {"data_dir": str(Path(data_dir).resolve()), "upload_package": str(target or "")}
     with charting_run("evaluate", uris, device, options, params) as (run, charter, refs):
-        mlflow.set_tags({"seaice.data_dir": str(Path(data_dir).resolve()),
-                         "seaice.downsample": str(charter.recipe.downsample)})
-        tag_seen_scenes(seen_scenes_among(refs, (name.key for _, name in parsed_names(files))), len(files),
-                        warn or (lambda line: warnings.warn(line, stacklevel=3)))
+        mlflow.set_tags(
+            {"seaice.data_dir": str(Path(data_dir).resolve()), "seaice.downsample": str(charter.recipe.downsample)}
+        )
+        tag_seen_scenes(
+            seen_scenes_among(refs, (name.key for _, name in parsed_names(files))),
+            len(files),
+            warn or (lambda line: warnings.warn(line, stacklevel=3)),
+        )
         with tempfile.TemporaryDirectory(prefix="seaice-evaluate-") as tmp:
             result = evaluate_files(charter, files, Path(tmp), on_scene)
             metrics = result.pooled.metrics("test")
             log_test_metrics(metrics, refs)
             scored = result.having("scored")
-            mlflow.log_metrics({"eval_scenes": len(scored), "eval_scenes_failed": len(result.having("failed")),
-                                "eval_scenes_skipped": len(result.having("skipped")),
-                                "eval_seconds_per_scene": sum(o.seconds for o in scored) / len(scored),
-                                **{f"eval_pixels_{c}": result.pooled.pixels[c] for c in CHART_NAMES}})
+            mlflow.log_metrics(
+                {
+                    "eval_scenes": len(scored),
+                    "eval_scenes_failed": len(result.having("failed")),
+                    "eval_scenes_skipped": len(result.having("skipped")),
+                    "eval_seconds_per_scene": sum(o.seconds for o in scored) / len(scored),
+                    **{f"eval_pixels_{c}": result.pooled.pixels[c] for c in CHART_NAMES},
+                }
+            )
             mlflow.log_artifacts(tmp)
             if result.having("failed") or result.having("skipped"):
-                mlflow.log_text("\n".join(f"{o.status} {o.file}: {o.message}" for o in result.outcomes
-                                          if o.status != "scored"), "scenes_not_scored.txt")
+                mlflow.log_text(
+                    "\n".join(f"{o.status} {o.file}: {o.message}" for o in result.outcomes if o.status != "scored"),
+                    "scenes_not_scored.txt",
+                )
             if target is not None:
                 with atomic_path(target) as part:
                     shutil.copyfile(result.upload_package, part)
-        log_scene_dataset(result.records, source=str(Path(data_dir).resolve()), name=Path(data_dir).resolve().name,
-                          context="evaluation")
+        log_scene_dataset(
+            result.records,
+            source=str(Path(data_dir).resolve()),
+            name=Path(data_dir).resolve().name,
+            context="evaluation",
+        )
         return EvaluateRun(run.info.run_id, metrics, result, refs, target)
 
 
@@ -104,9 +127,11 @@ def tag_seen_scenes(seen: list[str], n_files: int, warn: Callable[[str], None]) 
     if seen:
         more = len(seen) - SHOWN_SCENES
         named = ", ".join(seen[:SHOWN_SCENES]) + (f" and {more} more" if more > 0 else "")
-        warn(f"warning: {len(seen)} of the {n_files} scene(s) are training or validation scenes of the model "
-             f"({named}): its test scores are optimistic and `seaice register` will not rank by this run; "
-             "evaluate on held-out test scenes")
+        warn(
+            f"warning: {len(seen)} of the {n_files} scene(s) are training or validation scenes of the model "
+            f"({named}): its test scores are optimistic and `seaice register` will not rank by this run; "
+            "evaluate on held-out test scenes"
+        )
 
 
 def log_test_metrics(metrics: dict[str, float], refs: Sequence[ModelRef]) -> None:

@@ -45,10 +45,23 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # about a minute: checks that an installation works end to end (no meaningful model)
-    "smoke": Profile(train_scenes=3, test_scenes=1, scene_size=(160, 200), downsample=2, val_scenes=1,
-                     train={"epochs": 1, "batches_per_epoch": 2, "batch_size": 4, "patch_size": 64,
-                            "unet_filters": "8,8,16,16", "val_tile": 128, "workers": 0},
-                     baseline_pixels=5_000),
+    "smoke": Profile(
+        train_scenes=3,
+        test_scenes=1,
+        scene_size=(160, 200),
+        downsample=2,
+        val_scenes=1,
+        train={
+            "epochs": 1,
+            "batches_per_epoch": 2,
+            "batch_size": 4,
+            "patch_size": 64,
+            "unet_filters": "8,8,16,16",
+            "val_tile": 128,
+            "workers": 0,
+        },
+        baseline_pixels=5_000,
+    ),
     # a few CPU minutes (benchmarks/bench_demo.py measures the margin over data seeds). A 1000 px
     # scene holds only 2-3 chart polygons (about 56 km apart, as in real charts) and SIC and SOD
     # are one value per polygon, so the CNN needs many scenes: trained on 6 it learnt SIC by heart.
@@ -58,13 +71,28 @@ PROFILES: dict[str, Profile] = {
     # made it paint calm water as icebergs (a polygon label on water with a few bright points).
     # 8 test scenes: a margin measured on 4 (about 10 polygons) moved by several points with
     # the data seed (docs/experiments.md).
-    "demo": Profile(train_scenes=40, test_scenes=8, scene_size=(1000, 1000), downsample=4, val_scenes=4,
-                    train={"unet_filters": "16,32,64,64", "epochs": 15, "batches_per_epoch": 50, "batch_size": 16,
-                           "patch_size": 64, "restart_epochs": 15, "early_stopping": 0, "val_tile": 256,
-                           "class_weights": "balanced:SOD"}),
+    "demo": Profile(
+        train_scenes=40,
+        test_scenes=8,
+        scene_size=(1000, 1000),
+        downsample=4,
+        val_scenes=4,
+        train={
+            "unet_filters": "16,32,64,64",
+            "epochs": 15,
+            "batches_per_epoch": 50,
+            "batch_size": 16,
+            "patch_size": 64,
+            "restart_epochs": 15,
+            "early_stopping": 0,
+            "val_tile": 256,
+            "class_weights": "balanced:SOD",
+        },
+    ),
     # real-size settings: the training defaults on 80 m scenes of AI4Arctic size
-    "full": Profile(train_scenes=24, test_scenes=4, scene_size=(5000, 5200), downsample=1, val_scenes=3,
-                    baseline_pixels=300_000),
+    "full": Profile(
+        train_scenes=24, test_scenes=4, scene_size=(5000, 5200), downsample=1, val_scenes=3, baseline_pixels=300_000
+    ),
 }
 
 
@@ -105,9 +133,14 @@ class Pipeline:
         under the pipeline's."""
         try:
             with interpreter_first_on_path():
-                submitted = mlflow.projects.run(str(self.project), entry_point=entry_point, env_manager="local",
-                                                parameters={k: str(v) for k, v in parameters.items()},
-                                                experiment_id=self.experiment_id, synchronous=True)
+                submitted = mlflow.projects.run(
+                    str(self.project),
+                    entry_point=entry_point,
+                    env_manager="local",
+                    parameters={k: str(v) for k, v in parameters.items()},
+                    experiment_id=self.experiment_id,
+                    synchronous=True,
+                )
         except ExecutionException as err:
             raise SeaIceError(f"pipeline step {entry_point} failed ({err}); see that run's output above") from err
         mlflow.MlflowClient().set_tag(submitted.run_id, "mlflow.parentRunId", self.parent_run_id)
@@ -120,8 +153,10 @@ def scene_folders(profile: Profile, data_dir: str, test_dir: str, work: Path, se
 
     Given folders are checked before any scene is made, so a wrong path fails at once.
     """
-    splits = (("data_dir", data_dir, "train", profile.train_scenes, 0),
-              ("test_dir", test_dir, "test", profile.test_scenes, 1000))
+    splits = (
+        ("data_dir", data_dir, "train", profile.train_scenes, 0),
+        ("test_dir", test_dir, "test", profile.test_scenes, 1000),
+    )
     for parameter, given, *_ in splits:
         if given and (not Path(given).is_dir() or not find_scene_files(given)):
             raise ParameterError(parameter, f"{given} holds no AI4Arctic scene files")
@@ -132,14 +167,23 @@ def scene_folders(profile: Profile, data_dir: str, test_dir: str, work: Path, se
             continue
         folder = work / "data" / f"{split}-{count}x{profile.scene_size[0]}x{profile.scene_size[1]}-s{seed}"
         if len(find_scene_files(folder) if folder.is_dir() else []) < count:
-            synthesize(folder, n_scenes=count, size=profile.scene_size, split=split, seed=seed + offset,
-                       workers=SYNTH_WORKERS)
+            synthesize(
+                folder, n_scenes=count, size=profile.scene_size, split=split, seed=seed + offset, workers=SYNTH_WORKERS
+            )
         folders.append(folder)
     return folders[0], folders[1]
 
 
-def run_pipeline(profile_name: str, data_dir: str, test_dir: str, model_name: str, out: str, seed: int,
-                 experiment_id: str, parent_run_id: str) -> PipelineResult:
+def run_pipeline(
+    profile_name: str,
+    data_dir: str,
+    test_dir: str,
+    model_name: str,
+    out: str,
+    seed: int,
+    experiment_id: str,
+    parent_run_id: str,
+) -> PipelineResult:
     """The whole chain; returns what each step produced."""
     if profile_name not in PROFILES:
         raise ParameterError("profile", f"{profile_name!r} is not one of {', '.join(PROFILES)}")
@@ -148,30 +192,54 @@ def run_pipeline(profile_name: str, data_dir: str, test_dir: str, model_name: st
     train_dir, test_folder = scene_folders(profile, data_dir, test_dir, work, seed)
     pipeline = Pipeline(experiment_id, parent_run_id)
     store = work / f"store-x{profile.downsample}"
-    pipeline.step("preprocess", {"data_dir": train_dir, "out": store, "downsample": profile.downsample,
-                                 "val_scenes": profile.val_scenes, "seed": seed})
+    pipeline.step(
+        "preprocess",
+        {
+            "data_dir": train_dir,
+            "out": store,
+            "downsample": profile.downsample,
+            "val_scenes": profile.val_scenes,
+            "seed": seed,
+        },
+    )
     trained = pipeline.step("train", {"store": store, "out": work / "checkpoints", "seed": seed, **profile.train})
     model_uri = trained.data.tags[MODEL_URI_TAG]
-    evaluated = pipeline.step("evaluate", {"model_uri": model_uri, "data_dir": test_folder,
-                                           "upload_package": work / UPLOAD_PACKAGE})
+    evaluated = pipeline.step(
+        "evaluate", {"model_uri": model_uri, "data_dir": test_folder, "upload_package": work / UPLOAD_PACKAGE}
+    )
     experiment = mlflow.get_experiment(experiment_id).name
     registered = pipeline.step("register", {"experiment": experiment, "model_name": model_name})
     champion_uri = registered.data.tags["seaice.champion_uri"]
     pipeline.step("predict", {"model_uri": champion_uri, "scenes": test_folder, "out": work / "charts"})
     scores = {k: v for k, v in evaluated.data.metrics.items() if k.startswith("test_")}
-    baseline = per_pixel_baseline(find_scene_files(train_dir), find_scene_files(test_folder),
-                                  n_pixels=profile.baseline_pixels, seed=seed)
-    return PipelineResult(pipeline.runs, model_uri, champion_uri, scores, baseline.metrics("baseline_test"),
-                          work / "charts")
+    baseline = per_pixel_baseline(
+        find_scene_files(train_dir), find_scene_files(test_folder), n_pixels=profile.baseline_pixels, seed=seed
+    )
+    return PipelineResult(
+        pipeline.runs, model_uri, champion_uri, scores, baseline.metrics("baseline_test"), work / "charts"
+    )
 
 
 def main(options: PipelineDefaults = PipelineDefaults()) -> MainRun:
     """The whole chain in the active (or a new) run ("main"), the steps as its child runs; logs the
     test scores, the per-pixel baseline and each step's run."""
     with step_run("main", asdict(options)) as run:
-        result = run_pipeline(options.profile, options.data_dir, options.test_dir, options.model_name, options.out,
-                              options.seed, run.info.experiment_id, run.info.run_id)
+        result = run_pipeline(
+            options.profile,
+            options.data_dir,
+            options.test_dir,
+            options.model_name,
+            options.out,
+            options.seed,
+            run.info.experiment_id,
+            run.info.run_id,
+        )
         mlflow.log_metrics({**result.scores, **result.baseline})
-        mlflow.set_tags({MODEL_URI_TAG: result.model_uri, "seaice.champion_uri": result.champion_uri,
-                         **{f"seaice.run.{step}": run_id for step, run_id in result.runs.items()}})
+        mlflow.set_tags(
+            {
+                MODEL_URI_TAG: result.model_uri,
+                "seaice.champion_uri": result.champion_uri,
+                **{f"seaice.run.{step}": run_id for step, run_id in result.runs.items()},
+            }
+        )
         return MainRun(run.info.run_id, result, mlflow.get_tracking_uri())

@@ -38,6 +38,7 @@ class PredictRun:
 
 def provenance(refs: Sequence[ModelRef], run_id: str, options: TileOptions, device: str) -> dict[str, object]:
     """Global attributes of the chart products that say which model(s) made them and how."""
+
     def joined(values) -> str | None:
         values = list(values)
         return ", ".join(v or "unknown" for v in values) if any(values) else None
@@ -56,32 +57,59 @@ def provenance(refs: Sequence[ModelRef], run_id: str, options: TileOptions, devi
     }
 
 
-def predict(model_uris: str | Sequence[str], scenes: str | Sequence[str], out: str | Path, device: str = "auto",
-            upload_package: bool = False, probabilities: bool = False, options: TileOptions = TileOptions(),
-            on_scene: Callable[[SceneOutcome], None] | None = None) -> PredictRun:
+def predict(
+    model_uris: str | Sequence[str],
+    scenes: str | Sequence[str],
+    out: str | Path,
+    device: str = "auto",
+    upload_package: bool = False,
+    probabilities: bool = False,
+    options: TileOptions = TileOptions(),
+    on_scene: Callable[[SceneOutcome], None] | None = None,
+) -> PredictRun:
     """Chart ``scenes`` (files or folders) with the model(s) in the active (or a new) run ("predict")."""
     uris, paths = split_values(model_uris), split_paths(scenes)
     resolve_device(device)  # a clear error before the run starts
     files = expand_scene_paths(paths)
     if not files:
-        raise ParameterError("scenes", f"no scene files in {', '.join(paths) or 'nothing'}; give *_prep.nc or raw "
-                             "S1*_icechart_*.nc files, or folders of them")
+        raise ParameterError(
+            "scenes",
+            f"no scene files in {', '.join(paths) or 'nothing'}; give *_prep.nc or raw "
+            "S1*_icechart_*.nc files, or folders of them",
+        )
     out = check_writable(Path(out).resolve(), "out")  # before the model is loaded
-    params = {"scenes": " ".join(paths), "out": str(out), "upload_package": upload_package,
-              "probabilities": probabilities}
+    params = {
+        "scenes": " ".join(paths),
+        "out": str(out),
+        "upload_package": upload_package,
+        "probabilities": probabilities,
+    }
     with charting_run("predict", uris, device, options, params) as (run, charter, refs):
         mlflow.set_tag("seaice.charts_dir", str(out))
         attrs = provenance(refs, run.info.run_id, options, charter.predictor.device.type)
         result = predict_files(charter, files, out, attrs, probabilities, upload_package, on_scene)
         written = result.having("written")
-        mlflow.log_metrics({"predict_scenes": len(written), "predict_scenes_failed": len(result.having("failed")),
-                            "predict_seconds_per_scene": sum(o.seconds for o in written) / len(written)})
-        mlflow.log_text(json.dumps({
-            "files": [{"scene_id": o.scene_id, "source": str(o.file), "outputs": [str(p) for p in o.outputs]}
-                      for o in written],
-            "upload_package": str(result.upload_package) if result.upload_package else None,
-            "failed": [{"source": str(o.file), "problem": o.message} for o in result.having("failed")]},
-            indent=1), "outputs.json")
+        mlflow.log_metrics(
+            {
+                "predict_scenes": len(written),
+                "predict_scenes_failed": len(result.having("failed")),
+                "predict_seconds_per_scene": sum(o.seconds for o in written) / len(written),
+            }
+        )
+        mlflow.log_text(
+            json.dumps(
+                {
+                    "files": [
+                        {"scene_id": o.scene_id, "source": str(o.file), "outputs": [str(p) for p in o.outputs]}
+                        for o in written
+                    ],
+                    "upload_package": str(result.upload_package) if result.upload_package else None,
+                    "failed": [{"source": str(o.file), "problem": o.message} for o in result.having("failed")],
+                },
+                indent=1,
+            ),
+            "outputs.json",
+        )
         for outcome in written:
             mlflow.log_artifact(str(outcome.outputs[1]), "quicklooks")
         if result.upload_package is not None:

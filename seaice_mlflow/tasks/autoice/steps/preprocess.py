@@ -2,7 +2,7 @@
 normalisation, class histograms per split and the scenes as a dataset input.
 
 Options, ``out`` and the split sizes are checked before the run starts
-(:func:`~seaice_mlflow.tasks.autoice.preprocess.plan_preprocess`); a bad scene is reported and skipped.
+(:func:`~seaice_mlflow.tasks.autoice.conversion.plan_preprocess`); a bad scene is reported and skipped.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from tqdm import tqdm
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.config import PREPROCESS, PreprocessDefaults
+from seaice_mlflow.tasks.autoice.conversion import PreprocessResult, convert_scenes, plan_preprocess
 from seaice_mlflow.tasks.autoice.files.variables import parse_variables
-from seaice_mlflow.tasks.autoice.preprocess import PreprocessResult, convert_scenes, plan_preprocess
 from seaice_mlflow.tasks.autoice.store import MANIFEST, NORMALISATION, Store
 from seaice_mlflow.tracking.runs import log_scene_dataset, step_run
 
@@ -37,8 +37,9 @@ class PreprocessRun:
         return self.result.manifest["scenes"]
 
 
-def preprocess(data_dir: str | Path, options: PreprocessDefaults = PREPROCESS,
-               echo: Callable[[str], None] = tqdm.write) -> PreprocessRun:
+def preprocess(
+    data_dir: str | Path, options: PreprocessDefaults = PREPROCESS, echo: Callable[[str], None] = tqdm.write
+) -> PreprocessRun:
     """Convert ``data_dir`` into the store ``options.out`` in the active (or a new) run ("preprocess").
 
     Shows a progress bar; ``echo`` gets a line per scene that fails (the bar stays intact).
@@ -48,14 +49,23 @@ def preprocess(data_dir: str | Path, options: PreprocessDefaults = PREPROCESS,
         names = parse_variables(options.variables)
     except ValueError as err:
         raise ParameterError("variables", str(err)) from None
-    plan = plan_preprocess(data_dir, options.out, downsample=options.downsample, variables=names,
-                           val_scenes=options.val_scenes, val_list=options.val_list or None, workers=options.workers,
-                           overwrite=options.overwrite, seed=options.seed)
+    plan = plan_preprocess(
+        data_dir,
+        options.out,
+        downsample=options.downsample,
+        variables=names,
+        val_scenes=options.val_scenes,
+        val_list=options.val_list or None,
+        workers=options.workers,
+        overwrite=options.overwrite,
+        seed=options.seed,
+    )
     store = Path(options.out).resolve()
     params = {"data_dir": str(data_dir.resolve()), **asdict(options), "out": str(store)}
     with step_run("preprocess", params) as run:
         started = time.perf_counter()
         with tqdm(total=len(plan.files), desc="preprocess", unit="scene", disable=None) as bar:
+
             def progress(status: str, info: dict) -> None:
                 bar.update()
                 if status == "failed":
@@ -63,9 +73,15 @@ def preprocess(data_dir: str | Path, options: PreprocessDefaults = PREPROCESS,
 
             result = convert_scenes(plan, on_scene=progress)
         scenes = result.manifest["scenes"]
-        mlflow.log_metrics({"scenes": len(scenes), "scenes_processed": len(result.processed),
-                            "scenes_skipped": len(result.skipped), "scenes_failed": len(result.failed),
-                            "preprocess_seconds": time.perf_counter() - started})
+        mlflow.log_metrics(
+            {
+                "scenes": len(scenes),
+                "scenes_processed": len(result.processed),
+                "scenes_skipped": len(result.skipped),
+                "scenes_failed": len(result.failed),
+                "preprocess_seconds": time.perf_counter() - started,
+            }
+        )
         mlflow.set_tag("seaice.store", str(store))
         mlflow.set_tag("seaice.store_digest", Store(store).digest)
         mlflow.log_artifact(str(store / MANIFEST), "store")

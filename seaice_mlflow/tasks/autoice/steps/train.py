@@ -63,8 +63,11 @@ def stderr_line(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def train(config: TrainConfig, on_epoch: Callable[[EpochReport], None] | None = None,
-          echo: Callable[[str], None] = stderr_line) -> TrainResult:
+def train(
+    config: TrainConfig,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    echo: Callable[[str], None] = stderr_line,
+) -> TrainResult:
     """Train as configured; rank 0 tracks everything in the active (or a new) MLflow run.
 
     ``on_epoch`` sees each epoch's report (the command prints a line); ``echo`` gets warnings
@@ -80,20 +83,33 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochReport], None] | None = 
         resumed_from = None
         if checkpoint is not None:
             resumed_from = training.resume(checkpoint).get("run_id") or (
-                config.resume if RUN_ID.match(config.resume) else None)
+                config.resume if RUN_ID.match(config.resume) else None
+            )
         if not dist.main:
             trainer.fit()
             return TrainResult(None, None, None, trainer.state.epoch)
-        params = {**config.as_params(), "world_size": dist.world, "downsample": training.store.downsample,
-                  "in_channels": len(training.recipe.variables)}
+        params = {
+            **config.as_params(),
+            "world_size": dist.world,
+            "downsample": training.store.downsample,
+            "in_channels": len(training.recipe.variables),
+        }
         with training_patience(), step_run("train", params, system_metrics=True) as run:
             trainer.run_id = run.info.run_id
-            mlflow.set_tags({"seaice.store_digest": training.store.digest, "seaice.store": str(training.store.root),
-                             "seaice.model": config.model, "seaice.git_commit": git_commit() or "unknown"})
+            mlflow.set_tags(
+                {
+                    "seaice.store_digest": training.store.digest,
+                    "seaice.store": str(training.store.root),
+                    "seaice.model": config.model,
+                    "seaice.git_commit": git_commit() or "unknown",
+                }
+            )
             if checkpoint is not None:
                 mark_resumed(run.info.run_id, resumed_from, checkpoint)
             scenes = [s.record | {"split": s.split} for s in training.store.scenes() if s.split in ("train", "val")]
-            log_scene_dataset(scenes, source=str(training.store.root), name=training.store.root.name, context="training")
+            log_scene_dataset(
+                scenes, source=str(training.store.root), name=training.store.root.name, context="training"
+            )
             mlflow.log_dict(config.as_params(), "config.json")
             mlflow.log_dict(training.recipe.as_dict(), "recipe.json")
 
@@ -108,17 +124,25 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochReport], None] | None = 
             try:
                 state = trainer.fit(epoch_done)
             except Interrupted as err:
-                done = (f"epoch {trainer.state.epoch} is in {out / LAST}; {hint}" if trainer.state.epoch
-                        else "no epoch was completed, so there is nothing to resume")
-                raise Interrupted(err.signal_name, err.exit_code, f"training interrupted by {err.signal_name} "
-                                  f"in epoch {trainer.state.epoch + 1}; run {run.info.run_id} ends KILLED; "
-                                  f"{done}") from None
+                done = (
+                    f"epoch {trainer.state.epoch} is in {out / LAST}; {hint}"
+                    if trainer.state.epoch
+                    else "no epoch was completed, so there is nothing to resume"
+                )
+                raise Interrupted(
+                    err.signal_name,
+                    err.exit_code,
+                    f"training interrupted by {err.signal_name} "
+                    f"in epoch {trainer.state.epoch + 1}; run {run.info.run_id} ends KILLED; "
+                    f"{done}",
+                ) from None
             log.wait()
             try:
                 return log_trained_model(training, state, run.info.run_id)
             except MlflowException as err:
-                raise TrackingUnavailable(f"logging the trained model failed ({connection_problem(err)}); the "
-                                          f"checkpoints are kept: {hint}") from None
+                raise TrackingUnavailable(
+                    f"logging the trained model failed ({connection_problem(err)}); the checkpoints are kept: {hint}"
+                ) from None
     finally:
         teardown(dist)
 
@@ -166,4 +190,3 @@ def log_quicklooks(training: ChartTraining, predictions: dict) -> None:
         reference = dict(zip(CHART_NAMES, scene.read_charts()))
         figure = plots.quicklook(hh, predictions[scene.scene_id].charts, reference, f"validation {scene.scene_id}")
         mlflow.log_figure(figure, f"quicklooks/{scene.scene_id}.png")
-

@@ -15,12 +15,15 @@ def _bspline_weights(x: np.ndarray, n_coeffs: int) -> sparse.csr_matrix:
     """Cubic B-spline weight matrix (len(x), n_coeffs), rows normalised to unit variance."""
     base = np.floor(x).astype(np.int64)
     t = x - base
-    w = np.stack([
-        (1 - t) ** 3 / 6,
-        (3 * t**3 - 6 * t**2 + 4) / 6,
-        (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
-        t**3 / 6,
-    ], axis=1)
+    w = np.stack(
+        [
+            (1 - t) ** 3 / 6,
+            (3 * t**3 - 6 * t**2 + 4) / 6,
+            (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
+            t**3 / 6,
+        ],
+        axis=1,
+    )
     w /= np.sqrt((w**2).sum(axis=1, keepdims=True))  # white coefficients -> unit variance
     cols = base[:, None] + np.arange(-1, 3)[None, :]
     rows = np.repeat(np.arange(len(x)), 4)
@@ -46,8 +49,9 @@ class SmoothField:
         return self.sample(np.arange(row, row + height), np.arange(width))
 
 
-def octaves(rng: np.random.Generator, shape: tuple[int, int], scales: tuple[float, ...],
-            weights: tuple[float, ...]) -> list[tuple[SmoothField, float]]:
+def octaves(
+    rng: np.random.Generator, shape: tuple[int, int], scales: tuple[float, ...], weights: tuple[float, ...]
+) -> list[tuple[SmoothField, float]]:
     """A few fields at different scales, to be summed with ``weights`` (fractal-looking detail)."""
     return [(SmoothField(rng, shape, s), w) for s, w in zip(scales, weights)]
 

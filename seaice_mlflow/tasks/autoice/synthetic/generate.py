@@ -76,8 +76,9 @@ class SyntheticScene:
         self.chart = make_chart(rng[3], self.shape, self.land, self.zones)
         self.wind = (SmoothField(rng[4], self.shape, 400.0), SmoothField(rng[4], self.shape, 400.0))
         self.wind_mean = tuple(rng[4].normal([0.7, 0.6], 3.0))
-        self.radar = RadarModel(rng[5], self.shape, self.chart, self.land, self.swath, self.tie,
-                                self.wind, self.wind_mean, (seed, index))
+        self.radar = RadarModel(
+            rng[5], self.shape, self.chart, self.land, self.swath, self.tie, self.wind, self.wind_mean, (seed, index)
+        )
         self._code_rng, self._coarse_rng = rng[6], rng[7]
         self.classes = self.chart.classes()
         self.poly_ids = np.array([p.poly_id for p in self.chart.polygons], dtype=np.float32)
@@ -87,7 +88,7 @@ class SyntheticScene:
         for row in range(0, h, STRIP_ROWS):
             height = min(STRIP_ROWS, h - row)
             hh, hv, ice, old = self.radar.strip(row, height)
-            index = self.chart.index[row:row + height]
+            index = self.chart.index[row : row + height]
             on_land = index < 0
             safe = np.where(on_land, 0, index)
             rows40, cols40 = np.arange(2 * row, 2 * (row + height)), np.arange(2 * w)
@@ -96,9 +97,8 @@ class SyntheticScene:
                 hh_db=hh,
                 hv_db=hv,
                 polygon=upsample2(np.where(on_land, np.nan, self.poly_ids[safe]).astype(np.float32)),
-                charts={c: upsample2(np.where(on_land, -1, v[safe]).astype(np.int16))
-                        for c, v in self.classes.items()},
-                distance=upsample2(self.zones[row:row + height].astype(np.float32)),
+                charts={c: upsample2(np.where(on_land, -1, v[safe]).astype(np.int16)) for c, v in self.classes.items()},
+                distance=upsample2(self.zones[row : row + height].astype(np.float32)),
                 subswath=self.swath.subswath(rows40, cols40),
                 incidence=self.tie.incidence_at(rows40, cols40),
                 ice=ice,
@@ -108,8 +108,9 @@ class SyntheticScene:
     def coarse_variables(self, ice: np.ndarray, old: np.ndarray) -> dict[str, np.ndarray]:
         """AMSR2 and ERA5 (physical units, float64) from the 2 km ice and old-ice fractions."""
         land = cell_mean(self.land.astype(np.float32), self.coarse_shape)
-        era5 = era5_fields(self._coarse_rng, self.coarse_shape, self.identity.time.month, ice,
-                           self.wind, self.wind_mean)
+        era5 = era5_fields(
+            self._coarse_rng, self.coarse_shape, self.identity.time.month, ice, self.wind, self.wind_mean
+        )
         return {**brightness_temperatures(self._coarse_rng, ice, old, land, era5), **era5}
 
     def write(self, directory: Path, split: str, fmt: str) -> list[Path]:
@@ -123,26 +124,35 @@ class SyntheticScene:
                 reference = stack.enter_context(ReferenceFile(directory, self.identity, self.shape))
             if fmt == "raw":
                 codes = polygon_code_rows(self._code_rng, self.chart.polygons) if split == "train" else None
-                scene = stack.enter_context(RawFile(directory, self.identity, self.shape40,
-                                                    self.coarse_shape, self.tie, codes))
+                scene = stack.enter_context(
+                    RawFile(directory, self.identity, self.shape40, self.coarse_shape, self.tie, codes)
+                )
             else:
-                scene = stack.enter_context(ReadyFile(directory, self.identity, self.shape,
-                                                      self.coarse_shape, self.tie, split == "train"))
+                scene = stack.enter_context(
+                    ReadyFile(directory, self.identity, self.shape, self.coarse_shape, self.tie, split == "train")
+                )
             for strip in self.strips():
                 accumulate_cells(ice, strip.row, strip.ice)
                 accumulate_cells(old, strip.row, strip.old)
                 if fmt == "raw":
-                    values = {"nersc_sar_primary": strip.hh_db, "nersc_sar_secondary": strip.hv_db,
-                              "distance_map": strip.distance, "swath_segmentation": strip.subswath}
+                    values = {
+                        "nersc_sar_primary": strip.hh_db,
+                        "nersc_sar_secondary": strip.hv_db,
+                        "distance_map": strip.distance,
+                        "swath_segmentation": strip.subswath,
+                    }
                     if split == "train":
                         values["polygon_icechart"] = strip.polygon
                     scene.write_strip(2 * strip.row, values)
                 if fmt == "ready" or reference is not None:
-                    sar, charts = reduce_strip(strip.hh_db, strip.hv_db, strip.incidence, strip.distance,
-                                               strip.charts)
+                    sar, charts = reduce_strip(strip.hh_db, strip.hv_db, strip.incidence, strip.distance, strip.charts)
                     if fmt == "ready":
-                        scene.write_strip(strip.row, sar, None if reference else charts,
-                                          {"nersc_sar_primary": strip.hh_db, "nersc_sar_secondary": strip.hv_db})
+                        scene.write_strip(
+                            strip.row,
+                            sar,
+                            None if reference else charts,
+                            {"nersc_sar_primary": strip.hh_db, "nersc_sar_secondary": strip.hv_db},
+                        )
                     if reference is not None:
                         reference.write_strip(strip.row, charts)
             n = COARSE_FACTOR**2
@@ -165,7 +175,7 @@ def accumulate_cells(total: np.ndarray, row: int, values: np.ndarray) -> None:
     if n <= 0:
         return
     block = values[: n * COARSE_FACTOR, : cw * COARSE_FACTOR]
-    total[first:first + n] += block.reshape(n, COARSE_FACTOR, cw, COARSE_FACTOR).sum(axis=(1, 3))
+    total[first : first + n] += block.reshape(n, COARSE_FACTOR, cw, COARSE_FACTOR).sum(axis=(1, 3))
 
 
 def synthesize(
@@ -193,8 +203,10 @@ def synthesize(
     if workers < 1:
         raise ParameterError("workers", f"must be at least 1, got {workers}")
     if min(size) < MIN_SIZE:
-        raise ParameterError("size", f"{size[0]}x{size[1]} is too small; scenes need at least "
-                             f"{MIN_SIZE}x{MIN_SIZE} pixels (two 2 km cells)")
+        raise ParameterError(
+            "size",
+            f"{size[0]}x{size[1]} is too small; scenes need at least {MIN_SIZE}x{MIN_SIZE} pixels (two 2 km cells)",
+        )
     jobs = [(seed, index, size, Path(out_dir), split, fmt) for index in scene_indices(seed, first_index, n_scenes)]
     written: list[Path] = []
     with ExitStack() as stack:

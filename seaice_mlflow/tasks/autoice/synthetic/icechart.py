@@ -31,7 +31,12 @@ STAGE_CODES: dict[int, tuple[int, ...]] = {
     GLACIER: (98,),
 }
 FORM_CODES: dict[int, tuple[int, ...]] = {
-    1: (2,), 2: (3,), 3: (4,), 4: (5,), 5: (6, 7), 6: (9, 10),
+    1: (2,),
+    2: (3,),
+    3: (4,),
+    4: (5,),
+    5: (6, 7),
+    6: (9, 10),
     FAST: (8,),
     PANCAKE: (22, 1, 21),
 }
@@ -150,8 +155,7 @@ def make_ice_polygon(
             forms[i] = neighbour_class(rng, forms[i], 6, {forms[i]})
     forms = [PANCAKE if s <= 2 and rng.random() < 0.25 else f for s, f in zip(stages, forms)]
     components = [Component(t, s, f) for t, s, f in zip(tenths, stages, forms)]
-    return PolygonIce(poly_id, total, components,
-                      stage_reported=rng.random() > 0.03, form_reported=rng.random() > 0.08)
+    return PolygonIce(poly_id, total, components, stage_reported=rng.random() > 0.03, form_reported=rng.random() > 0.08)
 
 
 def make_water_polygon(rng: np.random.Generator, poly_id: int, near_land: bool) -> PolygonIce:

@@ -25,8 +25,18 @@ TIE_POINTS = 21
 #: 80 m rows generated at a time: a multiple of the 25-pixel 2 km cell.
 STRIP_ROWS = 250
 
-DMI_REGIONS = ("CapeFarewell", "CentralEast", "CentralWest", "North", "NorthEast", "NorthWest",
-               "NorthAndCentralEast", "Qaanaaq", "SouthEast", "SouthWest")
+DMI_REGIONS = (
+    "CapeFarewell",
+    "CentralEast",
+    "CentralWest",
+    "North",
+    "NorthEast",
+    "NorthWest",
+    "NorthAndCentralEast",
+    "Qaanaaq",
+    "SouthEast",
+    "SouthWest",
+)
 CIS_REGIONS = ("EA", "FOXE", "NFLD", "WA", "MID", "HA")
 
 
@@ -44,12 +54,13 @@ def make_identity(rng: np.random.Generator) -> SceneIdentity:
     """A plausible acquisition (2018-2021, mostly winter) with AI4Arctic file names."""
     provider = "dmi" if rng.random() < 0.6 else "cis"
     month = int(rng.choice(np.arange(1, 13), p=np.array([10, 10, 10, 9, 8, 8, 8, 8, 7, 7, 7, 8]) / 100))
-    start = datetime(int(rng.integers(2018, 2022)), month, 1) + timedelta(
-        seconds=int(rng.integers(0, 27 * 86400)))
+    start = datetime(int(rng.integers(2018, 2022)), month, 1) + timedelta(seconds=int(rng.integers(0, 27 * 86400)))
     stop = start + timedelta(seconds=int(rng.integers(60, 100)))
-    product_id = (f"S1{'AB'[int(rng.integers(2))]}_EW_GRDM_1SDH_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
-                  f"{int(rng.integers(1, 60000)):06d}_{int(rng.integers(0, 16**6)):06X}_"
-                  f"{int(rng.integers(0, 16**4)):04X}")
+    product_id = (
+        f"S1{'AB'[int(rng.integers(2))]}_EW_GRDM_1SDH_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
+        f"{int(rng.integers(1, 60000)):06d}_{int(rng.integers(0, 16**6)):06X}_"
+        f"{int(rng.integers(0, 16**4)):04X}"
+    )
     chart_time = start - timedelta(minutes=int(rng.integers(0, 180)))
     if provider == "dmi":
         chart = f"dmi_{chart_time:%Y%m%d%H%M}_{rng.choice(DMI_REGIONS)}_RIC"
@@ -151,8 +162,8 @@ def make_land(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndar
     terrain = octaves(rng, shape, (max(h, w) / 2.5, 60.0, 10.0), (0.8, 0.3, 0.12))
     field = np.empty(shape, dtype=np.float32)
     for r0 in range(0, h, STRIP_ROWS):
-        rr = rows[r0:r0 + STRIP_ROWS]
-        field[r0:r0 + STRIP_ROWS] = sample_sum(terrain, rr, cols) - 2.0 * (ramp_r[r0:r0 + STRIP_ROWS] + ramp_c)
+        rr = rows[r0 : r0 + STRIP_ROWS]
+        field[r0 : r0 + STRIP_ROWS] = sample_sum(terrain, rr, cols) - 2.0 * (ramp_r[r0 : r0 + STRIP_ROWS] + ramp_c)
     land = field > np.quantile(field[::4, ::4], 1 - rng.uniform(0.03, 0.3))
     sea_km = ndimage.distance_transform_edt(~land).astype(np.float32) * PIXEL_KM
     return land, distance_zone(np.minimum(sea_km, virtual_km))
@@ -184,8 +195,7 @@ def _correlated_uniform(rng: np.random.Generator, u: float, rho: float) -> float
     return float(norm.cdf(z))
 
 
-def make_chart(rng: np.random.Generator, shape: tuple[int, int], land: np.ndarray,
-               zones: np.ndarray) -> ChartLayout:
+def make_chart(rng: np.random.Generator, shape: tuple[int, int], land: np.ndarray, zones: np.ndarray) -> ChartLayout:
     """Voronoi polygons with wiggly borders; ice classes follow an ice-edge-to-pack gradient.
 
     The ice fraction of the scene varies (mean about the 43 % of the real charts) and class
@@ -205,7 +215,7 @@ def make_chart(rng: np.random.Generator, shape: tuple[int, int], land: np.ndarra
         y = rows[:, None] + 0.25 * scale * warp[0].sample(rows, cols)
         x = cols[None, :] + 0.25 * scale * warp[1].sample(rows, cols)
         _, nearest = tree.query(np.column_stack([y.ravel(), x.ravel()]), workers=-1)
-        index[rows[0]:rows[-1] + 1] = nearest.reshape(len(rows), w)
+        index[rows[0] : rows[-1] + 1] = nearest.reshape(len(rows), w)
     index[land] = -1
 
     area = np.bincount(index[index >= 0], minlength=n).astype(float)

@@ -66,17 +66,26 @@ class PolygonTable:
             cum[i, : len(comps)] = shares
             stage[i, : len(comps)] = [c.stage for c in comps]
             form[i, : len(comps)] = [c.form for c in comps]
-            stage[i, len(comps):] = comps[-1].stage
-            form[i, len(comps):] = comps[-1].form
+            stage[i, len(comps) :] = comps[-1].stage
+            form[i, len(comps) :] = comps[-1].form
         return cls(conc, cum, stage, form, berg)
 
 
 class RadarModel:
     """Draws the backscatter of a scene strip by strip (deterministic per seed)."""
 
-    def __init__(self, rng: np.random.Generator, shape: tuple[int, int], chart: ChartLayout,
-                 land: np.ndarray, swath: Swath, tie: TiePoints, wind: tuple[SmoothField, SmoothField],
-                 wind_mean: tuple[float, float], seed: tuple[int, ...]):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        shape: tuple[int, int],
+        chart: ChartLayout,
+        land: np.ndarray,
+        swath: Swath,
+        tie: TiePoints,
+        wind: tuple[SmoothField, SmoothField],
+        wind_mean: tuple[float, float],
+        seed: tuple[int, ...],
+    ):
         self.shape, self.chart, self.land, self.swath, self.tie = shape, chart, land, swath, tie
         self.wind, self.wind_mean, self.seed = wind, wind_mean, seed
         self.table = PolygonTable.from_chart(rng, chart)
@@ -142,8 +151,8 @@ class RadarModel:
         phi_halo, stage_halo = self.ice_cover(rows_halo)
         top = row - rows_halo[0]
         gy, gx = np.gradient(phi_halo) if len(rows_halo) > 1 else (0 * phi_halo, np.gradient(phi_halo, axis=1))
-        edge = np.clip(np.hypot(gy, gx), 0, 1)[top: top + height]
-        phi, stage = phi_halo[top: top + height], stage_halo[top: top + height]
+        edge = np.clip(np.hypot(gy, gx), 0, 1)[top : top + height]
+        phi, stage = phi_halo[top : top + height], stage_halo[top : top + height]
         rows, cols = np.arange(row, row + height), np.arange(w)
 
         incidence = self.tie.incidence_at(2 * rows + 0.5, 2 * cols + 0.5).astype(np.float32) - 35.0
@@ -159,8 +168,10 @@ class RadarModel:
             hh_ice[m] = hh + slope * incidence[m] + texture + ridge
             hv_ice[m] = hv + 0.8 * slope * incidence[m] + 0.8 * texture + 0.7 * ridge
 
-        speed = np.hypot(self.wind_mean[0] + 3 * self.wind[0].sample(rows, cols),
-                         self.wind_mean[1] + 3 * self.wind[1].sample(rows, cols))
+        speed = np.hypot(
+            self.wind_mean[0] + 3 * self.wind[0].sample(rows, cols),
+            self.wind_mean[1] + 3 * self.wind[1].sample(rows, cols),
+        )
         streaks = 0.8 * self.streaks.sample(rows, cols)
         hh_water = -25 + 12 * (1 - np.exp(-np.maximum(speed - 1.5, 0) / 5)) - 0.55 * incidence + streaks
         hv_water = -31 + 0.4 * (speed - 5) - 0.3 * incidence + 0.5 * streaks

@@ -40,9 +40,14 @@ def cell_centres(n_cells: int) -> np.ndarray:
     return np.arange(n_cells) * COARSE_FACTOR + (COARSE_FACTOR - 1) / 2
 
 
-def era5_fields(rng: np.random.Generator, coarse_shape: tuple[int, int], month: int,
-                ice: np.ndarray, wind: tuple[SmoothField, SmoothField],
-                wind_mean: tuple[float, float]) -> dict[str, np.ndarray]:
+def era5_fields(
+    rng: np.random.Generator,
+    coarse_shape: tuple[int, int],
+    month: int,
+    ice: np.ndarray,
+    wind: tuple[SmoothField, SmoothField],
+    wind_mean: tuple[float, float],
+) -> dict[str, np.ndarray]:
     """ERA5 u10/v10 (rotated), t2m, skt, tcwv, tclw in physical units on the 2 km grid."""
     rows, cols = cell_centres(coarse_shape[0]), cell_centres(coarse_shape[1])
     shape80 = (coarse_shape[0] * COARSE_FACTOR, coarse_shape[1] * COARSE_FACTOR)
@@ -64,8 +69,9 @@ def era5_fields(rng: np.random.Generator, coarse_shape: tuple[int, int], month: 
     }
 
 
-def brightness_temperatures(rng: np.random.Generator, ice: np.ndarray, old: np.ndarray,
-                            land: np.ndarray, era5: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def brightness_temperatures(
+    rng: np.random.Generator, ice: np.ndarray, old: np.ndarray, land: np.ndarray, era5: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """AMSR2 brightness temperatures (K) of cells with the given ice, old-ice and land fractions."""
     out = {}
     for name, (water_k, fyi_k, myi_k, land_k, sigma, noise, vapour, liquid) in AMSR2_CHANNELS.items():

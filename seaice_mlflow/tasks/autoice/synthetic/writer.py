@@ -49,15 +49,17 @@ STRIP_CACHE_BYTES = 256 << 20
 
 
 def btemp_description(name: str) -> str:
-    band, pol = name[len("btemp_"):-1], name[-1]
-    return (f"Brightness temperature in K at {band.replace('_', '.')}GHz. "
-            f"Polarization: {'horizontal' if pol == 'h' else 'vertical'}.")
+    band, pol = name[len("btemp_") : -1], name[-1]
+    return (
+        f"Brightness temperature in K at {band.replace('_', '.')}GHz. "
+        f"Polarization: {'horizontal' if pol == 'h' else 'vertical'}."
+    )
 
 
 def amsr2_attrs(identity: SceneIdentity, name: str, values: np.ndarray) -> dict:
     return {
         "AMSR2_swaths": f"GW1AM2_{identity.time:%Y%m%d}{identity.time.hour:02d}00_"
-                        f"{identity.time.minute:03d}D_L1SGBTBR_2220220.h5",
+        f"{identity.time.minute:03d}D_L1SGBTBR_2220220.h5",
         "AMSR2_S1_delays": int(zlib.crc32(identity.key.encode()) % 3000),
         "min": float(np.min(values)),
         "max": float(np.max(values)),
@@ -119,14 +121,21 @@ class ReferenceFile(_AtomicFile):
 
     def write_strip(self, row: int, charts: dict[str, np.ndarray]) -> None:
         for name, values in charts.items():
-            self.ds[name][row:row + values.shape[0], :] = values
+            self.ds[name][row : row + values.shape[0], :] = values
 
 
 class ReadyFile(_AtomicFile):
     """``<key>_prep.nc``: a ready-to-train file (29 variables) or, without charts, a test file."""
 
-    def __init__(self, directory: Path, identity: SceneIdentity, shape: tuple[int, int],
-                 coarse_shape: tuple[int, int], tie: TiePoints, with_charts: bool):
+    def __init__(
+        self,
+        directory: Path,
+        identity: SceneIdentity,
+        shape: tuple[int, int],
+        coarse_shape: tuple[int, int],
+        tie: TiePoints,
+        with_charts: bool,
+    ):
         super().__init__(directory / prep_name(identity.key))
         self.identity = identity
         ds = self.ds
@@ -146,8 +155,9 @@ class ReadyFile(_AtomicFile):
         self.sar_variable("distance_map", "f4", DISTANCE_ATTRS)
         self.db = {"nersc_sar_primary": DbRange(), "nersc_sar_secondary": DbRange()}
 
-    def write_strip(self, row: int, sar: dict[str, np.ndarray], charts: dict[str, np.ndarray] | None,
-                    raw_db: dict[str, np.ndarray]) -> None:
+    def write_strip(
+        self, row: int, sar: dict[str, np.ndarray], charts: dict[str, np.ndarray] | None, raw_db: dict[str, np.ndarray]
+    ) -> None:
         """One strip of z-scored inputs (and charts), plus its dB values for the min/max attributes."""
         rows = slice(row, row + next(iter(sar.values())).shape[0])
         for name, values in {**sar, **(charts or {})}.items():
@@ -162,21 +172,30 @@ class ReadyFile(_AtomicFile):
             add_variable(self.ds, name, "f4", COARSE_DIMS, attrs)[:] = standard_scale(name, values)
         for name, db_range in self.db.items():
             self.ds[name].setncatts(db_range.attrs())
-        self.ds.setncatts({
-            "scene_id": prep_name(self.identity.key),
-            "original_id": self.identity.raw_name,
-            "ice_service": self.identity.provider,
-            "flip": 0,
-            "pixel_spacing": 80,
-        })
+        self.ds.setncatts(
+            {
+                "scene_id": prep_name(self.identity.key),
+                "original_id": self.identity.raw_name,
+                "ice_service": self.identity.provider,
+                "flip": 0,
+                "pixel_spacing": 80,
+            }
+        )
 
 
 class RawFile(_AtomicFile):
     """A raw 40 m file; with ``codes`` a training file (``polygon_icechart`` + ``polygon_codes``),
     without them a test file (``..._testdata.nc``)."""
 
-    def __init__(self, directory: Path, identity: SceneIdentity, shape40: tuple[int, int],
-                 coarse_shape: tuple[int, int], tie: TiePoints, codes: list[str] | None):
+    def __init__(
+        self,
+        directory: Path,
+        identity: SceneIdentity,
+        shape40: tuple[int, int],
+        coarse_shape: tuple[int, int],
+        tie: TiePoints,
+        codes: list[str] | None,
+    ):
         name = identity.raw_name if codes is not None else identity.raw_name.replace(".nc", "_testdata.nc")
         super().__init__(directory / name)
         self.identity = identity
@@ -190,18 +209,26 @@ class RawFile(_AtomicFile):
             self.sar_variable(var, "f4", sar_attrs(identity, pol))
         if codes is not None:
             ds.createDimension(POLYGON_CODES, len(codes))
-            add_variable(ds, POLYGON_CODES, str, (POLYGON_CODES,), {"icechart_id": identity.icechart_id},
-                         compress=False)[:] = np.array(codes, dtype=object)
-            self.sar_variable(POLYGON_VARIABLE, "f4", {"description": "Polygon ID of the ice chart, see polygon_codes",
-                                                       "icechart_id": identity.icechart_id})
+            add_variable(
+                ds, POLYGON_CODES, str, (POLYGON_CODES,), {"icechart_id": identity.icechart_id}, compress=False
+            )[:] = np.array(codes, dtype=object)
+            self.sar_variable(
+                POLYGON_VARIABLE,
+                "f4",
+                {"description": "Polygon ID of the ice chart, see polygon_codes", "icechart_id": identity.icechart_id},
+            )
         self.sar_variable("distance_map", "f4", DISTANCE_ATTRS)
-        self.sar_variable("swath_segmentation", "u1",
-                          {"description": "Sentinel-1 EW sub-swath number, 0 outside the swath"})
+        self.sar_variable(
+            "swath_segmentation", "u1", {"description": "Sentinel-1 EW sub-swath number, 0 outside the swath"}
+        )
         grid_lines, grid_samples = np.meshgrid(tie.lines, tie.samples, indexing="ij")
         tie_values = {
-            "sar_grid_line": grid_lines, "sar_grid_sample": grid_samples,
-            "sar_grid_latitude": tie.latitude, "sar_grid_longitude": tie.longitude,
-            "sar_grid_incidenceangle": tie.incidence, "sar_grid_height": np.zeros_like(tie.latitude),
+            "sar_grid_line": grid_lines,
+            "sar_grid_sample": grid_samples,
+            "sar_grid_latitude": tie.latitude,
+            "sar_grid_longitude": tie.longitude,
+            "sar_grid_incidenceangle": tie.incidence,
+            "sar_grid_height": np.zeros_like(tie.latitude),
         }
         for var, values in tie_values.items():
             add_variable(ds, var, "f8", (TIE_POINT_DIM,), {"long_name": var.replace("_", " ")})[:] = values.ravel()
@@ -219,16 +246,19 @@ class RawFile(_AtomicFile):
         for name, values in coarse.items():
             attrs = amsr2_attrs(self.identity, name, values) if name in AMSR2_VARIABLES else ERA5_ATTRS[name]
             add_variable(self.ds, name, "f8", COARSE_DIMS, attrs)[:] = values
-        add_variable(self.ds, "amsr2_swath_map", "u1", COARSE_DIMS,
-                     {"description": "AMSR2 swath used for each 2 km cell"})[:] = 1
+        add_variable(
+            self.ds, "amsr2_swath_map", "u1", COARSE_DIMS, {"description": "AMSR2 swath used for each 2 km cell"}
+        )[:] = 1
         for name, db_range in self.db.items():
             self.ds[name].setncatts(db_range.attrs())
-        self.ds.setncatts({
-            "title": "Training data file from AI4Arctic_CCN challenge dataset (synthetic scene "
-                     "generated by seaice-mlflow)",
-            "geometric_info": "Sentinel-1 EW GRDM on its native grid, 40 m pixel spacing",
-            "sar_denoise_by_nersc_documentation": "https://github.com/nansencenter/sentinel1denoised",
-        })
+        self.ds.setncatts(
+            {
+                "title": "Training data file from AI4Arctic_CCN challenge dataset (synthetic scene "
+                "generated by seaice-mlflow)",
+                "geometric_info": "Sentinel-1 EW GRDM on its native grid, 40 m pixel spacing",
+                "sar_denoise_by_nersc_documentation": "https://github.com/nansencenter/sentinel1denoised",
+            }
+        )
 
 
 def polygon_code_rows(rng: np.random.Generator, polygons) -> list[str]:

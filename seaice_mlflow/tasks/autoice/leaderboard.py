@@ -21,13 +21,17 @@ def score_upload_package(reference_dir: str | Path, package: str | Path, partial
     scenes = package_scenes(package)
     unknown = sorted(set(scenes) - set(references))
     if unknown:
-        raise SeaIceError(f"{Path(package).name}: no reference charts in {reference_dir} for scene(s) "
-                          f"{', '.join(unknown)}; give the folder with their _prep_reference.nc files")
+        raise SeaIceError(
+            f"{Path(package).name}: no reference charts in {reference_dir} for scene(s) "
+            f"{', '.join(unknown)}; give the folder with their _prep_reference.nc files"
+        )
     missing = sorted(set(references) - set(scenes))
     if missing and not partial:
-        raise SeaIceError(f"{Path(package).name} has no prediction for {len(missing)} reference scene(s): "
-                          f"{', '.join(missing)}; predict them too, or pass --partial to score only the "
-                          "scenes in the package")
+        raise SeaIceError(
+            f"{Path(package).name} has no prediction for {len(missing)} reference scene(s): "
+            f"{', '.join(missing)}; predict them too, or pass --partial to score only the "
+            "scenes in the package"
+        )
     board = ScoreBoard(AUTOICE)
     for scene_id, prediction in iter_upload_package(package):
         reference = reference_charts(references[scene_id], prediction["SIC"].shape)

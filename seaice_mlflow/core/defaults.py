@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: int | None = None,
-           maximum: int | None = None) -> Any:
+def option(
+    default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: int | None = None, maximum: int | None = None
+) -> Any:
     """A command option: its default, its help text and its allowed values, in one place. The
     click options are built from these fields (:func:`seaice_mlflow.cli.options.options_from`);
     the MLproject is checked against them."""
-    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum,
-                                            "maximum": maximum})
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum, "maximum": maximum})
 
 
 DEVICES = ("auto", "cpu", "cuda")
 STAGES = ("Production", "Staging", "none")  # legacy registry stages mirrored from the alias
+
 
 @dataclass(frozen=True)
 class TilingDefaults:
@@ -33,8 +34,12 @@ class TilingDefaults:
     slower per pixel); a batch is about 1.2 Mpixel, also a good size for a GPU.
     """
 
-    tile: int = option(768, "Tile size in working-grid pixels (rounded down to the network's stride); memory "
-                       "grows with tile x tile x batch, not with the scene.", minimum=1)
+    tile: int = option(
+        768,
+        "Tile size in working-grid pixels (rounded down to the network's stride); memory "
+        "grows with tile x tile x batch, not with the scene.",
+        minimum=1,
+    )
     overlap: int = option(64, "Overlap of neighbouring tiles (blended; at most half a tile).", minimum=0)
     batch: int = option(2, "Tiles per forward pass.", minimum=1)
 
@@ -71,8 +76,11 @@ class RegisterDefaults:
 
     experiment: str = option("seaice", "Experiment whose FINISHED runs are ranked.")
     model_name: str = option("seaice-charts", "Registered model name.")
-    metric: str = option("auto", "Ranking metric; auto: test_combined when every model compared has one "
-                                 "(evaluate runs not on its training scenes), else best_val_combined.")
+    metric: str = option(
+        "auto",
+        "Ranking metric; auto: test_combined when every model compared has one "
+        "(evaluate runs not on its training scenes), else best_val_combined.",
+    )
     alias: str = option("champion", "Alias of the best version.")
     stage: str = option("Production", "Legacy stage mirrored from the alias (none: aliases only).", choices=STAGES)
     force: bool = option(False, "Promote the best run's model even if it does not beat the current champion.")

@@ -52,8 +52,9 @@ class Architecture:
 
     def options_from(self, values: Mapping[str, Any]) -> Any:
         """The options of this architecture from command-line values (missing ones take defaults)."""
-        return self.options(**{name: values[option] for name, option in self.option_names().items()
-                                if option in values})
+        return self.options(
+            **{name: values[option] for name, option in self.option_names().items() if option in values}
+        )
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ class ModelSpec:
         if self.options is None:
             object.__setattr__(self, "options", architecture.options())
         elif not isinstance(self.options, architecture.options):
-            raise ModelSpecError("model", f"{self.arch} takes {architecture.options.__name__}, "
-                                 f"not {type(self.options).__name__}")
+            raise ModelSpecError(
+                "model", f"{self.arch} takes {architecture.options.__name__}, not {type(self.options).__name__}"
+            )
         if isinstance(self.in_channels, bool) or not isinstance(self.in_channels, int) or self.in_channels < 1:
             raise ModelSpecError("in_channels", f"must be a positive integer, got {self.in_channels!r}")
         if not self.outputs or any(not isinstance(k, int) or k < 1 for k in self.outputs.values()):
@@ -89,15 +91,17 @@ class ModelSpec:
         known = {"arch", "in_channels", "outputs", "options"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ModelSpecError("model", f"unknown model spec fields {', '.join(unknown)}; "
-                                 f"expected {', '.join(sorted(known))}")
+            raise ModelSpecError(
+                "model", f"unknown model spec fields {', '.join(unknown)}; expected {', '.join(sorted(known))}"
+            )
         architecture = get_architecture(data["arch"])
         options = dict(data.get("options") or {})
         types = {f.name: f for f in fields(architecture.options)}
         extra = sorted(set(options) - set(types))
         if extra:
-            raise ModelSpecError("model", f"{data['arch']} has no options {', '.join(extra)}; "
-                                 f"its options are {', '.join(types)}")
+            raise ModelSpecError(
+                "model", f"{data['arch']} has no options {', '.join(extra)}; its options are {', '.join(types)}"
+            )
         for name, value in options.items():
             if isinstance(value, list):
                 options[name] = tuple(value)
@@ -106,8 +110,10 @@ class ModelSpec:
 
 def architectures() -> dict[str, Architecture]:
     """The registered architectures by name."""
-    return {"unet": Architecture("unet", UNetOptions, build_unet),
-            "deeplabv3": Architecture("deeplabv3", DeepLabOptions, build_deeplabv3)}
+    return {
+        "unet": Architecture("unet", UNetOptions, build_unet),
+        "deeplabv3": Architecture("deeplabv3", DeepLabOptions, build_deeplabv3),
+    }
 
 
 def architecture_names() -> tuple[str, ...]:

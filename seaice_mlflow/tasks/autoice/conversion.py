@@ -86,8 +86,12 @@ class PreprocessPlan:
     @property
     def parameters(self) -> dict:
         """The manifest's ``parameters``."""
-        return {**self.options.as_dict(), "val_scenes": self.val_scenes,
-                "val_list": str(self.val_list) if self.val_list else None, "seed": self.seed}
+        return {
+            **self.options.as_dict(),
+            "val_scenes": self.val_scenes,
+            "val_list": str(self.val_list) if self.val_list else None,
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -107,8 +111,11 @@ def check_options(downsample: int, variables: Sequence[str]) -> PreprocessOption
         raise ParameterError("downsample", f"must be a whole number >= 1, got {downsample}")
     unknown = [v for v in variables if v not in SCENE_VARIABLES]
     if unknown:
-        raise ParameterError("variables", f"{', '.join(unknown)} not stored by preprocess; choose among "
-                             f"{', '.join(SCENE_VARIABLES)} (time/position encodings are chosen at training)")
+        raise ParameterError(
+            "variables",
+            f"{', '.join(unknown)} not stored by preprocess; choose among "
+            f"{', '.join(SCENE_VARIABLES)} (time/position encodings are chosen at training)",
+        )
     if not variables:
         raise ParameterError("variables", "no variable given")
     return PreprocessOptions(int(downsample), tuple(dict.fromkeys(variables)))
@@ -121,15 +128,22 @@ def process_scene(path: Path, root: Path, options: PreprocessOptions, overwrite:
         checksum = file_sha256(path)
         source = {"file": path.name, "sha256": checksum, "bytes": path.stat().st_size}
         done = read_record(root, key)
-        if (not overwrite and done is not None and done.get("source", {}).get("sha256") == checksum
-                and done.get("options") == options.as_dict()):
+        if (
+            not overwrite
+            and done is not None
+            and done.get("source", {}).get("sha256") == checksum
+            and done.get("options") == options.as_dict()
+        ):
             return "skipped", done
         scene = read_scene(path)
         if not scene.has_charts:
-            raise SeaIceError(f"{path.name}: has no charts (a test file without its _prep_reference.nc); "
-                              "training needs charts, so put the reference next to it or leave the file out")
-        record = write_scene(root, scene, options.variables, options.downsample,
-                             {"source": source, "options": options.as_dict()})
+            raise SeaIceError(
+                f"{path.name}: has no charts (a test file without its _prep_reference.nc); "
+                "training needs charts, so put the reference next to it or leave the file out"
+            )
+        record = write_scene(
+            root, scene, options.variables, options.downsample, {"source": source, "options": options.as_dict()}
+        )
         return "processed", record
     except SeaIceError as err:
         return "failed", {"file": path.name, "problem": str(err)}
@@ -146,8 +160,11 @@ def training_candidates(files: Sequence[Path]) -> list[str]:
     """Ids of the scenes of ``files`` that may become training scenes, told by name alone: not a
     ``_prep.nc`` test file with its ``_prep_reference.nc`` next to it, nor a file whose name does
     not parse (it fails when converted)."""
-    keys = (name.key for path, name in parsed_names(files)
-            if not (name.file_kind == PREP and (path.parent / reference_name(name.key)).is_file()))
+    keys = (
+        name.key
+        for path, name in parsed_names(files)
+        if not (name.file_kind == PREP and (path.parent / reference_name(name.key)).is_file())
+    )
     return list(dict.fromkeys(keys))
 
 
@@ -156,20 +173,27 @@ def read_val_list(path: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
 
 
-def check_split(plan: PreprocessPlan, trainable: Sequence[str], where: str,
-                failed: Sequence[dict[str, str]] = ()) -> None:
+def check_split(
+    plan: PreprocessPlan, trainable: Sequence[str], where: str, failed: Sequence[dict[str, str]] = ()
+) -> None:
     """Fail, naming the option, when the validation scenes of ``plan`` cannot be taken from the
     ``trainable`` scene ids (``where`` says which those are); ``failed`` files are named as the cause."""
     cause = f"; {len(failed)} file(s) failed ({failed_names(failed)}): fix or remove them, or" if failed else ";"
     if plan.val_list is not None:
         unknown = sorted(set(plan.validation_ids) - set(trainable))
         if unknown:
-            raise ParameterError("val-list", f"{plan.val_list}: scene(s) {', '.join(unknown)} are not training "
-                                 f"scenes {where}{cause} list training scenes only")
+            raise ParameterError(
+                "val-list",
+                f"{plan.val_list}: scene(s) {', '.join(unknown)} are not training "
+                f"scenes {where}{cause} list training scenes only",
+            )
     elif plan.val_scenes and plan.val_scenes >= len(trainable):
-        raise ParameterError("val-scenes", f"asked for {plan.val_scenes} validation scenes but there are only "
-                             f"{len(trainable)} training scenes {where}{cause} choose at most "
-                             f"{max(len(trainable) - 1, 0)}")
+        raise ParameterError(
+            "val-scenes",
+            f"asked for {plan.val_scenes} validation scenes but there are only "
+            f"{len(trainable)} training scenes {where}{cause} choose at most "
+            f"{max(len(trainable) - 1, 0)}",
+        )
 
 
 def assign_splits(records: list[dict], plan: PreprocessPlan) -> None:
@@ -212,11 +236,21 @@ def plan_preprocess(
     data_dir = Path(data_dir)
     files = find_scene_files(data_dir)
     if not files:
-        raise ParameterError("data-dir", f"{data_dir} holds no AI4Arctic scene files (*_prep.nc or raw "
-                             "*_icechart_*.nc)")
-    plan = PreprocessPlan(data_dir=data_dir, store=store, files=tuple(files), options=options, val_scenes=val_scenes,
-                          val_list=val_path, validation_ids=read_val_list(val_path) if val_path else (),
-                          workers=workers, overwrite=overwrite, seed=seed)
+        raise ParameterError(
+            "data-dir", f"{data_dir} holds no AI4Arctic scene files (*_prep.nc or raw *_icechart_*.nc)"
+        )
+    plan = PreprocessPlan(
+        data_dir=data_dir,
+        store=store,
+        files=tuple(files),
+        options=options,
+        val_scenes=val_scenes,
+        val_list=val_path,
+        validation_ids=read_val_list(val_path) if val_path else (),
+        workers=workers,
+        overwrite=overwrite,
+        seed=seed,
+    )
     check_split(plan, training_candidates(files), f"in {data_dir} (test files with a reference do not count)")
     return plan
 
@@ -252,17 +286,22 @@ def convert_scenes(plan: PreprocessPlan, on_scene: Callable[[str, dict], None] |
                 try:
                     collect(*future.result())
                 except BrokenProcessPool:
-                    collect("failed", {"file": futures[future].name,
-                                       "problem": "the worker process died (out of memory?)"})
+                    collect(
+                        "failed", {"file": futures[future].name, "problem": "the worker process died (out of memory?)"}
+                    )
 
     result.failed.sort(key=lambda f: f["file"])
     if not records:
-        raise PreprocessError(f"none of the {len(plan.files)} scene file(s) in {plan.data_dir} could be converted "
-                              f"({failed_names(result.failed)}), so no store was written; fix or remove them "
-                              "(each file's problem is reported with it)", result.failed)
+        raise PreprocessError(
+            f"none of the {len(plan.files)} scene file(s) in {plan.data_dir} could be converted "
+            f"({failed_names(result.failed)}), so no store was written; fix or remove them "
+            "(each file's problem is reported with it)",
+            result.failed,
+        )
     records.sort(key=lambda r: r["scene_id"])
-    check_split(plan, [r["scene_id"] for r in records if r["kind"] != "test"], f"converted from {plan.data_dir}",
-                result.failed)
+    check_split(
+        plan, [r["scene_id"] for r in records if r["kind"] != "test"], f"converted from {plan.data_dir}", result.failed
+    )
     assign_splits(records, plan)
     result.manifest = {
         "schema_version": STORE_SCHEMA,
@@ -275,9 +314,15 @@ def convert_scenes(plan: PreprocessPlan, on_scene: Callable[[str, dict], None] |
         "failed": result.failed,
     }
     result.manifest["created"] = creation_time(root, result.manifest)
-    (root / NORMALISATION).write_text(json.dumps(
-        {"source": "AI4Arctic misc/global_meanstd.npy (v2, starter pack HEAD)",
-         "mean_std": {k: {"mean": m, "std": s} for k, (m, s) in GLOBAL_MEAN_STD.items()}}, indent=1))
+    (root / NORMALISATION).write_text(
+        json.dumps(
+            {
+                "source": "AI4Arctic misc/global_meanstd.npy (v2, starter pack HEAD)",
+                "mean_std": {k: {"mean": m, "std": s} for k, (m, s) in GLOBAL_MEAN_STD.items()},
+            },
+            indent=1,
+        )
+    )
     write_manifest(root, result.manifest)
     return result
 
@@ -291,8 +336,9 @@ def creation_time(root: Path, manifest: dict) -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def preprocess(data_dir: str | Path, out: str | Path, *, on_scene: Callable[[str, dict], None] | None = None,
-               **options) -> PreprocessResult:
+def preprocess(
+    data_dir: str | Path, out: str | Path, *, on_scene: Callable[[str, dict], None] | None = None, **options
+) -> PreprocessResult:
     """Convert every scene of ``data_dir`` into the store ``out`` and write its manifest:
     :func:`plan_preprocess` with ``options`` (its keyword arguments), then :func:`convert_scenes`."""
     return convert_scenes(plan_preprocess(data_dir, out, **options), on_scene)
