@@ -97,19 +97,8 @@ def prep_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def train_store(ready_dir, tmp_path_factory) -> Path:
     """The store of ``ready_dir``: one training and one validation scene (read only: copy it to change it)."""
-    from seaice_mlflow.tasks.autoice.conversion import preprocess
-    from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
+    from tests.tiny_model import tiny_store
 
     out = tmp_path_factory.mktemp("train-store")
-    preprocess(
-        ready_dir,
-        out,
-        downsample=1,
-        variables=SCENE_VARIABLES,
-        val_scenes=1,
-        val_list=None,
-        workers=1,
-        overwrite=False,
-        seed=0,
-    )
+    tiny_store(ready_dir, out)
     return out

@@ -20,7 +20,6 @@ from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.models import ModelSpec, UNetOptions
 from seaice_mlflow.models.unet import pad_to_multiple
 from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS, autoice_task
-from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.ensemble import combine
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import ENCODING_VARIABLES, SCENE_VARIABLES, parse_variables
@@ -31,6 +30,7 @@ from seaice_mlflow.tasks.autoice.synthetic import synthesize
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.training import ChartTraining
 from tests.conftest import prep_files
+from tests.tiny_model import tiny_store
 
 VARIABLES = parse_variables("all+encodings")
 
@@ -95,17 +95,7 @@ def scenes(ready_dir):
 def unet(ready_dir, tmp_path_factory) -> nn.Module:
     """The project's U-Net (8,8,16,16), briefly trained on the fixture scenes (a few seconds)."""
     store = tmp_path_factory.mktemp("inference-store")
-    preprocess(
-        ready_dir,
-        store,
-        downsample=1,
-        variables=SCENE_VARIABLES,
-        val_scenes=0,
-        val_list=None,
-        workers=1,
-        overwrite=False,
-        seed=0,
-    )
+    tiny_store(ready_dir, store, val_scenes=0)
     config = TrainConfig(
         store=str(store),
         out=str(tmp_path_factory.mktemp("inference-ckpt")),

@@ -16,30 +16,13 @@ from click.testing import CliRunner
 from seaice_mlflow.cli import cli
 from seaice_mlflow.models import ModelSpec, UNetOptions, build_model
 from seaice_mlflow.tasks.autoice.charts import AUTOICE
-from seaice_mlflow.tasks.autoice.conversion import preprocess
 from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
 from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
 from seaice_mlflow.tasks.autoice.recipe import Recipe
 from tests.mlflow_server import TrackingServer, free_port, stop_group, wait_until_healthy
+from tests.tiny_model import TINY_TRAIN, tiny_store
 
-TINY = [
-    "--epochs",
-    "1",
-    "--batches-per-epoch",
-    "2",
-    "--batch-size",
-    "4",
-    "--patch-size",
-    "64",
-    "--unet-filters",
-    "8,8,16,16",
-    "--workers",
-    "0",
-    "--val-tile",
-    "64",
-    "--device",
-    "cpu",
-]
+TINY = ["--epochs", "1", *TINY_TRAIN]
 
 
 @pytest.fixture
@@ -55,17 +38,7 @@ def test_pipeline_steps_over_http(server, ready_dir, test_dir, tmp_path, monkeyp
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "over-http")
     mlflow.set_tracking_uri(server)
     store = tmp_path / "store"
-    preprocess(
-        ready_dir,
-        store,
-        downsample=1,
-        variables=SCENE_VARIABLES,
-        val_scenes=1,
-        val_list=None,
-        workers=1,
-        overwrite=False,
-        seed=0,
-    )
+    tiny_store(ready_dir, store)
     runner = CliRunner()
     trained = runner.invoke(cli, ["train", "--store", str(store), "--out", str(tmp_path / "ckpt"), *TINY])
     assert trained.exit_code == 0, trained.output

@@ -15,23 +15,9 @@ from seaice_mlflow.cli import cli
 from seaice_mlflow.core.checkpoint import LAST
 from seaice_mlflow.tracking.runs import TrackingUnavailable, resolve_tracking_uri
 from tests.mlflow_server import TrackingServer, free_port
+from tests.tiny_model import TINY_TRAIN
 
-TINY = [
-    "--batches-per-epoch",
-    "2",
-    "--batch-size",
-    "4",
-    "--patch-size",
-    "64",
-    "--unet-filters",
-    "8,8,16,16",
-    "--workers",
-    "0",
-    "--val-tile",
-    "64",
-    "--device",
-    "cpu",
-]
+TINY = [*TINY_TRAIN]
 
 
 def test_an_unreachable_server_fails_in_seconds_naming_the_uri(train_store, tmp_path, monkeypatch):

@@ -35,26 +35,11 @@ from seaice_mlflow.tasks.autoice.training import (
     configure_recipe,
     configure_scheduler,
 )
+from tests.tiny_model import TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "--epochs",
-    "2",
-    "--batches-per-epoch",
-    "2",
-    "--batch-size",
-    "4",
-    "--patch-size",
-    "64",
-    "--unet-filters",
-    "8,8,16,16",
-    "--workers",
-    "0",
-    "--val-tile",
-    "64",
-    "--device",
-    "cpu",
-]
+
+TINY = ["--epochs", "2", *TINY_TRAIN]
 
 
 @pytest.fixture

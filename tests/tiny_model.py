@@ -14,6 +14,11 @@ from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+#: `seaice train` options of a tiny, quick CPU training (2 batches of 4 patches of a U-Net 8,8,16,16).
+TINY_TRAIN = (
+    "--batches-per-epoch 2 --batch-size 4 --patch-size 64 --unet-filters 8,8,16,16 "
+    "--workers 0 --val-tile 64 --device cpu"
+).split()
 
 
 def use_tracking(monkeypatch: pytest.MonkeyPatch, uri: str, experiment: str) -> None:
@@ -24,22 +29,28 @@ def use_tracking(monkeypatch: pytest.MonkeyPatch, uri: str, experiment: str) -> 
     mlflow.set_tracking_uri(uri)
 
 
-def train_tiny_model(ready_dir: Path, work: Path, uri: str, experiment: str) -> tuple[str, str]:
-    """1 epoch x 2 batches of a U-Net 8,8,16,16 on 64 px patches; (models:/m-... URI, train run id)."""
-    from seaice_mlflow.tasks.autoice.steps.train import train
-
-    store = work / "store"
+def tiny_store(data: Path, out: Path, val_scenes: int = 1) -> Path:
+    """The training store of the scenes in ``data`` at full resolution, ``val_scenes`` held out (seed 0)."""
     preprocess(
-        ready_dir,
-        store,
+        data,
+        out,
         downsample=1,
         variables=SCENE_VARIABLES,
-        val_scenes=1,
+        val_scenes=val_scenes,
         val_list=None,
         workers=1,
         overwrite=False,
         seed=0,
     )
+    return out
+
+
+def train_tiny_model(ready_dir: Path, work: Path, uri: str, experiment: str) -> tuple[str, str]:
+    """1 epoch x 2 batches of a U-Net 8,8,16,16 on 64 px patches; (models:/m-... URI, train run id)."""
+    from seaice_mlflow.tasks.autoice.steps.train import train
+
+    store = work / "store"
+    tiny_store(ready_dir, store)
     with pytest.MonkeyPatch.context() as patch:
         use_tracking(patch, uri, experiment)
         patch.chdir(work)  # a new experiment's artifacts go to ./mlruns: keep them out of the source tree
