@@ -64,7 +64,9 @@ def test_logged_scores_equal_seaice_score_of_the_logged_package(request, data, t
     artifacts = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "a")))
     package = artifacts / "upload_package.nc"
     assert filecmp.cmp(package, copy, shallow=False)
-    scored = CliRunner().invoke(cli, ["score", "--reference", str(data_dir), "--predictions", str(package), "--json"])
+    scored = CliRunner().invoke(
+        cli, ["score", "--reference", str(data_dir), "--predictions", str(package), "--metrics", "all", "--json"]
+    )
     assert scored.exit_code == 0, scored.output
     official = json.loads(scored.output)
     metrics = run.data.metrics
@@ -73,6 +75,24 @@ def test_logged_scores_equal_seaice_score_of_the_logged_package(request, data, t
         assert metrics[name] == official[chart]
         assert metrics[f"eval_pixels_{chart}"] == official["pixels"][chart]
     assert metrics["eval_scenes"] == len(official["scenes"]) == 2
+    every = {  # every metric of `seaice score --metrics all`, but not the per-class values
+        f"test_{chart}_{name}": value
+        for chart, values in official["metrics"].items()
+        for name, value in values.items()
+        if name != "per_class"
+    }
+    assert {"test_SOD_accuracy", "test_SOD_macro_f1", "test_SOD_mean_iou", "test_SIC_rmse", "test_SIC_mae"} <= set(
+        every
+    )
+    assert {k: v for k, v in metrics.items() if k.startswith("test_") and k != "test_combined"} == every
+    with open(artifacts / "per_class_metrics.csv") as f:
+        per_class = list(csv.DictReader(f))
+    assert [(r["chart"], r["class"]) for r in per_class] == [
+        (chart, name) for chart in CHART_NAMES for name in official["metrics"][chart]["per_class"]
+    ]
+    for row in per_class:
+        expected = official["metrics"][row["chart"]]["per_class"][row["class"]]
+        assert {k: float(v) for k, v in row.items() if k not in ("chart", "class")} == expected
 
     with open(artifacts / "scores_per_scene.csv") as f:
         rows = {row["scene_id"]: row for row in csv.DictReader(f)}
@@ -131,6 +151,28 @@ def test_ensemble_of_one_model_twice_scores_as_the_model(trained, tracking, test
         k: v for k, v in two.data.metrics.items() if k.startswith("test_")
     }
     assert two.data.tags["seaice.ensemble_size"] == "2" and two.data.tags["seaice.model_uri"].count(",") == 1
+
+
+def test_evaluate_by_stratum_logs_each_strata_official_score(trained, tracking, test_dir):
+    model_uri, _ = trained
+    result = evaluate("--model-uri", model_uri, "--data-dir", str(test_dir), "--by", "season,service", *FAST)
+    assert result.exit_code == 0, result.output
+    run = mlflow.get_run(run_id_of(result.output))
+    assert run.data.params["by"] == "season,service"
+    client = mlflow.MlflowClient()
+    table = client.download_artifacts(run.info.run_id, "strata.csv")
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["by"] for r in rows} == {"season", "service"} and {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    } >= {"strata.png"}
+    for row in rows:
+        assert run.data.metrics[f"test_{row['label']}_combined"] == float(row["combined"])
+        if int(row["n_scenes"]) == len(list(test_dir.glob("*_prep.nc"))):  # one stratum holds every scene
+            assert float(row["combined"]) == run.data.metrics["test_combined"]
+        assert row["season_source"] == "approximation"
+    bad = evaluate("--model-uri", model_uri, "--data-dir", str(test_dir), "--by", "moon", *FAST)
+    assert bad.exit_code == 1 and "option --by: 'moon' is not one of" in bad.output
 
 
 def test_ensemble_of_models_with_other_inputs_is_refused(trained, tracking, test_dir):

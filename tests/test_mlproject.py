@@ -20,7 +20,7 @@ COMMANDS = {"main": "pipeline"}
 
 
 def test_every_command_is_an_entry_point():
-    assert set(PROJECT["entry_points"]) == {"main", "preprocess", "train", "evaluate", "register", "predict"}
+    assert set(PROJECT["entry_points"]) == {"main", "preprocess", "train", "evaluate", "register", "predict", "tune"}
     assert {COMMANDS.get(name, name) for name in PROJECT["entry_points"]} <= set(cli.commands)
 
 

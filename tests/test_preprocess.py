@@ -19,7 +19,7 @@ from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
 from seaice_mlflow.tasks.autoice.downsample import downsample_chart, downsample_mean
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES, SAR_VARIABLES
-from seaice_mlflow.tasks.autoice.store import SCENES, Store, StoreError
+from seaice_mlflow.tasks.autoice.store import SCENES, Store, StoreError, border_distance, land_mask, scene_path
 from seaice_mlflow.tasks.autoice.synthetic import synthesize
 from tests.conftest import prep_files
 from tests.conftest import run_preprocess as run
@@ -45,6 +45,11 @@ def test_store_round_trip_equals_reader(store, ready_dir):
         for k, chart in enumerate(CHART_NAMES):
             np.testing.assert_array_equal(charts[k], scene.charts[chart][window.slices])
         np.testing.assert_array_equal(stored.read_valid(window), scene.sar_valid[window.slices])
+        border = border_distance([scene.charts[c] for c in CHART_NAMES])
+        np.testing.assert_array_equal(stored.read_layer("border", window), border[window.slices])
+        land = land_mask(scene.sar["distance_map"])[window.slices]
+        np.testing.assert_array_equal(stored.read_layer("land", window), land)
+        assert stored.layers == ("border", "land")
 
 
 def test_manifest(store, ready_dir):
@@ -88,6 +93,12 @@ def test_rerun_skips_and_overwrite_redoes(ready_dir, tmp_path):
     assert stamp == {p.name: p.stat().st_mtime_ns for p in (tmp_path / SCENES).iterdir()}
     assert len(run(ready_dir, tmp_path, overwrite=True).processed) == 2
     assert len(run(ready_dir, tmp_path, downsample=2).processed) == 2  # other parameters: redo
+    for scene in Store(tmp_path).scenes()[:1]:  # a scene of a store written before the filter layers
+        record = {k: v for k, v in scene.record.items() if k not in ("layers", "split")}
+        with netCDF4.Dataset(scene_path(tmp_path, scene.scene_id), "a") as ds:
+            ds.setncattr("record", json.dumps(record))
+    again = run(ready_dir, tmp_path, downsample=2)
+    assert len(again.processed) == 1 and len(again.skipped) == 1
 
 
 def test_bad_scenes_are_reported_and_skipped(ready_dir, tmp_path):

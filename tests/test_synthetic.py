@@ -7,12 +7,14 @@ import xarray as xr
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.files.eggcode import decode_polygons, parse_polygon_codes
-from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.files.metadata import approximate_season, calendar_season
+from seaice_mlflow.tasks.autoice.files.naming import CIS_REGIONS, DMI_REGIONS, chart_region, find_scene_files
 from seaice_mlflow.tasks.autoice.files.raw import block_max, block_mean, reduce_strip
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import GLOBAL_MEAN_STD, SCENE_VARIABLES
 from seaice_mlflow.tasks.autoice.synthetic import SyntheticScene, synthesize
-from seaice_mlflow.tasks.autoice.synthetic.generate import accumulate_cells
+from seaice_mlflow.tasks.autoice.synthetic.generate import accumulate_cells, scene_rngs
+from seaice_mlflow.tasks.autoice.synthetic.radar import STAGE_SIGNATURE, WET_CONTRAST, RadarModel, wet_signature
 from seaice_mlflow.tasks.autoice.synthetic.radiometer import brightness_temperatures
 from seaice_mlflow.tasks.autoice.synthetic.writer import polygon_code_rows
 from tests.conftest import SEED, SIZE, prep_files
@@ -171,6 +173,44 @@ def test_class_frequencies_roughly_real():
     assert 0.4 < water / total < 0.75  # real: 57 %
     ice_sod = sod_counts[1:] / sod_counts[1:].sum()
     assert ice_sod[3] + ice_sod[4] > 0.5  # thick FYI and old ice dominate the ice, as in the real data
+
+
+def test_scenes_carry_realistic_metadata():
+    """Chart regions of their service, dates across the year, melt and freeze scenes."""
+    scenes = [SyntheticScene(7, index, (64, 64)) for index in range(40)]
+    for scene in scenes:
+        region = chart_region(scene.identity.raw_name)
+        assert region in (DMI_REGIONS if scene.identity.provider == "dmi" else CIS_REGIONS)
+        assert scene.season == approximate_season(scene.identity.time, float(np.mean(scene.tie.latitude)))
+    assert {calendar_season(s.identity.time.month) for s in scenes} == {"DJF", "MAM", "JJA", "SON"}
+    assert {s.season for s in scenes} == {"melt", "freeze"}
+    assert len({chart_region(s.identity.raw_name) for s in scenes}) >= 10
+
+
+def test_wet_ice_in_the_melt_season():
+    """Wet snow leaves a third of the contrast between ice stages and darkens the ice; a
+    melt-season scene has the ice (so the charts and radiometer) of the same scene dry."""
+    for a in range(1, 6):
+        for b in range(1, 6):
+            wet = wet_signature(STAGE_SIGNATURE[a])[0] - wet_signature(STAGE_SIGNATURE[b])[0]
+            assert wet == pytest.approx(WET_CONTRAST * (STAGE_SIGNATURE[a][0] - STAGE_SIGNATURE[b][0]))
+    index = next(i for i in range(40) if SyntheticScene(3, i, (300, 300)).season == "melt")
+    scene = SyntheticScene(3, index, (300, 300))
+    assert scene.radar.ponds is not None
+    parts = (scene.shape, scene.chart, scene.land, scene.swath, scene.tie, scene.wind, scene.wind_mean, (3, index))
+    dry = RadarModel(scene_rngs(3, index)[5], *parts, melt=False)
+    phi, stage = scene.radar.ice_cover(np.arange(scene.shape[0]))
+    wet_hh, _, wet_phi, _ = scene.radar.strip(0, scene.shape[0])
+    dry_hh, _, dry_phi, _ = dry.strip(0, scene.shape[0])
+    np.testing.assert_array_equal(wet_phi, dry_phi)  # the same ice, so the same charts and radiometer
+    wet_hh, dry_hh = wet_hh[::2, ::2], dry_hh[::2, ::2]
+    ice = (phi > 0.95) & np.isfinite(wet_hh)
+    stages = [k for k in range(1, 6) if (ice & (stage == k)).sum() > 200]
+    assert len(stages) >= 3
+    wet_means = [np.mean(wet_hh[ice & (stage == k)]) for k in stages]
+    dry_means = [np.mean(dry_hh[ice & (stage == k)]) for k in stages]
+    assert np.ptp(wet_means) < 0.5 * np.ptp(dry_means)  # stages harder to tell apart
+    assert np.mean(wet_hh[ice]) < np.mean(dry_hh[ice]) - 1  # wet ice darker
 
 
 def test_block_reductions():

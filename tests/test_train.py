@@ -29,6 +29,7 @@ from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.training import (
     ChartTraining,
     class_census,
+    configure_loader,
     configure_loss,
     configure_network,
     configure_optimizer,
@@ -461,3 +462,24 @@ def test_the_network_is_drawn_from_the_seed(train_store):
     other = configure_network(TrainConfig(**{**config.as_params(), "seed": 1}), recipe, census, torch.device("cpu"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], v) for k, v in other.state_dict().items())
+
+
+def test_patch_filters_are_train_options(train_store, tmp_path, tracking):
+    config = TrainConfig(store=str(train_store), border_distance=10, land="exclude", workers=0)
+    options = configure_loader(config, Store(train_store)).dataset.options
+    assert (options.border_distance, options.land, options.min_valid) == (10, "exclude", 0.3)
+    assert config.as_params()["border_distance"] == 10 and config.as_params()["land"] == "exclude"  # logged
+    assert (TRAIN.border_distance, TRAIN.land) == (0, "include")  # off: the sampler of before
+    for bad in ({"border_distance": -1}, {"border_distance": 256}, {"land": "sea"}):
+        with pytest.raises(ParameterError, match=f"--{next(iter(bad)).replace('_', '-')}"):
+            TrainConfig(**bad)
+    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--border-distance", "300"])
+    assert result.exit_code == 2 and "Invalid value for '--border-distance'" in result.output
+    result = CliRunner().invoke(cli, ["train", "--store", str(train_store), "--land", "sea"])
+    assert result.exit_code == 2 and "Invalid value for '--land'" in result.output
+    out = tmp_path / "ckpt"
+    args = ["train", "--store", str(train_store), "--out", str(out), *TINY, "--epochs", "1"]
+    result = CliRunner().invoke(cli, [*args, "--border-distance", "10", "--land", "exclude"])
+    assert result.exit_code == 0, result.output
+    [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
+    assert run.data.params["border_distance"] == "10" and run.data.params["land"] == "exclude"

@@ -39,12 +39,14 @@ def _register() -> None:
     from seaice_mlflow.cli.score import score
     from seaice_mlflow.cli.serve import serve_command
     from seaice_mlflow.cli.train import train_command
+    from seaice_mlflow.cli.tune import tune_command
 
     for command in (
         synth,
         inspect_command,
         preprocess_command,
         train_command,
+        tune_command,
         register_command,
         score,
         evaluate_command,

@@ -35,13 +35,24 @@ def model_uri_option(command):
 )
 @options_from(EvaluateDefaults)
 def evaluate_command(
-    model_uri: tuple[str, ...], data_dir: Path, upload_package: str, device: str, tile: int, overlap: int, batch: int
+    model_uri: tuple[str, ...],
+    data_dir: Path,
+    upload_package: str,
+    by: str,
+    season_table: str,
+    device: str,
+    tile: int,
+    overlap: int,
+    batch: int,
 ) -> None:
     """Score model(s) on the scenes of DATA_DIR with the official AutoICE metric; log to MLflow.
 
     Logs test_SIC_r2, test_SOD_f1, test_FLOE_f1, test_combined (pooled over all scenes, as the
-    leaderboard), scores per scene, confusion matrices, quicklooks and upload_package.nc. A bad
-    scene is reported and skipped, the others are scored, and the exit status is 1.
+    leaderboard) and every other metric of each chart (test_<chart>_accuracy, _precision, _recall,
+    _macro_f1, _iou, _mean_iou, ...; SIC also _rmse, _mae), per_class_metrics.csv, scores per
+    scene, confusion matrices, quicklooks and upload_package.nc; with --by, the same official
+    scores per stratum (test_melt_combined, test_region_<name>_SOD_f1, ...; strata.csv, strata.png).
+    A bad scene is reported and skipped, the others are scored, and the exit status is 1.
     """
     from seaice_mlflow.core.engine import TileOptions
     from seaice_mlflow.tasks.autoice.steps.evaluate import evaluate
@@ -62,6 +73,8 @@ def evaluate_command(
         TileOptions(tile, overlap, batch),
         on_scene=report,
         warn=lambda line: click.echo(line, err=True),
+        by=by,
+        season_table=season_table or None,
     )
     pooled = done.result.pooled
     click.echo(f"{'scene':<22}{'combined':>10}" + "".join(f"{c:>10}" for c in CHART_NAMES))

@@ -60,7 +60,11 @@ def setup(device: torch.device) -> Distributed:
 
 
 def teardown(info: Distributed) -> None:
+    """Leave the process group together: every rank waits for the others (rank 0 logs the model
+    after the loop) before destroying it, as torch asks; a rank tearing its gloo group down while
+    another still works was seen to abort (SIGABRT) under load."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -160,15 +160,20 @@ def start_run(
     """The run of a command: the one `mlflow run` created (``MLFLOW_RUN_ID``), else a new run in
     ``experiment`` (or ``MLFLOW_EXPERIMENT_NAME``, or "seaice").
 
+    A step started inside another step's run (a tune's trials) is that run's child, in its experiment.
+
     The run ends KILLED when the command is interrupted, FAILED on an error (a server that went
     away is not waited for again), FINISHED otherwise."""
     resolve_tracking_uri()
-    attached = "MLFLOW_RUN_ID" in os.environ
-    if not attached:
+    nested = mlflow.active_run() is not None
+    attached = not nested and "MLFLOW_RUN_ID" in os.environ
+    if not nested and not attached:
         name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
         if name or not _experiment_exists(os.environ.get("MLFLOW_EXPERIMENT_ID")):
             mlflow.set_experiment(name or DEFAULT_EXPERIMENT)
-    with mlflow.start_run(run_name=None if attached else run_name, log_system_metrics=system_metrics) as run:
+    with mlflow.start_run(
+        run_name=None if attached else run_name, nested=nested, log_system_metrics=system_metrics
+    ) as run:
         mlflow.set_tag("seaice.entry_point", entry_point)
         try:
             yield run

@@ -11,11 +11,16 @@ profile scales them down explicitly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-from seaice_mlflow.core.defaults import TILING, InferenceDefaults, option
+from seaice_mlflow.core.defaults import DEVICES, TILING, InferenceDefaults, option
 from seaice_mlflow.models import architecture_names
+from seaice_mlflow.tasks.autoice.strata import BY_HELP, SEASON_TABLE_HELP
 
 PROFILES = ("smoke", "demo", "full")  # of the `main` pipeline (pipeline.PROFILES)
+#: ``--land``: training patches may hold land pixels, or a window holding any is drawn again.
+LandRule = Literal["include", "exclude"]
+LAND_RULES: tuple[LandRule, ...] = get_args(LandRule)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,19 @@ class TrainDefaults:
     focal_gamma: float = option(0.0, "Focal loss gamma for the classification heads (0: cross entropy).")
     augment: str = option("all", "Augmentations: all, none, or a comma list of flip,rot90,scale,cutmix.")
     class_balance: float = option(0.0, "Fraction of patches centred on a rare SOD/FLOE class.")
-    min_valid: float = option(0.3, "Reject patches with a smaller valid-SIC fraction.")
+    min_valid: float = option(0.3, "Reject patches with a smaller valid-SIC fraction (after --border-distance).")
+    border_distance: int = option(
+        0,
+        "Ignore chart pixels closer than this many 80 m pixels to a chart-polygon border, where "
+        "charts are least reliable (0: off; IceBench: 10, i.e. 20 px at 40 m).",
+        minimum=0,
+        maximum=255,
+    )
+    land: LandRule = option(
+        "include",
+        "include: patches may hold land; exclude: draw again a patch holding any land pixel (IceBench's land masking).",
+        choices=LAND_RULES,
+    )
     grad_clip: float = option(1.0, "Clip the gradient norm (0: off).")
     amp: bool = option(True, "Mixed precision on GPU.")
     early_stopping: int = option(20, "Stop after this many epochs without a better validation score (0: never).")
@@ -118,6 +135,8 @@ class EvaluateDefaults(InferenceDefaults):
     upload_package: str = option(
         "", "Also write the AutoICE upload_package.nc here (it is always logged with the run)."
     )
+    by: str = option("", BY_HELP)
+    season_table: str = option("", SEASON_TABLE_HELP)
 
 
 @dataclass(frozen=True)
@@ -133,3 +152,22 @@ class PredictDefaults(InferenceDefaults):
         "Also write class probabilities (uint8 percent; SIC_value in percent for "
         "a regressed SIC); memory then grows with the scene.",
     )
+
+
+@dataclass(frozen=True)
+class TuneDefaults:
+    """``seaice tune`` (besides the required ``--store``)."""
+
+    out: str = option("outputs/tune", "Folder of the trials' checkpoints (and of optuna.db when the tracking store "
+                      "is not sqlite).")  # fmt: skip
+    trials: int = option(20, "Finished trials of the study in all; a re-run runs only the missing ones.", minimum=1)
+    timeout: int = option(0, "Start no trial after this many seconds (0: no limit).", minimum=0)
+    space: str = option("lr=1e-4:1e-2:log", "Search space, comma separated: name=low:high[:log] for a number, "
+                        "name=a|b|c for a choice; names are `seaice train` options.")  # fmt: skip
+    fixed: str = option("", "Train options held fixed for every trial (name=value, comma separated); the others "
+                        "take their train defaults.")  # fmt: skip
+    study_name: str = option("", "Optuna study; empty: tune-<store folder>. The same study resumes.")
+    storage: str = option("", "Optuna storage URL; empty: optuna.db beside a sqlite tracking store, else in --out.")
+    prune_after: int = option(2, "Epochs a trial trains before the median pruner may stop it.", minimum=0)
+    seed: int = option(0, "Seed of the TPE sampler.")
+    device: str = option("auto", "auto: the GPU when there is one.", choices=DEVICES)

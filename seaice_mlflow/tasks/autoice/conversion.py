@@ -33,6 +33,7 @@ from seaice_mlflow.tasks.autoice.files.naming import (
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import GLOBAL_MEAN_STD, SCENE_VARIABLES
 from seaice_mlflow.tasks.autoice.store import (
+    LAYERS,
     NORMALISATION,
     SCENES,
     STORE_SCHEMA,
@@ -133,6 +134,7 @@ def process_scene(path: Path, root: Path, options: PreprocessOptions, overwrite:
             and done is not None
             and done.get("source", {}).get("sha256") == checksum
             and done.get("options") == options.as_dict()
+            and set(LAYERS) <= set(done.get("layers", ()))  # written before the filter layers: again
         ):
             return "skipped", done
         scene = read_scene(path)

@@ -5,7 +5,8 @@ file, a raw file with an ice chart) is charted whole, tile by tile (read from th
 window, :func:`~seaice_mlflow.tasks.autoice.files.windowed.open_scene`), and counted into one
 :class:`~seaice_mlflow.core.metrics.ScoreBoard`; the pooled score is the leaderboard's. Files
 land in ``out``: the AutoICE ``upload_package.nc`` (written scene by scene; the same score comes
-out of ``seaice score`` on it), ``scores_per_scene.csv``, confusion matrices (PNG, counts as
+out of ``seaice score`` on it), ``scores_per_scene.csv``, ``per_class_metrics.csv`` (every
+chart's classes: precision, recall, F1, IoU, reference pixels), confusion matrices (PNG, counts as
 JSON) and a quicklook per scene. A scene that cannot be read is reported and skipped.
 
 The loop is :func:`~seaice_mlflow.tasks.autoice.charting.chart_scenes` with three sinks: the score
@@ -25,7 +26,7 @@ import numpy as np
 
 from seaice_mlflow.core.engine import ChartPrediction
 from seaice_mlflow.core.io import atomic_path
-from seaice_mlflow.core.metrics import ScoreBoard, Scores
+from seaice_mlflow.core.metrics import MetricTable, ScoreBoard, Scores
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.charting import (
     ChartingRules,
@@ -42,6 +43,7 @@ from seaice_mlflow.tasks.autoice.scene import Scene
 from seaice_mlflow.tasks.autoice.upload import UPLOAD_PACKAGE
 
 PER_SCENE_CSV = "scores_per_scene.csv"
+PER_CLASS_CSV = "per_class_metrics.csv"
 CONFUSION_JSON = "confusion_matrices.json"
 CONFUSION_PNG = {"counts": "confusion_counts.png", "normalised": "confusion_normalised.png"}
 QUICKLOOKS = "quicklooks"
@@ -57,6 +59,11 @@ class EvaluationResult(Outcomes[EvaluateStatus]):
     @property
     def pooled(self) -> Scores:
         return self.board.pooled()
+
+    @property
+    def metric_table(self) -> MetricTable:
+        """Every metric per chart, pooled over the same pixels as :attr:`pooled`."""
+        return self.board.metric_table()
 
     @property
     def upload_package(self) -> Path:
@@ -122,7 +129,7 @@ def evaluate_files(
 
 
 def write_tables(result: EvaluationResult) -> None:
-    """Per-scene CSV, confusion matrices as JSON (counts) and PNG (counts and row-normalised)."""
+    """Per-scene and per-class CSVs, confusion matrices as JSON (counts) and PNG (counts and row-normalised)."""
     board, out = result.board, result.out
     seconds = {o.scene_id: o.seconds for o in result.having("scored")}
     files = {o.scene_id: o.file.name for o in result.having("scored")}
@@ -149,11 +156,23 @@ def write_tables(result: EvaluationResult) -> None:
                     round(seconds[scene_id], 2),
                 ]
             )
-    confusions = {c: board.confusion(c) for c in CHART_NAMES}
+    write_per_class(result.metric_table, out / PER_CLASS_CSV)
+    confusions = board.confusions()
     with atomic_path(out / CONFUSION_JSON) as tmp:
         tmp.write_text(json.dumps({c: confusion_table(c, cm) for c, cm in confusions.items()}, indent=1))
     for kind, name in CONFUSION_PNG.items():
         plots.save(plots.confusion_matrices(confusions, normalise=kind == "normalised"), out / name)
+
+
+def write_per_class(table: MetricTable, path: Path) -> None:
+    """One row per chart and class: precision, recall, F1 and IoU (percent) and reference pixels."""
+    columns = ("precision", "recall", "f1", "iou", "pixels")
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["chart", "class", *columns])
+        for chart, metrics in table.heads.items():
+            for name, values in metrics.per_class.items():
+                writer.writerow([chart, name, *(getattr(values, c) for c in columns)])
 
 
 def confusion_table(chart: str, cm: np.ndarray) -> dict:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from seaice_mlflow.core.errors import SeaIceError
-from seaice_mlflow.core.metrics import ScoreBoard
+from seaice_mlflow.core.metrics import MetricSet, ScoreBoard
 from seaice_mlflow.tasks.autoice.charts import AUTOICE
 from seaice_mlflow.tasks.autoice.files.reader import find_references, reference_charts
 from seaice_mlflow.tasks.autoice.upload import iter_upload_package, package_scenes
@@ -37,3 +38,13 @@ def score_upload_package(reference_dir: str | Path, package: str | Path, partial
         reference = reference_charts(references[scene_id], prediction["SIC"].shape)
         board.add(scene_id, reference, prediction)
     return board
+
+
+def score_summary(board: ScoreBoard, metric_set: MetricSet = "official") -> dict[str, Any]:
+    """What ``seaice score --json`` prints: the pooled official scores (``combined``, one per chart,
+    ``pixels``), ``scenes`` (the official scores per scene) and, with ``"all"``, ``metrics``: every
+    metric per chart (:class:`~seaice_mlflow.core.metrics.HeadMetrics`, per class by class name)."""
+    summary = {**board.pooled().as_dict(), "scenes": {k: v.as_dict() for k, v in board.per_scene().items()}}
+    if metric_set == "all":
+        summary["metrics"] = board.metric_table().as_dict()
+    return summary

@@ -5,6 +5,17 @@ augmentations come from a generator seeded with both. So batches are the same wh
 number of workers, and a run resumed at sample ``i`` continues exactly where it stopped.
 Workers open the scene files lazily and read only the chunks under each patch.
 
+Patch filters (IceBench's data preparation), all off by default, where the sampler then reads
+and draws exactly as before: ``border_distance`` turns the charts of pixels closer than that
+many 80 m pixels to a chart-polygon border (the store's ``border`` layer) into the ignore index,
+since charts are least reliable where the analyst drew a line; ``land="exclude"`` draws again a
+window holding any land pixel (the ``land`` layer), as IceBench rejects patches with land;
+``min_valid`` counts the SIC pixels left after the border mask. A window that fails is drawn
+again, at most :data:`MAX_TRIES` times, then the last one is taken. IceBench rejects a whole
+patch with any pixel near a border; masking the pixels instead keeps the patches that straddle a
+border (a 256 px patch spans 20 km at 80 m, 200 km at x10, and polygons are ~56 km across) and
+keeps every border pixel out of the loss all the same.
+
 Batches are written by the loader's worker processes straight into a small ring of
 shared-memory buffers made once by the main process, so no batch memory is allocated, faulted
 in or copied between processes per batch (on the 2-core benchmark machine that overhead
@@ -24,6 +35,7 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.tasks.autoice.augment import Augment, cutmix_box
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, IGNORE_INDEX
+from seaice_mlflow.tasks.autoice.config import LandRule
 from seaice_mlflow.tasks.autoice.files.variables import SCENE_VARIABLES
 from seaice_mlflow.tasks.autoice.grid import assemble_inputs, take_window
 from seaice_mlflow.tasks.autoice.store import CLASS_ROWS, Store, StoreScene
@@ -40,6 +52,18 @@ class PatchOptions:
     min_valid: float = 0.3  # reject patches with fewer valid SIC pixels than this fraction
     class_balance: float = 0.0  # fraction of patches centred on a rare SOD/FLOE class
     augment: Augment = Augment()
+    border_distance: int = 0  # ignore chart pixels closer than this (80 m pixels) to a polygon border
+    land: LandRule = "include"  # exclude: draw again a window that holds land
+
+    @property
+    def layers(self) -> dict[str, str]:
+        """The store layers these filters read: layer -> the option that needs it."""
+        layers = {}
+        if self.border_distance:
+            layers["border"] = "border_distance"
+        if self.land == "exclude":
+            layers["land"] = "land"
+        return layers
 
 
 class PatchDataset(Dataset):
@@ -55,6 +79,8 @@ class PatchDataset(Dataset):
                 "variables",
                 f"{', '.join(missing)} not in the store {store.root}; preprocess again with them or train without them",
             )
+        for layer, option in options.layers.items():
+            store.require_layer(layer, option, split)
         self.options, self.seed = options, seed
         valid = np.array([s.record["valid_pixels"] for s in self.scenes], dtype=np.float64)
         self.scene_weights = valid / valid.sum()
@@ -109,12 +135,16 @@ class PatchDataset(Dataset):
             # the coverage map rules out clearly bad windows without reading; SIC decides the rest
             if scene.estimated_valid(window) < 0.7 * self.options.min_valid:
                 continue
-            sic = scene.read_charts(window, slice(0, 1))
+            if self.options.land == "exclude" and scene.read_layer("land", window).any():
+                continue
+            sic, near = self._read_sic(scene, window)
             if np.count_nonzero(sic != IGNORE_INDEX) >= wanted:
                 break
         else:  # no window good enough in MAX_TRIES: take the last one
-            sic = scene.read_charts(window, slice(0, 1))
+            sic, near = self._read_sic(scene, window)
         window_charts = np.concatenate([sic, scene.read_charts(window, slice(1, None))])
+        if near is not None:
+            window_charts[:, near] = IGNORE_INDEX
         rows, cols, transpose = augment.geometry(size, read, rng)
         # a window cut by the scene edge: pixels past it are padding (no data, charts masked)
         pad_rows, pad_cols = rows >= window.height, cols >= window.width
@@ -126,6 +156,16 @@ class PatchDataset(Dataset):
             out_rows, out_cols = (pad_cols, pad_rows) if transpose else (pad_rows, pad_cols)
             image[:, out_rows], image[:, :, out_cols] = 0, 0
             charts[:, out_rows], charts[:, :, out_cols] = IGNORE_INDEX, IGNORE_INDEX
+
+    def _read_sic(self, scene: StoreScene, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+        """SIC (1, h, w) of ``window`` and its pixels within ``border_distance`` of a polygon
+        border (None when the filter is off), where this SIC is already ignored."""
+        sic = scene.read_charts(window, slice(0, 1))
+        if not self.options.border_distance:
+            return sic, None
+        near = scene.read_layer("border", window) < self.options.border_distance
+        sic[:, near] = IGNORE_INDEX
+        return sic, near
 
     def _position(self, rng: np.random.Generator, size: int) -> tuple[StoreScene, Window]:
         """A scene and a window of ``size`` pixels: uniform, or centred on a rare class."""

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_COLOUR, IGNORE_INDEX, REAL_CLASS_FREQUENCIES
+from seaice_mlflow.tasks.autoice.strata import StratumScore
 
 
 def save(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -131,4 +132,30 @@ def confusion_matrices(confusions: Mapping[str, np.ndarray], normalise: bool) ->
         ax.set_ylabel("reference")
         ax.set_title(f"{chart} ({'row-normalised' if normalise else 'pixels'})")
         figure.colorbar(image, ax=ax, fraction=0.046)
+    return figure
+
+
+def strata_scores(strata: Sequence[StratumScore]) -> Figure:
+    """Combined and per-chart scores of each stratum, one panel per stratification (season,
+    region, ...); a melt/freeze panel says when its labels are the month/latitude approximation."""
+    keys = list(dict.fromkeys(s.key for s in strata))
+    figure = Figure(figsize=(max(6.0, 1.1 * len(strata) + 2.5 * len(keys)), 4.5))
+    axes = figure.subplots(1, max(len(keys), 1), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        group = [s for s in strata if s.key == key]
+        heads = group[0].scores.task.heads
+        series = [("combined", [s.scores.combined for s in group])]
+        series += [(f"{h.name} {h.score_metric}", [s.scores.charts[h.name] for s in group]) for h in heads]
+        x = np.arange(len(group))
+        width = 0.8 / len(series)
+        for i, (label, values) in enumerate(series):
+            ax.bar(x + i * width, values, width, label=label)
+        ax.set_xticks(x + 0.4 - width / 2, [f"{s.value}\n({len(s.scenes)} scenes)" for s in group], fontsize=8)
+        approximate = key == "season" and any("approximation" in s.season_sources for s in group)
+        ax.set_title(f"{key}" + (" (melt/freeze: month/latitude approximation)" if approximate else ""), fontsize=9)
+        ax.set_ylabel("score (%)")
+        low = min([0.0, *(v for _, values in series for v in values if np.isfinite(v))])
+        ax.set_ylim(low, 100)
+    if keys:
+        axes[0].legend(fontsize=8)
     return figure

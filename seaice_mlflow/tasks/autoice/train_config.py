@@ -13,7 +13,7 @@ from seaice_mlflow.models import ModelSpec, architecture_names, spec_from_option
 from seaice_mlflow.models.deeplab import RESNETS
 from seaice_mlflow.tasks.autoice.augment import Augment
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, SIC_HEADS, autoice_task
-from seaice_mlflow.tasks.autoice.config import TRAIN, TrainDefaults
+from seaice_mlflow.tasks.autoice.config import LAND_RULES, TRAIN, TrainDefaults
 from seaice_mlflow.tasks.autoice.files.variables import parse_variables
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -48,6 +48,7 @@ class TrainConfig(TrainDefaults):
             "scheduler": SCHEDULERS,
             "sic_head": SIC_HEADS,
             "device": DEVICES,
+            "land": LAND_RULES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -64,6 +65,8 @@ class TrainConfig(TrainDefaults):
         for name in ("class_balance", "min_valid"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
+        if not 0 <= self.border_distance <= 255:
+            raise ParameterError("border_distance", f"must be between 0 and 255 pixels, got {self.border_distance}")
         if self.patch_size < 16:
             raise ParameterError("patch_size", f"must be at least 16 pixels, got {self.patch_size}")
         # parsed once here, so that a bad value raises now

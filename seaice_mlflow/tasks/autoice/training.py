@@ -104,7 +104,13 @@ def configure_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -
 def configure_loader(config: TrainConfig, store: Store) -> PatchLoader:
     """Training batches of the store's training scenes, drawn with ``config.seed``."""
     options = PatchOptions(
-        config.patch_size, config.input_variables, config.min_valid, config.class_balance, config.augmentations
+        config.patch_size,
+        config.input_variables,
+        min_valid=config.min_valid,
+        class_balance=config.class_balance,
+        augment=config.augmentations,
+        border_distance=config.border_distance,
+        land=config.land,
     )
     return PatchLoader(PatchDataset(store, options, seed=config.seed), config.batch_size, workers=config.workers)
 

@@ -19,6 +19,25 @@ RAW_PATTERN = re.compile(
 )
 TIME_FORMAT = "%Y%m%dT%H%M%S"
 
+#: Chart regions of the raw names' provider part (spec section 1): DMI region names and CIS codes.
+DMI_REGIONS = (
+    "CapeFarewell",
+    "CentralEast",
+    "CentralWest",
+    "North",
+    "NorthEast",
+    "NorthWest",
+    "NorthAndCentralEast",
+    "Qaanaaq",
+    "SouthEast",
+    "SouthWest",
+)
+CIS_REGIONS = ("EA", "FOXE", "NFLD", "WA", "MID", "HA")
+#: The provider part of a raw name: ``dmi_YYYYMMDDhhmm_<Region>_RIC``, ``cis_SGRDI<REG>_YYYYMMDDThhmmZ_pl_a``.
+DMI_CHART = re.compile(r"(?:^|_)dmi_\d{12}_(?P<region>[A-Za-z]+)_RIC(?:_|\.|$)")
+CIS_CHART = re.compile(r"(?:^|_)cis_SGRDI(?P<region>[A-Z]+)_\d{8}T\d{4}Z(?:_|\.|$)")
+UNKNOWN_REGION = "unknown"
+
 #: What a file is, from its name: a ready-to-train (or test) scene, a test reference, a raw scene.
 FileKind = Literal["prep", "reference", "raw"]
 PREP, REFERENCE, RAW = get_args(FileKind)
@@ -60,6 +79,20 @@ def parse_scene_name(path: str | Path) -> SceneName:
         ) from None
     key = f"{match['time']}_{match['provider']}"
     return SceneName(key=key, provider=match["provider"], time=time, file_kind=kind)
+
+
+def chart_region(original_id: str) -> str:
+    """The chart region a raw file name (the ``original_id`` attribute) names: a DMI region name
+    (``..._icechart_dmi_201803251947_CapeFarewell_RIC.nc``) or a CIS region code
+    (``..._icechart_cis_SGRDIFOXE_20180707T1214Z_pl_a.nc``), else :data:`UNKNOWN_REGION`.
+
+    A well-formed region that the spec does not list is kept as written (the spec's lists come
+    from the files seen, not from the services); nothing here raises."""
+    for pattern in (DMI_CHART, CIS_CHART):
+        match = pattern.search(original_id)
+        if match:
+            return match["region"]
+    return UNKNOWN_REGION
 
 
 def parsed_names(paths: Iterable[str | Path]) -> list[tuple[Path, SceneName]]:

@@ -1,5 +1,12 @@
-"""An evaluate run in MLflow: the official test scores of one model or an ensemble, and the files
-behind them (upload package, per-scene CSV, confusion matrices, quicklooks).
+"""An evaluate run in MLflow: the official test scores of one model or an ensemble, every other
+metric per chart, and the files behind them (upload package, per-scene and per-class CSVs,
+confusion matrices, quicklooks).
+
+Metrics: ``test_combined``, the official ``test_SIC_r2``, ``test_SOD_f1``, ``test_FLOE_f1`` and,
+per chart, ``test_<chart>_<metric>`` for every head-level metric of
+:class:`~seaice_mlflow.core.metrics.HeadMetrics` (``accuracy``, ``precision``, ``recall``, ``f1``,
+``macro_precision``, ``macro_recall``, ``macro_f1``, ``iou``, ``mean_iou``; for SIC also ``r2``,
+``rmse`` and ``mae``, these two in class steps). Per-class values are in ``per_class_metrics.csv``.
 
 Scenes a model was trained or validated on (its recipe names them) are still scored, with a
 warning; the run is then tagged ``seaice.scored_on_training_scenes=true`` (``eval_training_scenes``
@@ -21,12 +28,15 @@ from mlflow.exceptions import MlflowException
 from seaice_mlflow.core.engine import TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.io import atomic_path, check_writable
+from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.charting import SceneOutcome
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
 from seaice_mlflow.tasks.autoice.evaluation import EvaluationResult, evaluate_files
+from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
 from seaice_mlflow.tasks.autoice.files.naming import find_scene_files, parsed_names
 from seaice_mlflow.tasks.autoice.logged_models import ModelRef, charting_run, seen_scenes_among
 from seaice_mlflow.tasks.autoice.prediction import split_values
+from seaice_mlflow.tasks.autoice.strata import parse_strata_keys, strata_metrics, strata_of_files, write_strata_table
 from seaice_mlflow.tracking.runs import SCORED_ON_TRAINING_TAG, log_scene_dataset
 
 #: How many scene ids a warning names before "and N more".
@@ -36,7 +46,7 @@ SHOWN_SCENES = 5
 @dataclass
 class EvaluateRun:
     run_id: str
-    metrics: dict[str, float]  # test_SIC_r2, test_SOD_f1, test_FLOE_f1, test_combined
+    metrics: dict[str, float]  # test_combined, test_SIC_r2, test_SOD_f1, test_FLOE_f1, test_<chart>_<metric>
     result: EvaluationResult  # its files are gone; outcomes and confusions remain
     models: list[ModelRef]
     upload_package: Path | None  # the copy asked for with --upload-package
@@ -69,16 +79,23 @@ def evaluate(
     options: TileOptions = TileOptions(),
     on_scene: Callable[[SceneOutcome], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    by: str = "",
+    season_table: str | Path | None = None,
 ) -> EvaluateRun:
-    """Score the model(s) on ``data_dir`` in the active (or a new) MLflow run ("evaluate").
+    """Score the model(s) on ``data_dir`` in the active (or a new) MLflow run ("evaluate"); with
+    ``by``, per stratum of the scenes too (``test_melt_combined``, ..., ``strata.csv``, ``strata.png``).
 
     ``warn`` gets one-line warnings (default: :func:`warnings.warn`); the command prints them.
     """
     uris = split_values(model_uris)
     resolve_device(device)  # clear errors before the run starts and scenes are scored
+    parse_strata_keys(by)
+    if season_table:
+        read_season_table(season_table)  # a bad table fails before the scenes are scored
     files = scene_files(data_dir)
     target = check_writable(upload_package, "upload_package", kind="file") if upload_package else None
-    params = {"data_dir": str(Path(data_dir).resolve()), "upload_package": str(target or "")}
+    params = {"data_dir": str(Path(data_dir).resolve()), "upload_package": str(target or ""), "by": by,
+              "season_table": str(season_table or "")}  # fmt: skip
     with charting_run("evaluate", uris, device, options, params) as (run, charter, refs):
         mlflow.set_tags(
             {"seaice.data_dir": str(Path(data_dir).resolve()), "seaice.downsample": str(charter.recipe.downsample)}
@@ -90,7 +107,13 @@ def evaluate(
         )
         with tempfile.TemporaryDirectory(prefix="seaice-evaluate-") as tmp:
             result = evaluate_files(charter, files, Path(tmp), on_scene)
-            metrics = result.pooled.metrics("test")
+            metrics = {**result.metric_table.metrics("test"), **result.pooled.metrics("test")}
+            strata = strata_of_files(board=result.board, files=[r["source"]["file"] for r in result.records], by=by,
+                                     season_table=season_table)  # fmt: skip
+            if strata:
+                metrics.update(strata_metrics(strata, "test"))
+                write_strata_table(strata, Path(tmp) / "strata.csv")
+                plots.save(plots.strata_scores(strata), Path(tmp) / "strata.png")
             log_test_metrics(metrics, refs)
             scored = result.having("scored")
             mlflow.log_metrics(

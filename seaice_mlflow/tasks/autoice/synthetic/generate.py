@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.tasks.autoice.files.metadata import approximate_season
 from seaice_mlflow.tasks.autoice.files.raw import reduce_strip
 from seaice_mlflow.tasks.autoice.files.variables import COARSE_FACTOR
 from seaice_mlflow.tasks.autoice.synthetic.fields import SmoothField
@@ -76,8 +77,19 @@ class SyntheticScene:
         self.chart = make_chart(rng[3], self.shape, self.land, self.zones)
         self.wind = (SmoothField(rng[4], self.shape, 400.0), SmoothField(rng[4], self.shape, 400.0))
         self.wind_mean = tuple(rng[4].normal([0.7, 0.6], 3.0))
+        # melt or freeze by the rule the metadata reader applies without a table (wet ice in melt)
+        self.season = approximate_season(self.identity.time, float(np.mean(self.tie.latitude)))
         self.radar = RadarModel(
-            rng[5], self.shape, self.chart, self.land, self.swath, self.tie, self.wind, self.wind_mean, (seed, index)
+            rng[5],
+            self.shape,
+            self.chart,
+            self.land,
+            self.swath,
+            self.tie,
+            self.wind,
+            self.wind_mean,
+            (seed, index),
+            melt=self.season == "melt",
         )
         self._code_rng, self._coarse_rng = rng[6], rng[7]
         self.classes = self.chart.classes()

@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 from scipy.stats import norm
 
 from seaice_mlflow.tasks.autoice.charts import REAL_CLASS_FREQUENCIES
+from seaice_mlflow.tasks.autoice.files.naming import CIS_REGIONS, DMI_REGIONS
 from seaice_mlflow.tasks.autoice.files.raw import TiePoints
 from seaice_mlflow.tasks.autoice.files.variables import distance_zone
 from seaice_mlflow.tasks.autoice.synthetic.fields import SmoothField, octaves, sample_sum
@@ -24,20 +25,6 @@ PIXEL_KM = 0.08
 TIE_POINTS = 21
 #: 80 m rows generated at a time: a multiple of the 25-pixel 2 km cell.
 STRIP_ROWS = 250
-
-DMI_REGIONS = (
-    "CapeFarewell",
-    "CentralEast",
-    "CentralWest",
-    "North",
-    "NorthEast",
-    "NorthWest",
-    "NorthAndCentralEast",
-    "Qaanaaq",
-    "SouthEast",
-    "SouthWest",
-)
-CIS_REGIONS = ("EA", "FOXE", "NFLD", "WA", "MID", "HA")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,13 @@ Physics kept (C-band, winter conditions, NERSC-denoised):
 * open water follows the wind (ERA5 field): dark when calm, as bright as ice in a gale;
 * HV sits on a residual noise floor with scalloping across the five EW sub-swaths;
 * multiplicative speckle with 5 looks per 40 m pixel; NaN outside the swath.
+
+In a melt-season scene (``melt=True``) wet snow masks the ice's surface and volume scattering:
+every stage moves towards one wet-ice level (HH about -18 dB, HV about -28 dB, near the HV noise
+floor), keeping only a third of its dry contrast, with half the texture and ridges; melt ponds
+(a smooth field, about a quarter of the ice) scatter like the wind-roughened open water around
+them. So ice types and ice and water are harder to tell apart in summer, as in real C-band SAR.
+The charts and the radiometer's ice fractions do not change.
 """
 
 from __future__ import annotations
@@ -35,6 +42,30 @@ STAGE_SIGNATURE: dict[int, tuple[float, ...]] = {
     5: (-12.5, -19.5, -0.15, 2.5, 10.0, 0.05, 3.0),  # old ice
     GLACIER: (-4.0, -12.0, -0.10, 1.5, 1.0, 0.00, 0.0),  # icebergs
 }
+#: Melt season: the HH/HV level wet snow pulls every stage towards, the share of a stage's dry
+#: difference from it that remains, and the factor on texture and ridges.
+WET_ICE_DB = (-18.0, -28.0)
+WET_CONTRAST = 0.35
+WET_TEXTURE = 0.5
+#: Melt ponds: correlation length (80 m px) and the pond fraction of the ice (mean, spread, max).
+POND_SCALE_PX = 4.0
+POND_FRACTION = (0.25, 0.15, 0.6)
+
+
+def wet_signature(signature: tuple[float, ...]) -> tuple[float, ...]:
+    """A stage's :data:`STAGE_SIGNATURE` entry under wet snow (melt season)."""
+    hh, hv, slope, texture, scale, density, ridge_db = signature
+    return (
+        WET_ICE_DB[0] + WET_CONTRAST * (hh - WET_ICE_DB[0]),
+        WET_ICE_DB[1] + WET_CONTRAST * (hv - WET_ICE_DB[1]),
+        slope,
+        WET_TEXTURE * texture,
+        scale,
+        density,
+        WET_TEXTURE * ridge_db,
+    )
+
+
 #: floe class -> spatial scale (80 m px) of the ice/water pattern; None = unresolved mixture.
 FLOE_SCALE: dict[int, float | None] = {1: None, 2: 1.2, 3: 3.5, 4: 12.0, 5: 45.0, PANCAKE: None}
 
@@ -85,6 +116,7 @@ class RadarModel:
         wind: tuple[SmoothField, SmoothField],
         wind_mean: tuple[float, float],
         seed: tuple[int, ...],
+        melt: bool = False,
     ):
         self.shape, self.chart, self.land, self.swath, self.tie = shape, chart, land, swath, tie
         self.wind, self.wind_mean, self.seed = wind, wind_mean, seed
@@ -100,6 +132,13 @@ class RadarModel:
         # Analysts draw polygon borders only approximately: the ice under the SAR is the chart
         # polygon of a point displaced by about 1 km (smoothly varying).
         self.border_offset = (SmoothField(rng, shape, 60.0), SmoothField(rng, shape, 60.0))
+        # drawn last, so that a freeze-season scene is what it was before melt seasons existed
+        self.ponds = SmoothField(rng, shape, POND_SCALE_PX) if melt else None
+
+    def signature(self, stage: int) -> tuple[float, ...]:
+        """The backscatter signature of ``stage`` in this scene's season (icebergs stay dry)."""
+        dry = STAGE_SIGNATURE[stage]
+        return wet_signature(dry) if self.ponds is not None and stage != GLACIER else dry
 
     def ice_cover(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ice fraction (0..1) and ice stage of each 80 m pixel of ``rows``."""
@@ -159,10 +198,11 @@ class RadarModel:
         hh_ice = np.zeros((height, w), np.float32)
         hv_ice = np.zeros((height, w), np.float32)
         ridge_field = np.abs(self.ridges.sample(rows, cols))
-        for s, (hh, hv, slope, tex, _, density, ridge_db) in STAGE_SIGNATURE.items():
+        for s in STAGE_SIGNATURE:
             m = stage == s
             if not m.any():
                 continue
+            hh, hv, slope, tex, _, density, ridge_db = self.signature(s)
             texture = tex * self.texture[s].sample(rows, cols)[m]
             ridge = ridge_db * (ridge_field[m] < density / 0.8)
             hh_ice[m] = hh + slope * incidence[m] + texture + ridge
@@ -176,8 +216,15 @@ class RadarModel:
         hh_water = -25 + 12 * (1 - np.exp(-np.maximum(speed - 1.5, 0) / 5)) - 0.55 * incidence + streaks
         hv_water = -31 + 0.4 * (speed - 5) - 0.3 * incidence + 0.5 * streaks
 
-        sigma_hh = phi * db_to_power(hh_ice) + (1 - phi) * db_to_power(hh_water)
-        sigma_hv = phi * db_to_power(hv_ice) + (1 - phi) * db_to_power(hv_water)
+        ice_hh, ice_hv = db_to_power(hh_ice), db_to_power(hv_ice)
+        if self.ponds is not None:  # ponds on the ice scatter like the open water
+            mean, spread, most = POND_FRACTION
+            pond = np.clip(mean + spread * self.ponds.sample(rows, cols), 0, most)
+            pond[stage == GLACIER] = 0
+            ice_hh = (1 - pond) * ice_hh + pond * db_to_power(hh_water)
+            ice_hv = (1 - pond) * ice_hv + pond * db_to_power(hv_water)
+        sigma_hh = phi * ice_hh + (1 - phi) * db_to_power(hh_water)
+        sigma_hv = phi * ice_hv + (1 - phi) * db_to_power(hv_water)
         sigma_hh *= 1 + 1.5 * edge
         sigma_hv *= 1 + 1.0 * edge
         land = self.land[rows]
