@@ -19,7 +19,8 @@ from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
 from seaice_mlflow.tasks.autoice.downsample import downsample_chart, downsample_mean
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES, SAR_VARIABLES
-from seaice_mlflow.tasks.autoice.store import SCENES, Store, StoreError, border_distance, land_mask, scene_path
+from seaice_mlflow.tasks.autoice.layers import border_distance, land_mask
+from seaice_mlflow.tasks.autoice.store import SCENES, Store, StoreError, scene_path
 from seaice_mlflow.tasks.autoice.synthetic import synthesize
 from tests.conftest import prep_files
 from tests.conftest import run_preprocess as run

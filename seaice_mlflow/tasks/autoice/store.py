@@ -24,10 +24,11 @@ patch sampler reads three arrays per patch. SAR is stored uncompressed (speckle 
 compress; decompression would cost more than the read), charts compressed (they compress ~50x).
 The int16 packing keeps 0.001 z (about 0.01 dB) and the range +-65 z.
 
-The training filters' layers (``border``, ``land``; listed in the record's ``layers``) are computed
-once per scene here, not per patch: a scene's Euclidean distance transform costs 1-1.6 s at
-5000 x 5200 px, and reading the layer under a patch (about 0.1-0.3 ms) costs much less than a
-per-patch transform with its margin (1.3-2 ms; the loader benchmark's patches take ~3 ms).
+The training filters' layers (``border``, ``land``; listed in the record's ``layers``;
+:mod:`.layers`) are computed once per scene, not per patch: a scene's Euclidean distance transform
+costs 1-1.6 s at 5000 x 5200 px, and reading the layer under a patch (about 0.1-0.3 ms) costs much
+less than a per-patch transform with its margin (1.3-2 ms; the loader benchmark's patches take ~3
+ms).
 
 A chart-polygon border is where two neighbouring (4-connected) pixels that both lie inside the
 chart (some chart has a class) differ in any chart, 255 of an ambiguous SOD/FLOE polygon included.
@@ -56,15 +57,15 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
-from scipy import ndimage
 
 from seaice_mlflow.core.errors import ParameterError, SeaIceError
 from seaice_mlflow.core.io import add_variable, atomic_netcdf
 from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.downsample import downsample_chart, downsample_mean, downsample_valid
-from seaice_mlflow.tasks.autoice.files.variables import COARSE_VARIABLES, GLOBAL_MEAN_STD, SAR_VARIABLES
+from seaice_mlflow.tasks.autoice.files.variables import COARSE_VARIABLES, SAR_VARIABLES
 from seaice_mlflow.tasks.autoice.grid import assemble_inputs
+from seaice_mlflow.tasks.autoice.layers import border_distance, land_mask
 from seaice_mlflow.tasks.autoice.scene import Scene
 
 STORE_SCHEMA = 1
@@ -77,7 +78,6 @@ CLASS_POINTS = 512  # pixels remembered per class and scene for class-balanced s
 COVERAGE_BLOCK = 32  # the coverage map holds the valid SIC fraction of each 32 x 32 block
 #: Per-pixel layers of the training filters in every scene file written by this version.
 LAYERS = ("border", "land")
-FAR = 255  # the border layer's value for 255 pixels or more from a border (and with none at all)
 #: The manifest fields that define a store's content: the scenes (source checksums, splits,
 #: shapes, histograms) and the parameters that made them. The others are provenance (creation
 #: time, software version, data folder) or the files that failed, and leave the digest alone.
@@ -123,47 +123,6 @@ def coverage(sic: np.ndarray) -> np.ndarray:
 
     valid = (sic != IGNORE_INDEX).astype(np.float32)
     return np.rint(255 * downsample_mean(valid, COVERAGE_BLOCK)).astype(np.uint8)
-
-
-def chart_border(charts: Sequence[np.ndarray]) -> np.ndarray:
-    """Pixels on a chart-polygon border (bool, h x w): inside the chart (some chart has a class)
-    with a 4-neighbour, inside too, that differs in any chart (module docstring)."""
-    stack = np.stack(charts)
-    inside = (stack != IGNORE_INDEX).any(axis=0)
-    border = np.zeros(inside.shape, bool)
-    for axis in (0, 1):
-        head, tail = (slice(None),) * axis + (slice(1, None),), (slice(None),) * axis + (slice(None, -1),)
-        step = (stack[(slice(None), *head)] != stack[(slice(None), *tail)]).any(axis=0) & inside[head] & inside[tail]
-        border[head] |= step
-        border[tail] |= step
-    return border
-
-
-def border_distance(charts: Sequence[np.ndarray]) -> np.ndarray:
-    """Euclidean distance (uint8 pixels, floored, at most :data:`FAR`) from each pixel to the
-    nearest :func:`chart_border` pixel; :data:`FAR` everywhere when the charts have no border.
-
-    From scipy's feature transform (the nearest border pixel of each pixel, int32), a strip of
-    rows at a time: a third of the time and memory of its float64 distances at 5000 x 5200 px.
-    """
-    border = chart_border(charts)
-    distance = np.full(border.shape, FAR, np.uint8)
-    if not border.any():
-        return distance
-    nearest = ndimage.distance_transform_edt(~border, return_distances=False, return_indices=True)
-    floor_sqrt = np.sqrt(np.arange(FAR * FAR + 1)).astype(np.uint8)  # squared distance -> pixels (FAR past it)
-    rows, cols = (np.arange(n, dtype=nearest.dtype) for n in border.shape)
-    for start in range(0, border.shape[0], CHUNK):
-        strip = slice(start, start + CHUNK)
-        squared = (nearest[0, strip] - rows[strip, None]) ** 2 + (nearest[1, strip] - cols) ** 2
-        distance[strip] = floor_sqrt[np.minimum(squared, FAR * FAR)]
-    return distance  # floored: distance < N <=> layer < N for whole N
-
-
-def land_mask(distance_map: np.ndarray) -> np.ndarray:
-    """Land pixels (distance-to-land zone 0) of a standard-scaled ``distance_map``."""
-    mean, std = GLOBAL_MEAN_STD["distance_map"]
-    return np.asarray(distance_map, np.float64) * std + mean < 0.5  # zones are whole numbers
 
 
 def pack_sar(values: np.ndarray) -> np.ndarray:
