@@ -36,7 +36,7 @@ from seaice_mlflow.tasks.autoice.training import (
     configure_recipe,
     configure_scheduler,
 )
-from tests.tiny_model import TINY_TRAIN
+from tests.tiny_model import TINY_TRAIN, tiny_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -483,3 +483,34 @@ def test_patch_filters_are_train_options(train_store, tmp_path, tracking):
     assert result.exit_code == 0, result.output
     [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
     assert run.data.params["border_distance"] == "10" and run.data.params["land"] == "exclude"
+
+
+def test_scenes_where_trains_on_the_chosen_training_scenes_only(ready_dir, tmp_path):
+    store = tiny_store(ready_dir, tmp_path / "store", val_scenes=0)
+    scenes = [s.scene_id for s in Store(store).scenes("train")]
+    assert len(scenes) == 2 and all("metadata" in s.record for s in Store(store).scenes())
+    table = tmp_path / "seasons.csv"
+    table.write_text(f"scene,season\n{scenes[0]},melt\n{scenes[1]},freeze\n")
+    base = {
+        "store": str(store),
+        "out": str(tmp_path / "ckpt"),
+        "unet_filters": "4,4,8,8",
+        "workers": 0,
+        "device": "cpu",
+    }
+    chosen = ChartTraining.build(TrainConfig(**base, scenes_where="season=freeze", season_table=str(table)))
+    assert chosen.recipe.scenes["train"] == (scenes[1],)
+    assert [s.scene_id for s in chosen.store.scenes()] == [scenes[1]]
+    everything = ChartTraining.build(TrainConfig(**base))
+    assert everything.recipe.scenes["train"] == tuple(scenes)
+    table.write_text(f"scene,season\n{scenes[0]},melt\n{scenes[1]},melt\n")
+    with pytest.raises(ParameterError, match=r"option --scenes-where: no scene meets 'season=freeze' \(the 2 scenes"):
+        ChartTraining.build(TrainConfig(**base, scenes_where="season=freeze", season_table=str(table)))
+
+    manifest = json.loads((store / "manifest.json").read_text())  # a store written before the metadata
+    for record in manifest["scenes"]:
+        record.pop("metadata")
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ParameterError, match=r"option --scenes-where: .* run `seaice preprocess --overwrite`"):
+        ChartTraining.build(TrainConfig(**base, scenes_where="season=freeze"))
+    ChartTraining.build(TrainConfig(**base))  # without the option an older store trains as before

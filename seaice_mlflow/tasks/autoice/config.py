@@ -96,6 +96,12 @@ class TrainDefaults:
         "include: patches may hold land; exclude: draw again a patch holding any land pixel (IceBench's land masking).",
         choices=LAND_RULES,
     )
+    scenes_where: str = option(
+        "",
+        "Train only on the training scenes whose metadata match, e.g. season=freeze,region=North|NorthEast "
+        "(keys season, calendar_season, region, service); validation scenes are kept.",
+    )
+    season_table: str = option("", SEASON_TABLE_HELP)
     grad_clip: float = option(1.0, "Clip the gradient norm (0: off).")
     amp: bool = option(True, "Mixed precision on GPU.")
     early_stopping: int = option(20, "Stop after this many epochs without a better validation score (0: never).")

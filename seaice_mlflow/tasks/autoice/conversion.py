@@ -135,6 +135,7 @@ def process_scene(path: Path, root: Path, options: PreprocessOptions, overwrite:
             and done.get("source", {}).get("sha256") == checksum
             and done.get("options") == options.as_dict()
             and set(LAYERS) <= set(done.get("layers", ()))  # written before the filter layers: again
+            and "metadata" in done  # written before records held the scene's metadata: again
         ):
             return "skipped", done
         scene = read_scene(path)

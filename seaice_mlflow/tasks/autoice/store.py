@@ -63,10 +63,12 @@ from seaice_mlflow.core.io import add_variable, atomic_netcdf
 from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.downsample import downsample_chart, downsample_mean, downsample_valid
+from seaice_mlflow.tasks.autoice.files.metadata import SceneMetadata, read_season_table, scene_metadata
 from seaice_mlflow.tasks.autoice.files.variables import COARSE_VARIABLES, SAR_VARIABLES
 from seaice_mlflow.tasks.autoice.grid import assemble_inputs
 from seaice_mlflow.tasks.autoice.layers import border_distance, land_mask
 from seaice_mlflow.tasks.autoice.scene import Scene
+from seaice_mlflow.tasks.autoice.strata import select_scenes
 
 STORE_SCHEMA = 1
 MANIFEST = "manifest.json"
@@ -217,6 +219,7 @@ def write_scene(root: Path, scene: Scene, variables: Sequence[str], downsample: 
             "valid_pixels": int(valid.sum()),
             "histograms": histograms,
             "layers": list(LAYERS),
+            "metadata": scene_metadata(scene).as_dict(),  # melt/freeze by the rule; a table applies later
         }
         ds.setncattr("record", json.dumps(record))
     return record
@@ -368,6 +371,8 @@ class Store:
                 f"{STORE_SCHEMA}; run `seaice preprocess --overwrite` again"
             )
         self.parameters = self.manifest["parameters"]
+        #: Training scenes kept by :meth:`select_training_scenes` (None: all of them).
+        self.train_only: frozenset[str] | None = None
 
     @property
     def downsample(self) -> int:
@@ -385,7 +390,29 @@ class Store:
         return content_digest(self.manifest)
 
     def scenes(self, split: str | None = None) -> list[StoreScene]:
-        return [StoreScene(self.root, s) for s in self.manifest["scenes"] if split in (None, s["split"])]
+        return [
+            StoreScene(self.root, s)
+            for s in self.manifest["scenes"]
+            if split in (None, s["split"])
+            and (s["split"] != "train" or self.train_only is None or s["scene_id"] in self.train_only)
+        ]
+
+    def select_training_scenes(self, where: str, season_table: str | Path | None = None) -> None:
+        """Keep only the training scenes whose metadata meet ``where`` (``--scenes-where``; the
+        melt/freeze labels from ``season_table`` when given); validation scenes stay."""
+        if not where:
+            return
+        train = self.scenes("train")
+        old = [s.scene_id for s in train if "metadata" not in s.record]
+        if old:
+            raise ParameterError(
+                "scenes_where",
+                f"{self.root} was written before scene records held their metadata ({len(old)} scene(s), e.g. "
+                f"{old[0]}); run `seaice preprocess --overwrite` on its data",
+            )
+        table = read_season_table(season_table) if season_table else None
+        metadata = {s.scene_id: SceneMetadata.from_dict(s.record["metadata"]).with_seasons(table) for s in train}
+        self.train_only = frozenset(select_scenes(metadata, where))
 
     def require_layer(self, layer: str, option: str, split: str | None = None) -> None:
         """Fail, naming ``option``, when a scene of ``split`` lacks ``layer`` (a store written

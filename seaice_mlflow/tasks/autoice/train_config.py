@@ -14,7 +14,9 @@ from seaice_mlflow.models.deeplab import RESNETS
 from seaice_mlflow.tasks.autoice.augment import Augment
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, SIC_HEADS, autoice_task
 from seaice_mlflow.tasks.autoice.config import LAND_RULES, TRAIN, TrainDefaults
+from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
 from seaice_mlflow.tasks.autoice.files.variables import parse_variables
+from seaice_mlflow.tasks.autoice.strata import parse_where
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "plateau")
@@ -73,6 +75,9 @@ class TrainConfig(TrainDefaults):
         self.filters, self.weights, self.weighted_charts, self.input_variables, self.augmentations
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ParameterError("pretrained", f"{self.pretrained} does not exist; give a local ResNet state_dict file")
+        parse_where(self.scenes_where)  # the expression; the scenes are chosen when the store is opened
+        if self.season_table:
+            read_season_table(self.season_table)
 
     @property
     def filters(self) -> tuple[int, ...]:

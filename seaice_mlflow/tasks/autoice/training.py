@@ -143,6 +143,7 @@ class ChartTraining:
         """Every part, in the order of the same-seed contract (module docstring)."""
         device = configure_device(config, dist)
         store = Store(config.store)
+        store.select_training_scenes(config.scenes_where, config.season_table or None)
         recipe = configure_recipe(config, store)
         census = class_census(store)
         network = configure_network(config, recipe, census, device)
