@@ -10,9 +10,10 @@ import click
 
 from seaice_mlflow.core.metrics import METRIC_SETS, HeadMetrics, MetricSet
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
 from seaice_mlflow.tasks.autoice.files.reader import find_references
 from seaice_mlflow.tasks.autoice.leaderboard import score_summary, score_upload_package
-from seaice_mlflow.tasks.autoice.strata import BY_HELP, SEASON_TABLE_HELP, strata_of_files
+from seaice_mlflow.tasks.autoice.strata import BY_HELP, SEASON_TABLE_HELP, parse_strata_keys, strata_of_files
 
 METRICS_HELP = (
     "official (default): the AutoICE scores; all: also accuracy, precision, recall, F1 and IoU (weighted and "
@@ -58,8 +59,11 @@ def score(
     """Official score (combined, SIC R2, SOD and FLOE weighted F1), pooled and per scene; with
     ``--by``, pooled per stratum of the scenes too."""
     board = score_upload_package(reference_dir, predictions, partial=partial)
-    references = find_references(reference_dir)
-    strata = strata_of_files(board, [references[s] for s in board.scenes], by, season_table)
+    strata = []
+    if parse_strata_keys(by):
+        references = find_references(reference_dir)
+        seasons = read_season_table(season_table) if season_table else None
+        strata = strata_of_files(board, [references[s] for s in board.scenes], by, seasons)
     if as_json:
         summary = score_summary(board, metric_set)
         if strata:

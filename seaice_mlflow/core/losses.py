@@ -42,6 +42,7 @@ class MultiTaskLoss(nn.Module):
         task.check_names(task_weights or {}, "task_weights")
         task.check_names(class_weights or {}, "class_weights")
         self.task = task
+        self.regressed = frozenset(h.name for h in task.heads if h.kind == "regression")
         self.focal_gamma = float(focal_gamma)
         self.task_weights = {h.name: h.loss_weight for h in task.heads} | dict(task_weights or {})
         self.weighted_charts: tuple[str, ...] = ()
@@ -78,7 +79,7 @@ class MultiTaskLoss(nn.Module):
         ignore = self.task.ignore_index
         valid = target != ignore
         index = torch.where(valid, target, 0).long()  # a safe class index under ignored pixels
-        if self.task.head(chart).kind == "regression":
+        if chart in self.regressed:
             error = torch.where(valid, out[:, 0].float() - index.float(), 0.0)
             pixel = error.square()
         else:

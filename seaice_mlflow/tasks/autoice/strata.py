@@ -23,8 +23,8 @@ from seaice_mlflow.tasks.autoice.files.metadata import (
     SERVICES,
     SceneMetadata,
     SeasonSource,
+    SeasonTable,
     read_metadata_files,
-    read_season_table,
 )
 from seaice_mlflow.tasks.autoice.files.naming import CIS_REGIONS, DMI_REGIONS, UNKNOWN_REGION
 
@@ -150,15 +150,14 @@ def stratified_scores(
 
 
 def strata_of_files(
-    board: ScoreBoard, files: Sequence[str | Path], by: str | Sequence[str], season_table: str | Path | None = None
+    board: ScoreBoard, files: Sequence[str | Path], by: str | Sequence[str], seasons: SeasonTable | None = None
 ) -> list[StratumScore]:
     """:func:`stratified_scores` of ``board`` by ``by``, the scenes' metadata read from the scored
-    ``files`` (and the melt/freeze ``season_table``, else the approximation); no keys: none."""
+    ``files`` (melt/freeze from ``seasons``, else the approximation); no keys: none."""
     keys = parse_strata_keys(by)
     if not keys:
         return []
-    table = read_season_table(season_table) if season_table else None
-    return stratified_scores(board, read_metadata_files(files, table), keys)
+    return stratified_scores(board, read_metadata_files(files, seasons), keys)
 
 
 def strata_metrics(strata: Sequence[StratumScore], split: str = "test") -> dict[str, float]:

@@ -90,8 +90,7 @@ def evaluate(
     uris = split_values(model_uris)
     resolve_device(device)  # clear errors before the run starts and scenes are scored
     parse_strata_keys(by)
-    if season_table:
-        read_season_table(season_table)  # a bad table fails before the scenes are scored
+    seasons = read_season_table(season_table) if season_table else None  # a bad table fails now
     files = scene_files(data_dir)
     target = check_writable(upload_package, "upload_package", kind="file") if upload_package else None
     params = {"data_dir": str(Path(data_dir).resolve()), "upload_package": str(target or ""), "by": by,
@@ -109,7 +108,7 @@ def evaluate(
             result = evaluate_files(charter, files, Path(tmp), on_scene)
             metrics = {**result.metric_table.metrics("test"), **result.pooled.metrics("test")}
             strata = strata_of_files(board=result.board, files=[r["source"]["file"] for r in result.records], by=by,
-                                     season_table=season_table)  # fmt: skip
+                                     seasons=seasons)  # fmt: skip
             if strata:
                 metrics.update(strata_metrics(strata, "test"))
                 write_strata_table(strata, Path(tmp) / "strata.csv")
