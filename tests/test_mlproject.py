@@ -20,7 +20,16 @@ COMMANDS = {"main": "pipeline"}
 
 
 def test_every_command_is_an_entry_point():
-    assert set(PROJECT["entry_points"]) == {"main", "preprocess", "train", "evaluate", "register", "predict", "tune"}
+    assert set(PROJECT["entry_points"]) == {
+        "main",
+        "preprocess",
+        "train",
+        "evaluate",
+        "register",
+        "predict",
+        "tune",
+        "study",
+    }
     assert {COMMANDS.get(name, name) for name in PROJECT["entry_points"]} <= set(cli.commands)
 
 
@@ -36,8 +45,13 @@ def test_parameters_reach_the_command_and_the_cli(name):
     assert (ROOT / "entrypoints" / f"{name}.py").is_file()
     command = cli.commands[COMMANDS.get(name, name)]
     options = {p.name: p for p in command.params if isinstance(p, click.Option) and p.name != "help"}
-    assert set(spec["parameters"]) == set(options), "MLproject and click options differ"
+    arguments = [p.name for p in command.params if isinstance(p, click.Argument)]
+    assert set(spec["parameters"]) == set(options) | set(arguments), "MLproject and click parameters differ"
+    positional = " ".join(f"{{{name}}}" for name in arguments)
+    assert command_line.startswith(f"python -m entrypoints.{name} {positional}".rstrip() + " ")
     for param, declared in spec["parameters"].items():
+        if param in arguments:
+            continue
         flag = "--" + param.replace("_", "-")
         assert f"{flag} {{{param}}}" in command_line, f"{param} does not reach the command"
         option = options[param]

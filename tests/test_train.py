@@ -503,6 +503,13 @@ def test_scenes_where_trains_on_the_chosen_training_scenes_only(ready_dir, tmp_p
     assert [s.scene_id for s in chosen.store.scenes()] == [scenes[1]]
     everything = ChartTraining.build(TrainConfig(**base))
     assert everything.recipe.scenes["train"] == tuple(scenes)
+    half = ChartTraining.build(TrainConfig(**base, scene_fraction=0.5, seed=3))
+    assert len(half.recipe.scenes["train"]) == 1 and set(half.recipe.scenes["train"]) < set(scenes)
+    both = ChartTraining.build(TrainConfig(**base, scene_fraction=0.5, scenes_where="season=freeze",
+                                           season_table=str(table)))  # fmt: skip
+    assert both.recipe.scenes["train"] == (scenes[1],)  # the fraction of the chosen scenes, at least one
+    with pytest.raises(ParameterError, match="option --scene-fraction: must be above 0 and at most 1, got 0.0"):
+        TrainConfig(**base, scene_fraction=0.0)
     table.write_text(f"scene,season\n{scenes[0]},melt\n{scenes[1]},melt\n")
     with pytest.raises(ParameterError, match=r"option --scenes-where: no scene meets 'season=freeze' \(the 2 scenes"):
         ChartTraining.build(TrainConfig(**base, scenes_where="season=freeze", season_table=str(table)))

@@ -38,6 +38,7 @@ def _register() -> None:
     from seaice_mlflow.cli.register import register_command
     from seaice_mlflow.cli.score import score
     from seaice_mlflow.cli.serve import serve_command
+    from seaice_mlflow.cli.study import study_command
     from seaice_mlflow.cli.train import train_command
     from seaice_mlflow.cli.tune import tune_command
 
@@ -47,6 +48,7 @@ def _register() -> None:
         preprocess_command,
         train_command,
         tune_command,
+        study_command,
         register_command,
         score,
         evaluate_command,

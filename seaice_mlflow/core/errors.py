@@ -37,6 +37,7 @@ class ParameterError(SeaIceError):
 
     def __init__(self, name: str, problem: str):
         self.name = name.removeprefix("--").replace("-", "_")
+        self.problem = problem
         super().__init__(f"option {option_name(name)}: {problem}")
 
 

@@ -21,6 +21,12 @@ PROFILES = ("smoke", "demo", "full")  # of the `main` pipeline (pipeline.PROFILE
 #: ``--land``: training patches may hold land pixels, or a window holding any is drawn again.
 LandRule = Literal["include", "exclude"]
 LAND_RULES: tuple[LandRule, ...] = get_args(LandRule)
+#: ``seaice study KIND`` (:mod:`seaice_mlflow.tasks.autoice.study` says what each varies).
+StudyKind = Literal["season", "region", "downsample", "patch-size", "data-size", "data-prep", "model"]
+STUDY_KINDS: tuple[StudyKind, ...] = get_args(StudyKind)
+#: How a patch-size study sizes its batches: the same pixels per batch, or the same batch size.
+PatchBatch = Literal["pixels", "batch"]
+PATCH_BATCHES: tuple[PatchBatch, ...] = get_args(PatchBatch)
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,11 @@ class TrainDefaults:
         "(keys season, calendar_season, region, service); validation scenes are kept.",
     )
     season_table: str = option("", SEASON_TABLE_HELP)
+    scene_fraction: float = option(
+        1.0,
+        "Train on this fraction of the training scenes (after --scenes-where; at least one), drawn with --seed; "
+        "with one seed a smaller fraction's scenes are among a larger one's (IceBench's data-size study).",
+    )
     grad_clip: float = option(1.0, "Clip the gradient norm (0: off).")
     amp: bool = option(True, "Mixed precision on GPU.")
     early_stopping: int = option(20, "Stop after this many epochs without a better validation score (0: never).")
@@ -176,4 +187,33 @@ class TuneDefaults:
     storage: str = option("", "Optuna storage URL; empty: optuna.db beside a sqlite tracking store, else in --out.")
     prune_after: int = option(2, "Epochs a trial trains before the median pruner may stop it.", minimum=0)
     seed: int = option(0, "Seed of the TPE sampler.")
+    device: str = option("auto", "auto: the GPU when there is one.", choices=DEVICES)
+
+
+@dataclass(frozen=True)
+class StudyDefaults:
+    """``seaice study KIND`` (kinds and values: :mod:`seaice_mlflow.tasks.autoice.study`)."""
+
+    data_dir: str = option("", "Training scenes; empty: synthetic scenes made on the fly (as `seaice pipeline` does).")
+    test_dir: str = option("", "Test scenes with references; empty only with an empty --data-dir (synthetic ones).")
+    values: str = option(
+        "",
+        "Settings to compare, comma separated (semicolon separated when a setting holds commas, e.g. "
+        "unet_filters=8,8,16,16;unet_filters=16,32,64,64); empty: the kind's defaults for the profile.",
+    )
+    seeds: str = option("0", "Training seeds, comma separated: each setting trains once per seed (mean and spread).")
+    profile: str = option(
+        "demo", "Scene count and size (synthetic data) and training settings, as `seaice pipeline`.", choices=PROFILES
+    )
+    fixed: str = option("", "Train options held fixed for every setting (name=value, comma separated), over the "
+                        "profile's.")  # fmt: skip
+    patch_batch: PatchBatch = option(
+        "pixels",
+        "patch-size studies: pixels keeps the profile's pixels per batch (the batch size scaled), batch keeps "
+        "its batch size.",
+        choices=PATCH_BATCHES,
+    )
+    season_table: str = option("", SEASON_TABLE_HELP)
+    data_seed: int = option(0, "Seed of the synthetic scenes and of the validation scenes' draw.")
+    out: str = option("outputs/study", "Working folder (synthetic scenes, stores, checkpoints).")
     device: str = option("auto", "auto: the GPU when there is one.", choices=DEVICES)

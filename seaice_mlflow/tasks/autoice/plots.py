@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
@@ -15,6 +16,9 @@ from matplotlib.figure import Figure
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_COLOUR, IGNORE_INDEX, REAL_CLASS_FREQUENCIES
 from seaice_mlflow.tasks.autoice.strata import StratumScore
+
+if TYPE_CHECKING:  # the study module imports Optuna, which a plot does not need
+    from seaice_mlflow.tasks.autoice.study import SettingResult
 
 
 def save(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -158,4 +162,25 @@ def strata_scores(strata: Sequence[StratumScore]) -> Figure:
         ax.set_ylim(low, 100)
     if keys:
         axes[0].legend(fontsize=8)
+    return figure
+
+
+def study_scores(kind: str, results: Sequence[SettingResult], columns: Sequence[str], approximate: bool) -> Figure:
+    """Scores against the setting of a study: the mean over seeds with the spread (one standard
+    deviation) as error bars, one line per score in ``columns``."""
+    figure = Figure(figsize=(max(6.0, 1.2 * len(results) + 3), 4.5))
+    ax = figure.subplots()
+    x = np.arange(len(results))
+    for name in columns:
+        means = [r.mean(name) for r in results]
+        spreads = [0.0 if np.isnan(r.spread(name)) else r.spread(name) for r in results]
+        ax.errorbar(x, means, yerr=spreads, marker="o", capsize=3, label=name.removeprefix("test_"))
+    ax.set_xticks(x, [r.setting.label.replace(",", ",\n") if len(r.setting.label) > 14 else r.setting.label
+                      for r in results], fontsize=8)  # fmt: skip
+    seeds = sorted({len(r.seeds) for r in results})
+    note = " (melt/freeze: month/latitude approximation)" if approximate else ""
+    ax.set_title(f"{kind} study: mean ± sd over {'/'.join(map(str, seeds))} seed(s){note}", fontsize=9)
+    ax.set_xlabel(kind)
+    ax.set_ylabel("test score (%)")
+    ax.legend(fontsize=8)
     return figure

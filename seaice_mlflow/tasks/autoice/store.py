@@ -68,7 +68,7 @@ from seaice_mlflow.tasks.autoice.files.variables import COARSE_VARIABLES, SAR_VA
 from seaice_mlflow.tasks.autoice.grid import assemble_inputs
 from seaice_mlflow.tasks.autoice.layers import border_distance, land_mask
 from seaice_mlflow.tasks.autoice.scene import Scene
-from seaice_mlflow.tasks.autoice.strata import select_scenes
+from seaice_mlflow.tasks.autoice.strata import scene_share, select_scenes
 
 STORE_SCHEMA = 1
 MANIFEST = "manifest.json"
@@ -397,22 +397,28 @@ class Store:
             and (s["split"] != "train" or self.train_only is None or s["scene_id"] in self.train_only)
         ]
 
-    def select_training_scenes(self, where: str, season_table: str | Path | None = None) -> None:
+    def select_training_scenes(
+        self, where: str, season_table: str | Path | None = None, fraction: float = 1.0, seed: int = 0
+    ) -> None:
         """Keep only the training scenes whose metadata meet ``where`` (``--scenes-where``; the
-        melt/freeze labels from ``season_table`` when given); validation scenes stay."""
-        if not where:
+        melt/freeze labels from ``season_table`` when given), then ``fraction`` of those
+        (``--scene-fraction``, :func:`~.strata.scene_share` with ``seed``); validation scenes stay."""
+        if not where and fraction >= 1:
             return
-        train = self.scenes("train")
-        old = [s.scene_id for s in train if "metadata" not in s.record]
-        if old:
-            raise ParameterError(
-                "scenes_where",
-                f"{self.root} was written before scene records held their metadata ({len(old)} scene(s), e.g. "
-                f"{old[0]}); run `seaice preprocess --overwrite` on its data",
-            )
-        table = read_season_table(season_table) if season_table else None
-        metadata = {s.scene_id: SceneMetadata.from_dict(s.record["metadata"]).with_seasons(table) for s in train}
-        self.train_only = frozenset(select_scenes(metadata, where))
+        chosen = [s.scene_id for s in self.scenes("train")]
+        if where:
+            train = self.scenes("train")
+            old = [s.scene_id for s in train if "metadata" not in s.record]
+            if old:
+                raise ParameterError(
+                    "scenes_where",
+                    f"{self.root} was written before scene records held their metadata ({len(old)} scene(s), e.g. "
+                    f"{old[0]}); run `seaice preprocess --overwrite` on its data",
+                )
+            table = read_season_table(season_table) if season_table else None
+            metadata = {s.scene_id: SceneMetadata.from_dict(s.record["metadata"]).with_seasons(table) for s in train}
+            chosen = select_scenes(metadata, where)
+        self.train_only = frozenset(scene_share(chosen, fraction, seed))
 
     def require_layer(self, layer: str, option: str, split: str | None = None) -> None:
         """Fail, naming ``option``, when a scene of ``split`` lacks ``layer`` (a store written

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+import numpy as np
+
 from seaice_mlflow.core.errors import ParameterError, SeaIceError
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.core.metrics import ScoreBoard, Scores
@@ -257,3 +259,17 @@ def select_scenes(metadata: Mapping[str, SceneMetadata], where: str) -> list[str
         )
         raise ParameterError(WHERE_OPTION, f"no scene meets {where!r} (the {len(metadata)} scenes have {have})")
     return chosen
+
+
+def scene_share(scene_ids: Sequence[str], fraction: float, seed: int) -> list[str]:
+    """``fraction`` of ``scene_ids`` (at least one scene), drawn with ``seed``, in the order given.
+
+    The draw takes the first scenes of one seeded permutation of the sorted ids, so with the same
+    seed a smaller share is a subset of a larger one (a data-size study adds scenes, it does not
+    swap them)."""
+    if fraction >= 1 or not scene_ids:
+        return list(scene_ids)
+    ordered = sorted(scene_ids)
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    kept = {ordered[i] for i in order[: max(1, round(fraction * len(ordered)))]}
+    return [s for s in scene_ids if s in kept]

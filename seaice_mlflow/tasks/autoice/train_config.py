@@ -67,6 +67,8 @@ class TrainConfig(TrainDefaults):
         for name in ("class_balance", "min_valid"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
+        if not 0 < self.scene_fraction <= 1:
+            raise ParameterError("scene_fraction", f"must be above 0 and at most 1, got {self.scene_fraction}")
         if not 0 <= self.border_distance <= 255:
             raise ParameterError("border_distance", f"must be between 0 and 255 pixels, got {self.border_distance}")
         if self.patch_size < 16:

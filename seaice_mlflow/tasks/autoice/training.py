@@ -143,7 +143,9 @@ class ChartTraining:
         """Every part, in the order of the same-seed contract (module docstring)."""
         device = configure_device(config, dist)
         store = Store(config.store)
-        store.select_training_scenes(config.scenes_where, config.season_table or None)
+        store.select_training_scenes(
+            config.scenes_where, config.season_table or None, config.scene_fraction, config.seed
+        )
         recipe = configure_recipe(config, store)
         census = class_census(store)
         network = configure_network(config, recipe, census, device)

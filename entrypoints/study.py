@@ -1,0 +1,6 @@
+"""MLproject entry point ``study`` (``seaice study --help``)."""
+
+from entrypoints import run
+
+if __name__ == "__main__":
+    run("study")
