@@ -29,6 +29,7 @@ def test_every_command_is_an_entry_point():
         "predict",
         "tune",
         "study",
+        "explain",
     }
     assert {COMMANDS.get(name, name) for name in PROJECT["entry_points"]} <= set(cli.commands)
 

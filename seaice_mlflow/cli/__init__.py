@@ -32,6 +32,7 @@ def cli() -> None:
 def _register() -> None:
     from seaice_mlflow.cli.data import inspect_command, synth
     from seaice_mlflow.cli.evaluate import evaluate_command
+    from seaice_mlflow.cli.explain import explain_command
     from seaice_mlflow.cli.pipeline import pipeline_command
     from seaice_mlflow.cli.predict import predict_command
     from seaice_mlflow.cli.preprocess import preprocess_command
@@ -52,6 +53,7 @@ def _register() -> None:
         register_command,
         score,
         evaluate_command,
+        explain_command,
         predict_command,
         pipeline_command,
         serve_command,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from seaice_mlflow.core.attribution import BASELINES
 from seaice_mlflow.core.defaults import DEVICES, TILING, InferenceDefaults, option
 from seaice_mlflow.models import architecture_names
 from seaice_mlflow.tasks.autoice.strata import BY_HELP, SEASON_TABLE_HELP
@@ -216,4 +217,29 @@ class StudyDefaults:
     season_table: str = option("", SEASON_TABLE_HELP)
     data_seed: int = option(0, "Seed of the synthetic scenes and of the validation scenes' draw.")
     out: str = option("outputs/study", "Working folder (synthetic scenes, stores, checkpoints).")
+    device: str = option("auto", "auto: the GPU when there is one.", choices=DEVICES)
+
+
+@dataclass(frozen=True)
+class ExplainDefaults:
+    """``seaice explain`` (besides the required ``--model-uri`` and ``--data-dir``)."""
+
+    methods: str = option("ig,ablation,gradshap,deepliftshap,permutation", "Attribution methods, comma separated: "
+                          "ig, ablation, gradshap, deepliftshap (Captum) and permutation (score drop).")  # fmt: skip
+    charts: str = option("", "Charts to explain, comma separated; empty: every chart of the model.")
+    classes: str = option("all", "Classes explained besides each chart as a whole: all (those in the patches), "
+                          "none, or CHART=A|B,... by index or name (e.g. SOD=3|old ice).")  # fmt: skip
+    patches: int = option(32, "Patches sampled from the scenes (spread over them).", minimum=1)
+    patch_size: int = option(128, "Patch size in the model's working-grid pixels.", minimum=16)
+    baseline: str = option("zero", "Reference input: zero (the inputs' mean), mean (each patch's channel means) or "
+                           "blur (Gaussian-blurred patch).", choices=BASELINES)  # fmt: skip
+    groups: str = option("default", "Input groups: default (SAR, incidence angle, distance map, AMSR2 by frequency, "
+                         "ERA5 fields, month, position), none, or a JSON file {group: [variables]}.")  # fmt: skip
+    steps: int = option(16, "Integrated Gradients' steps and GradientSHAP's samples.", minimum=2)
+    repeats: int = option(3, "Shuffles per feature for the permutation importance (its spread).", minimum=1)
+    gradcam: bool = option(False, "Also write Grad-CAM maps per chart and class of every scene (netCDF and PNG).")
+    tile: int = option(512, "Grad-CAM tile size in working-grid pixels (memory holds one tile).", minimum=16)
+    seed: int = option(0, "Seed of the patch draw and the shuffles.")
+    out: str = option("outputs/explain", "Folder for importance.csv, importance.png and the Grad-CAM files.")
+    json: bool = option(False, "Print the importance table as JSON.")
     device: str = option("auto", "auto: the GPU when there is one.", choices=DEVICES)

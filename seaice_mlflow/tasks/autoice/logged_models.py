@@ -18,7 +18,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from seaice_mlflow.core.engine import TileOptions, resolve_device
-from seaice_mlflow.core.errors import ParameterError, first_line
+from seaice_mlflow.core.errors import ParameterError, SeaIceError, first_line
 from seaice_mlflow.tasks.autoice.ensemble import SceneCharter, combine
 from seaice_mlflow.tasks.autoice.prediction import split_values
 from seaice_mlflow.tracking.runs import MODEL_ID_TAG, MODEL_URI_TAG, step_run
@@ -95,9 +95,9 @@ def load_model(uri: str, device: str, options: TileOptions):
     }
     try:
         pyfunc = mlflow.pyfunc.load_model(loaded_uri, model_config=config)
-    except ParameterError:
+    except SeaIceError:  # ours (an interrupt, a recipe refused) as they are
         raise
-    except (MlflowException, OSError) as err:
+    except Exception as err:  # MLflow, the file system, a folder that holds no valid MLmodel
         raise ParameterError(
             "model_uri",
             f"{uri} cannot be loaded ({first_line(err, 300)}); give a model URI such "

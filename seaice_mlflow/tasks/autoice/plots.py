@@ -18,6 +18,7 @@ from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_COLOU
 from seaice_mlflow.tasks.autoice.strata import StratumScore
 
 if TYPE_CHECKING:  # the study module imports Optuna, which a plot does not need
+    from seaice_mlflow.core.attribution import Importance
     from seaice_mlflow.tasks.autoice.study import SettingResult
 
 
@@ -183,4 +184,51 @@ def study_scores(kind: str, results: Sequence[SettingResult], columns: Sequence[
     ax.set_xlabel(kind)
     ax.set_ylabel("test score (%)")
     ax.legend(fontsize=8)
+    return figure
+
+
+def importance_grid(rows: Sequence[Importance], charts: Sequence[str], level: str, title: str) -> Figure:
+    """One panel per chart: each feature's importance (mean share over patches, with its spread)
+    for the chart as a whole, one bar per method; features sorted by their mean over methods."""
+    methods = list(dict.fromkeys(r.method for r in rows))
+    n_features = len({r.feature for r in rows if r.level == level})
+    figure = Figure(figsize=(6.5 * max(len(charts), 1), 1.2 + 0.36 * max(n_features, 1)), layout="constrained")
+    axes = figure.subplots(1, max(len(charts), 1), squeeze=False)[0]
+    height = 0.8 / max(len(methods), 1)
+    for ax, chart in zip(axes, charts):
+        chosen = [r for r in rows if r.head == chart and r.level == level and r.target == "all"]
+        features = sorted({r.feature for r in chosen},
+                          key=lambda f: -np.mean([r.share for r in chosen if r.feature == f]))  # fmt: skip
+        y = np.arange(len(features))
+        for i, method in enumerate(methods):
+            found = {r.feature: r for r in chosen if r.method == method}
+            shares = [found[f].share if f in found else np.nan for f in features]
+            spreads = [0.0 if f not in found or np.isnan(found[f].share_spread) else found[f].share_spread
+                       for f in features]  # fmt: skip
+            ax.barh(y + i * height, shares, height, xerr=spreads, label=method,
+                    error_kw={"elinewidth": 0.6, "capsize": 1.5, "ecolor": "0.35"})  # fmt: skip
+        ax.set_yticks(y + 0.4 - height / 2, features, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(left=0)
+        ax.set_xlabel("share of the importance")
+        ax.set_title(chart)
+    axes[0].legend(fontsize=8, loc="lower right")
+    figure.suptitle(f"{title}\nshare of |attribution| summed over a patch (permutation: of the score drop), "
+                    "mean and sd over patches", fontsize=9)  # fmt: skip
+    return figure
+
+
+def cam_overlays(hh: np.ndarray, maps: np.ndarray, labels: Sequence[str], title: str) -> Figure:
+    """Each Grad-CAM map (scaled to its 99th percentile) over the HH quicklook, inside the swath."""
+    figure = Figure(figsize=(3.6 * len(labels), 3.8))
+    axes = figure.subplots(1, len(labels), squeeze=False)[0]
+    background = np.where(hh == 0, np.nan, hh)
+    for ax, cam, label in zip(axes, maps, labels):
+        top = float(np.percentile(cam, 99)) if np.any(cam > 0) else 1.0
+        ax.imshow(background, cmap="gray", vmin=-2.5, vmax=2.5, interpolation="nearest")
+        shown = np.where(np.isnan(background), np.nan, np.clip(cam / (top or 1.0), 0, 1))  # the swath only
+        ax.imshow(shown, cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+        ax.set_title(label, fontsize=8)
+        ax.set_axis_off()
+    figure.suptitle(title, fontsize=10)
     return figure

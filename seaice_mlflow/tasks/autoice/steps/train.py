@@ -8,6 +8,7 @@ tracking server going away (:mod:`seaice_mlflow.tracking.outage`).
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from collections.abc import Callable
@@ -144,6 +145,10 @@ def train(
                     f"logging the trained model failed ({connection_problem(err)}); the checkpoints are kept: {hint}"
                 ) from None
     finally:
+        # DDP's reducer holds the process group: drop the training first, so that the group's gloo
+        # threads stop in destroy_process_group, not at interpreter exit (a rank aborted so, under load)
+        training = trainer = None  # noqa: F841
+        gc.collect()
         teardown(dist)
 
 

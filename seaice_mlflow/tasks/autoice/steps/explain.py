@@ -1,0 +1,120 @@
+"""The explain step: which inputs drive each chart of a logged model, as an MLflow run ("explain").
+
+Logged: the options as params, ``importance.csv`` (one row per method, chart, target, level and
+feature: the mean and spread of the L1-normalised share and of the raw value over the patches),
+``importance.png`` (the groups' shares for each chart as a whole, one panel per chart, a bar per
+method; ``importance_variables.png`` the same per variable), ``patches.csv`` (where each sampled
+patch lies) and, with ``--gradcam``, each scene's Grad-CAM netCDF and PNGs under ``gradcam/``.
+The same files are written to ``--out``. Metrics: ``explain_patches`` and the seconds per patch
+of each method (``explain_seconds_per_patch_<method>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import torch
+
+from seaice_mlflow.core.attribution import Importance, Patches, Settings, attribution_table
+from seaice_mlflow.core.engine import TileOptions, resolve_device
+from seaice_mlflow.core.gradcam import cam_targets
+from seaice_mlflow.core.io import atomic_path, check_writable
+from seaice_mlflow.tasks.autoice import plots
+from seaice_mlflow.tasks.autoice.config import ExplainDefaults
+from seaice_mlflow.tasks.autoice.explain import (
+    PatchRecord,
+    features_of,
+    parse_charts,
+    parse_classes,
+    parse_methods,
+    sample_patches,
+    write_gradcam,
+)
+from seaice_mlflow.tasks.autoice.files.windowed import open_scene
+from seaice_mlflow.tasks.autoice.logged_models import load_model, model_tags
+from seaice_mlflow.tasks.autoice.steps.evaluate import scene_files
+from seaice_mlflow.tracking.runs import step_run
+
+
+@dataclass
+class ExplainRun:
+    run_id: str
+    rows: list[Importance]
+    patches: list[PatchRecord]
+    seconds_per_patch: dict[str, float]
+    files: list[Path]  # written to --out
+
+
+def write_rows(rows: Sequence[dict], path: Path) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def explain(
+    model_uri: str, data_dir: str | Path, options: ExplainDefaults = ExplainDefaults(),
+    echo: Callable[[str], None] = print,
+) -> ExplainRun:  # fmt: skip
+    """Attribute the model's charts on patches of ``data_dir`` (and Grad-CAM its scenes) in the
+    active (or a new) run; everything is checked before the model runs."""
+    methods = parse_methods(options.methods)
+    device = resolve_device(options.device)
+    files = scene_files(data_dir)
+    out = check_writable(options.out, "out")
+    params = {"model_uri": model_uri, "data_dir": str(Path(data_dir).resolve()), **asdict(options), "out": str(out)}
+    with step_run("explain", params) as run:
+        model, ref = load_model(model_uri, device.type, TileOptions(amp=False))
+        mlflow.set_tags(model_tags([ref]))
+        recipe, network = model.recipe, model.predictor.models[0].float().eval()
+        task = recipe.task
+        charts = parse_charts(options.charts, task)
+        chosen = parse_classes(options.classes, task, charts)
+        features = features_of(options.groups, recipe.variables)
+        patches, records = sample_patches(files, recipe, charts, options.patches, options.patch_size, options.seed)
+        patches = Patches(patches.inputs.to(device), {c: r.to(device) for c, r in patches.references.items()})
+        classes = chosen if chosen is not None else present_classes(patches.references, task.ignore_index)
+        settings = Settings(steps=options.steps, baseline=options.baseline, repeats=options.repeats,
+                            seed=options.seed)  # fmt: skip
+        rows, seconds = [], {}
+        for method in methods:
+            started = time.perf_counter()
+            rows += attribution_table(network, task, patches, charts, classes, features, [method], settings)
+            seconds[method] = (time.perf_counter() - started) / len(records)
+            echo(f"{method}: {seconds[method]:.3f} s per patch")
+        out.mkdir(parents=True, exist_ok=True)
+        written = [
+            write_rows([r.as_dict() for r in rows], out / "importance.csv"),
+            write_rows([asdict(r) for r in records], out / "patches.csv"),
+        ]
+        title = f"{model_uri}: {len(records)} patches of {options.patch_size} px, baseline {options.baseline}"
+        for level, name in (("group", "importance.png"), ("variable", "importance_variables.png")):
+            if any(r.level == level for r in rows):
+                written.append(plots.save(plots.importance_grid(rows, charts, level, title), out / name))
+        mlflow.log_metrics({"explain_patches": len(records),
+                            **{f"explain_seconds_per_patch_{m}": s for m, s in seconds.items()}})  # fmt: skip
+        for path in written:
+            mlflow.log_artifact(str(path))
+        if options.gradcam:
+            targets = [t for c in charts for t in cam_targets(task.head(c), (chosen or {}).get(c))]
+            provenance = {"model_uri": model_uri, "mlflow_run_id": run.info.run_id}
+            for path in files:
+                with open_scene(path, reference=False) as scene:
+                    cams = write_gradcam(scene, network, recipe, targets, out / "gradcam", options.tile, device,
+                                         provenance)  # fmt: skip
+                echo(f"grad-cam: {cams[0]}")
+                for cam in cams:
+                    mlflow.log_artifact(str(cam), "gradcam")
+                written += cams
+        return ExplainRun(run.info.run_id, rows, records, seconds, written)
+
+
+def present_classes(references: dict[str, torch.Tensor], ignore_index: int) -> dict[str, list[int]]:
+    """Each chart's classes that occur among the patches' reference pixels."""
+    return {c: [int(v) for v in torch.unique(r).tolist() if v != ignore_index] for c, r in references.items()}

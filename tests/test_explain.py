@@ -1,0 +1,259 @@
+"""`seaice explain`: attribution that ranks the inputs a model really reads, on any architecture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import netCDF4
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from seaice_mlflow.cli import cli
+from seaice_mlflow.core.attribution import (
+    METHODS,
+    Feature,
+    Patches,
+    Settings,
+    attribution_table,
+    deeplift_ready,
+    perturbed_scores,
+    replaced,
+)
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.gradcam import cam_targets, tile_windows
+from seaice_mlflow.models import architecture_names, build_model, spec_from_options
+from seaice_mlflow.tasks.autoice.charts import AUTOICE
+from seaice_mlflow.tasks.autoice.explain import DEFAULT_GROUPS, features_of, parse_classes, sample_patches
+from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES
+from seaice_mlflow.tasks.autoice.recipe import Recipe
+from seaice_mlflow.tasks.autoice.sources import SceneTiles
+from seaice_mlflow.tasks.autoice.synthetic import synthesize
+from seaice_mlflow.tasks.autoice.train_config import TrainConfig
+from tests.tiny_model import tiny_store, use_tracking
+
+EXPERIMENT = "explain-test"
+
+
+class OneChannel(nn.Module):
+    """Every head computed from input channel ``k`` only (a fixed convolution wired to it); the
+    same activation module is called twice, as a ResNet block does."""
+
+    stride = 1
+
+    def __init__(self, k: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.k, self.conv, self.relu = k, nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(inplace=True)
+        self.heads = nn.ModuleDict({h.name: nn.Conv2d(6, h.channels, 1) for h in AUTOICE.heads})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.relu(self.relu(self.conv(x[:, self.k : self.k + 1])) - 0.1)
+        return {name: head(features) for name, head in self.heads.items()}
+
+
+def own_references(network: nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        out = network(inputs)
+    return {h.name: (out[h.name][:, 0].round().clamp(0, h.n_classes - 1).long() if h.kind == "regression"
+                     else out[h.name].argmax(1)) for h in AUTOICE.heads}  # fmt: skip
+
+
+def features(channels: int) -> list[Feature]:
+    variables = [Feature(f"v{i}", (i,), "variable") for i in range(channels)]
+    return [*variables, Feature("a", (0, 1), "group"), Feature("b", (2,), "group"), Feature("c", (3, 4), "group")]
+
+
+def test_every_method_ranks_the_only_channel_a_network_reads_first_and_the_others_at_zero():
+    network = OneChannel(k=2).eval()
+    inputs = torch.randn(6, 5, 24, 24, generator=torch.Generator().manual_seed(1))
+    patches = Patches(inputs, own_references(network, inputs))
+    rows = attribution_table(network, AUTOICE, patches, ["SIC", "SOD", "FLOE"], {"SOD": [0, 1, 2]}, features(5),
+                             METHODS, Settings(steps=8, repeats=2))  # fmt: skip
+    assert {r.method for r in rows} == set(METHODS) and {r.head for r in rows} == {"SIC", "SOD", "FLOE"}
+    assert {r.target for r in rows if r.head == "SOD"} >= {"all", AUTOICE.head("SOD").class_names[0]}
+    for method in METHODS:
+        for level, read in (("variable", "v2"), ("group", "b")):
+            chosen = [r for r in rows if r.method == method and r.level == level and r.target == "all"]
+            for head in ("SIC", "SOD", "FLOE"):
+                ranked = sorted((r for r in chosen if r.head == head), key=lambda r: -r.share)
+                assert ranked[0].feature == read, (method, head, ranked[:2])
+                assert ranked[0].share == pytest.approx(1.0) and all(r.share < 1e-6 for r in ranked[1:])
+
+
+def test_deeplift_copy_splits_reused_activations_and_keeps_the_outputs():
+    network = OneChannel(k=0).eval()
+    x = torch.randn(2, 3, 16, 16)
+    ready = deeplift_ready(network, (x,))
+    assert sum(isinstance(m, nn.ReLU) for m in ready.modules()) == 2 and not ready.relu.copies[0].inplace
+    before, after = network(x), ready(x)
+    assert all(torch.allclose(before[h], after[h]) for h in before)
+    assert all(torch.allclose(before[h], ready(x)[h]) for h in before)  # the call order restarts every pass
+
+
+@pytest.mark.parametrize("arch", architecture_names())
+def test_every_architecture_of_the_registry_can_be_explained(arch):
+    options = {"unet_filters": (4, 4, 8, 8), "deeplab_depth": 18}
+    network = build_model(spec_from_options(arch, 5, AUTOICE.outputs(), options)).eval()
+    inputs = torch.randn(2, 5, 32, 32)
+    patches = Patches(inputs, own_references(network, inputs))
+    rows = attribution_table(network, AUTOICE, patches, ["SOD"], {}, features(5), METHODS, Settings(steps=4, repeats=1))
+    assert len(rows) == len(METHODS) * len(features(5)) and all(np.isfinite(r.share) for r in rows)
+    targets = cam_targets(AUTOICE.head("SOD"), [0, 3])
+    from seaice_mlflow.core.gradcam import tile_cams
+
+    maps = tile_cams(network, targets, inputs[:1])
+    assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and (maps >= 0).all()
+
+
+def test_tiles_cover_the_scene_once():
+    windows = tile_windows((70, 50), 32, stride=8)
+    cover = np.zeros((70, 50), int)
+    for w in windows:
+        cover[w.slices] += 1
+        assert w.height <= 32 and w.width <= 32 and w.row % 32 == 0
+    assert (cover == 1).all()
+
+
+def test_groups_and_classes_are_checked_against_the_model(tmp_path):
+    variables = ("nersc_sar_primary", "nersc_sar_secondary", "btemp_36_5h", "month")
+    chosen = features_of("default", variables)
+    groups = {f.name: f.channels for f in chosen if f.level == "group"}
+    assert groups == {"SAR HH/HV": (0, 1), "AMSR2 36.5 GHz": (2,), "month": (3,)}
+    assert [f.level for f in features_of("none", variables)] == ["variable"] * 4
+    assert set(v for members in DEFAULT_GROUPS.values() for v in members) == set(INPUT_VARIABLES)
+    good = tmp_path / "groups.json"
+    good.write_text(json.dumps({"radar": ["nersc_sar_primary", "nersc_sar_secondary"]}))
+    assert features_of(str(good), variables)[-1] == Feature("radar", (0, 1), "group")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"winds": ["u10m_rotated"]}))
+    with pytest.raises(ParameterError, match="option --groups: .*'winds' names 'u10m_rotated', which the model"):
+        features_of(str(bad), variables)
+    assert parse_classes("SOD=3|old ice,FLOE=0", AUTOICE, ["SOD", "FLOE"]) == {"SOD": [3, 5], "FLOE": [0]}
+    assert parse_classes("all", AUTOICE, ["SOD"]) is None and parse_classes("none", AUTOICE, ["SOD"]) == {}
+    with pytest.raises(ParameterError, match="option --classes: SOD has no class '9' \\(its classes: 0 open water"):
+        parse_classes("SOD=9", AUTOICE, ["SOD"])
+    with pytest.raises(ParameterError, match="option --classes: 'SIC=1': write CHART=A|B with a chart among SOD"):
+        parse_classes("SIC=1", AUTOICE, ["SOD"])
+
+
+def test_patches_are_the_models_inputs_on_valid_charts_and_repeat_with_the_seed(ready_dir):
+    files = sorted(ready_dir.glob("*_prep.nc"))
+    recipe = Recipe(spec_from_options("unet", 6, AUTOICE.outputs(), {"unet_filters": (4, 4, 8, 8)}),
+                    ("nersc_sar_primary", "nersc_sar_secondary", "btemp_18_7h", "month", "sin_lat", "cos_lon"),
+                    downsample=2)  # fmt: skip
+    patches, records = sample_patches(files, recipe, ["SOD", "FLOE"], 5, 16, seed=3)
+    again, same = sample_patches(files, recipe, ["SOD", "FLOE"], 5, 16, seed=3)
+    assert records == same and torch.equal(patches.inputs, again.inputs) and len(records) == 5
+    assert patches.inputs.shape == (5, 6, 16, 16) and {r.scene_id for r in records} == {
+        f.name.removesuffix("_prep.nc") for f in files
+    }
+    from seaice_mlflow.tasks.autoice.files.windowed import open_scene
+
+    record = records[0]
+    with open_scene(ready_dir / record.file) as scene:
+        from seaice_mlflow.core.tiling import Window
+
+        expected = SceneTiles(scene, recipe.variables, 2).read(Window(record.row, record.col, 16, 16))
+    assert np.array_equal(patches.inputs[0].numpy(), expected)
+    centre = patches.references["SOD"][:, 8, 8]
+    assert ((patches.references["SOD"] != 255).flatten(1).any(1)).all() and (centre != 255).any()
+    with pytest.raises(ParameterError, match="option --patch-size: no scene of 2 with charts holds a 400 px"):
+        sample_patches(files, recipe, ["SOD"], 5, 400, seed=3)
+
+
+@pytest.fixture(scope="module")
+def decisive_model(tmp_path_factory, store_uri) -> tuple[str, Path]:
+    """A tiny model trained on synthetic scenes whose incidence angle is made the SOD code
+    (z-score class - 2.5 under the chart, noise elsewhere): the input that decides SOD."""
+    from seaice_mlflow.tasks.autoice.steps.train import train
+
+    work = tmp_path_factory.mktemp("decisive")
+    data = work / "scenes"
+    synthesize(data, n_scenes=4, size=(160, 160), split="train", fmt="ready", seed=21)
+    rng = np.random.default_rng(0)
+    for path in sorted(data.glob("*_prep.nc")):
+        with netCDF4.Dataset(path, "a") as ds:
+            ds.set_auto_mask(False)
+            sod, hh = ds["SOD"][:], ds["nersc_sar_primary"][:]
+            angle = np.where(sod == 255, rng.normal(size=sod.shape), sod.astype(np.float32) - 2.5)
+            ds["sar_incidenceangle"][:] = np.where(hh == 0, 0, angle).astype(np.float32)
+    store = tiny_store(data, work / "store", val_scenes=1)
+    with pytest.MonkeyPatch.context() as patch:
+        use_tracking(patch, store_uri, EXPERIMENT)
+        patch.chdir(work)
+        config = TrainConfig(store=str(store), out=str(work / "ckpt"), unet_filters="8,8,16,16", epochs=4,
+                             batches_per_epoch=12, batch_size=8, patch_size=64, workers=0, val_tile=96,
+                             device="cpu", early_stopping=0, class_weights="balanced:SOD")  # fmt: skip
+        result = train(config, echo=lambda _: None)
+    return result.model_uri, data
+
+
+@pytest.mark.slow
+def test_the_decisive_input_ranks_top_two_with_every_method_and_ablating_it_costs_most(
+    decisive_model, tmp_path, tracking
+):
+    uri, data = decisive_model
+    out = tmp_path / "explain"
+    args = ["explain", "--model-uri", uri, "--data-dir", str(data), "--charts", "SOD", "--classes", "SOD=0",
+            "--patches", "12", "--patch-size", "48", "--steps", "8", "--repeats", "2", "--gradcam", "--tile", "64",
+            "--out", str(out), "--device", "cpu", "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output[result.output.index("[") :])
+    for method in METHODS:
+        ranked = sorted((r for r in rows if r["method"] == method and r["level"] == "group" and r["target"] == "all"),
+                        key=lambda r: -r["share"])  # fmt: skip
+        assert "incidence angle" in [r["feature"] for r in ranked[:2]], (method, ranked[:3])
+    [run] = mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string="tags.`seaice.entry_point` = 'explain'",
+                               output_format="list")  # fmt: skip
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"importance.csv", "importance.png", "importance_variables.png", "patches.csv", "gradcam"} <= artifacts
+    assert run.data.metrics["explain_patches"] == 12 and run.data.params["methods"] == ",".join(METHODS)
+    scene = sorted(data.glob("*_prep.nc"))[0]
+    with netCDF4.Dataset(out / "gradcam" / scene.name.replace("_prep.nc", "_gradcam.nc")) as ds, \
+            netCDF4.Dataset(scene) as source:  # fmt: skip
+        assert ds["gradcam_SOD_0"].dimensions == ("sar_lines", "sar_samples") and "gradcam_SOD_1" not in ds.variables
+        assert ds["gradcam_SOD_0"].shape == source["SOD"].shape
+        values = ds["gradcam_SOD_0"][:]
+        assert np.isfinite(values).all() and (values >= 0).all() and values.max() > 0
+    assert (out / "gradcam" / scene.name.replace("_prep.nc", "_gradcam_SOD.png")).is_file()
+
+    # ablating the top-ranked group lowers the official score more than ablating the bottom-ranked one
+    from seaice_mlflow.core.engine import TileOptions
+    from seaice_mlflow.tasks.autoice.logged_models import load_model
+
+    model, _ = load_model(uri, "cpu", TileOptions())
+    network, recipe = model.predictor.models[0], model.recipe
+    patches, _ = sample_patches(sorted(data.glob("*_prep.nc")), recipe, ["SOD"], 12, 48, seed=0)
+    groups = {f.name: f for f in features_of("default", recipe.variables) if f.level == "group"}
+    ig = sorted((r for r in rows if r["method"] == "ig" and r["level"] == "group" and r["target"] == "all"),
+                key=lambda r: -r["share"])  # fmt: skip
+    scores = {name: perturbed_scores(network, AUTOICE, patches, ["SOD"], replaced(groups[name].channels, "zero"))
+              ["SOD"][0] for name in (ig[0]["feature"], ig[-1]["feature"])}  # fmt: skip
+    assert scores[ig[0]["feature"]] < scores[ig[-1]["feature"]]
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        return model_input
+
+
+def test_explain_refuses_what_is_no_model_of_this_package(ready_dir, tmp_path, tracking):
+    with mlflow.start_run() as run:
+        mlflow.log_text("not a model", "model/MLmodel")
+    result = CliRunner().invoke(cli, ["explain", "--model-uri", f"runs:/{run.info.run_id}/model", "--data-dir",
+                                      str(ready_dir), "--out", str(tmp_path / "x"), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 1 and "option --model-uri" in result.output
+    with mlflow.start_run():
+        other = mlflow.pyfunc.log_model(name="echo", python_model=Echo())
+    result = CliRunner().invoke(cli, ["explain", "--model-uri", other.model_uri, "--data-dir", str(ready_dir),
+                                      "--out", str(tmp_path / "x"), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 1 and "is not a seaice chart model (logged by `seaice train`)" in result.output
+    result = CliRunner().invoke(cli, ["explain", "--model-uri", "models:/m-0", "--data-dir", str(ready_dir),
+                                      "--methods", "ig,lime", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert result.exit_code == 1 and "option --methods: 'lime': give a comma list of ig, ablation" in result.output
