@@ -45,7 +45,7 @@ def parse_setting(item: str) -> tuple[str, object]:
     return name, type(default)(value)
 
 
-def demo_run(
+def demo_training(
     profile: Profile,
     seed: int,
     device: str,
@@ -53,10 +53,11 @@ def demo_run(
     train_seed: int | None = None,
     tag: str = "",
     reuse: bool = False,
-) -> tuple[Scores, Scores, float | None]:
+) -> tuple[Scores, Scores, float | None, ChartTraining]:
     """CNN and baseline test scores of one pipeline run on data seed ``seed`` (training
-    ``settings`` over the profile's, training seed ``train_seed``, default ``seed``), and its
-    training minutes (None when ``reuse`` found the folder's checkpoint)."""
+    ``settings`` over the profile's, training seed ``train_seed``, default ``seed``), its
+    training minutes (None when ``reuse`` found the folder's checkpoint) and the training itself
+    (its history holds the per-epoch figures)."""
     work = CACHE / "demo"
     train_dir, test_dir = scene_folders(profile, "", "", work, seed)
     store = work / f"store-{train_dir.name}-x{profile.downsample}-val{profile.val_scenes}"
@@ -93,7 +94,7 @@ def demo_run(
         trainer.fit(print_epoch)
         minutes = (time.perf_counter() - start) / 60
     baseline = cached_baseline(train_dir, test_dir, profile.baseline_pixels, seed)
-    return score_best(trainer, test_dir, device), baseline, minutes
+    return score_best(trainer, test_dir, device), baseline, minutes, trainer
 
 
 def main() -> None:
@@ -131,7 +132,9 @@ def main() -> None:
     margins = []
     for seed in (int(s) for s in args.seeds.split(",")):
         print(f"\nseed {seed}")
-        cnn, baseline, minutes = demo_run(profile, seed, args.device, settings, args.train_seed, args.tag, args.reuse)
+        cnn, baseline, minutes, _ = demo_training(
+            profile, seed, args.device, settings, args.train_seed, args.tag, args.reuse
+        )
         margins.append(cnn.combined - baseline.combined)
         print_scores("CNN (checkpoint reused)" if minutes is None else f"CNN (trained {minutes:.1f} min)", cnn)
         print_scores("per-pixel baseline", baseline)

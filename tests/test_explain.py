@@ -26,7 +26,7 @@ from seaice_mlflow.core.attribution import (
 )
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.gradcam import cam_targets, tile_windows
-from seaice_mlflow.models import architecture_names, build_model, spec_from_options
+from seaice_mlflow.models import architectures, build_model, spec_from_options
 from seaice_mlflow.tasks.autoice.charts import AUTOICE
 from seaice_mlflow.tasks.autoice.explain import DEFAULT_GROUPS, features_of, parse_classes, sample_patches
 from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES
@@ -95,9 +95,14 @@ def test_deeplift_copy_splits_reused_activations_and_keeps_the_outputs():
     assert all(torch.allclose(before[h], ready(x)[h]) for h in before)  # the call order restarts every pass
 
 
-@pytest.mark.parametrize("arch", architecture_names())
+#: The segmentation architectures and one patch classifier: the classifiers differ in their
+#: torchvision backbone only (tests/test_patch_models.py builds every one).
+EXPLAINED = sorted({name for name, a in architectures().items() if a.level == "pixel"} | {"patchcnn"})
+
+
+@pytest.mark.parametrize("arch", EXPLAINED)
 def test_every_architecture_of_the_registry_can_be_explained(arch):
-    options = {"unet_filters": (4, 4, 8, 8), "deeplab_depth": 18}
+    options = {"unet_filters": (4, 4, 8, 8), "deeplab_depth": 18, "patch_size": 16, "patch_stride": 8}
     network = build_model(spec_from_options(arch, 5, AUTOICE.outputs(), options)).eval()
     inputs = torch.randn(2, 5, 32, 32)
     patches = Patches(inputs, own_references(network, inputs))

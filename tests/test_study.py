@@ -44,6 +44,7 @@ def test_every_kind_has_defaults_for_every_profile_but_region(kind):
         settings = parse_settings(kind, "", profile)
         assert len(settings) >= 2 and len({s.label for s in settings}) == len(settings)
         assert DEFAULT_VALUES[kind][profile].startswith(settings[0].label)
+        assert len(plan_study(kind, StudyDefaults(profile=profile)).settings) == len(settings)  # each one trains
 
 
 def test_what_each_kind_varies():
@@ -59,9 +60,12 @@ def test_what_each_kind_varies():
     default, both = parse_settings("data-prep", "default;border_distance=10,land=exclude", "demo")
     assert default.train == {} and both.train == {"border_distance": 10, "land": "exclude"}
     unet, deeplab, filters = parse_settings(
-        "model", "unet;model=deeplab,deeplab_depth=50;unet_filters=8,8,16,16", "demo"
+        "model", "unet;model=deeplabv3,deeplab_depth=50;unet_filters=8,8,16,16", "demo"
     )
-    assert unet.train == {"model": "unet"} and deeplab.train == {"model": "deeplab", "deeplab_depth": 50}
+    assert unet.train == {"model": "unet"} and deeplab.train == {"model": "deeplabv3", "deeplab_depth": 50}
+    patch = parse_settings("model", "resnet18;model=patchcnn,patch_size=32,patch_stride=8", "demo")
+    assert patch[0].train == {"model": "resnet18"}
+    assert patch[1].train == {"model": "patchcnn", "patch_size": 32, "patch_stride": 8}
     assert filters.train == {"unet_filters": "8,8,16,16"} and filters.by == ()
 
 

@@ -125,6 +125,14 @@ def test_resume_continues_exactly(train_store, tmp_path):
     assert (tmp_path / "b" / BEST).is_file()
 
 
+def test_max_minutes_stops_after_the_epoch_that_passes_it(train_store, tmp_path):
+    config = TrainConfig(store=str(train_store), out=str(tmp_path / "c"), epochs=5, batches_per_epoch=1,
+                         batch_size=2, patch_size=48, unet_filters="4,4,8,8", workers=0, val_tile=64, device="cpu",
+                         max_minutes=1e-6)  # fmt: skip
+    assert ChartTraining.build(config).fit().epoch == 1
+    assert "max_minutes" in TrainConfig.option_names()
+
+
 @pytest.mark.parametrize("model", ["unet", "deeplabv3"])
 def test_sic_regression_starts_at_the_mean_training_class(train_store, tmp_path, model):
     config = TrainConfig(

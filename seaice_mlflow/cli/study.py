@@ -18,7 +18,7 @@ def study_command(kind: str, **options) -> None:
 
     Examples: seaice study data-size --values 0.25,0.5,1 --seeds 0,1,2;
     seaice study season --data-dir scenes --test-dir test --season-table seasons.csv;
-    seaice study model --values "unet_filters=16,32,64,64;model=deeplab,deeplab_depth=50" --profile full
+    seaice study model --values "unet_filters=16,32,64,64;model=deeplabv3,deeplab_depth=50" --profile full
     """
     from seaice_mlflow.tasks.autoice.steps.study import study
 

@@ -66,6 +66,7 @@ class LoopSettings:
     grad_clip: float = 0.0
     amp: bool = True  # mixed precision on GPU
     lr: float = 1e-3  # named in the message of a diverged training
+    time_limit_s: float = 0.0  # stop after the epoch that ends past this many seconds of this fit; 0: none
 
 
 @dataclass
@@ -156,8 +157,9 @@ class Trainer:
     # --- the loop --------------------------------------------------------------------------
 
     def fit(self, on_epoch: Callable[[EpochReport], None] | None = None) -> TrainingState:
-        """Train until ``epochs`` or early stopping; returns the final state."""
+        """Train until ``epochs``, early stopping or the time limit; returns the final state."""
         validate, scheduler = self.parts.validate, self.parts.scheduler
+        fit_started = time.perf_counter()
         while self.state.epoch < self.settings.epochs:
             epoch = self.state.epoch
             started = time.perf_counter()
@@ -186,8 +188,9 @@ class Trainer:
                 report.seconds = time.perf_counter() - started
                 if on_epoch is not None:
                     on_epoch(report)
-            patience = self.settings.early_stopping
+            patience, limit = self.settings.early_stopping, self.settings.time_limit_s
             stop = self.dist.main and validate is not None and patience and self.state.since_best >= patience
+            stop = stop or (self.dist.main and limit and time.perf_counter() - fit_started >= limit)
             if self.dist.broadcast(float(stop)):
                 break
         return self.state

@@ -142,20 +142,29 @@ def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
     return weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) * (source / in_channels)
 
 
+def read_state_dict(path: str | Path, kind: str) -> Mapping[str, Tensor]:
+    """The state dict in the local file ``path`` (``--pretrained``), a clear error when it is
+    missing or not a readable torch state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError("pretrained", f"{path} does not exist; give a local {kind} state dict file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and safe-unpickling errors alike
+        raise ParameterError("pretrained", f"{path} is not a readable torch state dict ({err})") from None
+    if not isinstance(state, Mapping):
+        raise ParameterError("pretrained", f"{path} holds a {type(state).__name__}, not a {kind} state dict")
+    return state
+
+
 def load_backbone(backbone: nn.Sequential, path: str | Path) -> None:
     """Initialise a :func:`truncated_resnet` from a local torchvision ResNet state dict.
 
     ``layer4`` and ``fc`` weights are ignored and the first conv is adapted to the input
     channels; a missing, unreadable or non-matching file raises :class:`ParameterError`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ParameterError("pretrained", f"{path} does not exist; give a torchvision ResNet state dict file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and safe-unpickling errors alike
-        raise ParameterError("pretrained", f"{path} is not a readable torch state dict ({err})") from None
-    if not isinstance(state, Mapping) or "conv1.weight" not in state:
+    state = read_state_dict(path, "torchvision ResNet")
+    if "conv1.weight" not in state:
         raise ParameterError("pretrained", f"{path} is not a torchvision ResNet state dict (no conv1.weight)")
     state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
     state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], backbone.conv1.in_channels)

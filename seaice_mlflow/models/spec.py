@@ -17,6 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor, nn
 
 from seaice_mlflow.core.errors import ModelSpecError
+from seaice_mlflow.core.task import HeadLevel
+from seaice_mlflow.models.classifiers import BACKBONES, ClassifierOptions, classifier_builder
 from seaice_mlflow.models.deeplab import DeepLabOptions, build_deeplabv3
 from seaice_mlflow.models.unet import UNetOptions, build_unet
 
@@ -40,11 +42,13 @@ class Network(Protocol):
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registry entry: the options type and the builder ``build(in_channels, outputs, options)``."""
+    """A registry entry: the options type and the builder ``build(in_channels, outputs, options)``;
+    ``level`` says whether it is trained on pixels (segmentation) or on whole patches (a classifier)."""
 
     name: str
     options: type
     build: Callable[[int, Mapping[str, int], Any], Network]
+    level: HeadLevel = "pixel"
 
     def option_names(self) -> dict[str, str]:
         """Options field -> the command-line option (snake case) it is filled from."""
@@ -113,6 +117,7 @@ def architectures() -> dict[str, Architecture]:
     return {
         "unet": Architecture("unet", UNetOptions, build_unet),
         "deeplabv3": Architecture("deeplabv3", DeepLabOptions, build_deeplabv3),
+        **{name: Architecture(name, ClassifierOptions, classifier_builder(name), "patch") for name in BACKBONES},
     }
 
 

@@ -114,9 +114,22 @@ class TrainDefaults:
         "Train on this fraction of the training scenes (after --scenes-where; at least one), drawn with --seed; "
         "with one seed a smaller fraction's scenes are among a larger one's (IceBench's data-size study).",
     )
+    patch_stride: int = option(
+        0,
+        "Patch classifiers: step of the grid of training patches and of the sliding chart (0: a quarter of "
+        "--patch-size).",
+        minimum=0,
+    )
+    patch_charts: str = option("SOD", "Patch classifiers: charts whose homogeneity selects the training patches "
+                               "(comma list; the first one's class labels the patch).")  # fmt: skip
+    patch_purity: float = option(
+        1.0, "Patch classifiers: share of a patch's pixels its class must cover (1: IceBench's single class, no fill)."
+    )
     grad_clip: float = option(1.0, "Clip the gradient norm (0: off).")
     amp: bool = option(True, "Mixed precision on GPU.")
     early_stopping: int = option(20, "Stop after this many epochs without a better validation score (0: never).")
+    max_minutes: float = option(0.0, "Stop after the first epoch that ends past this many minutes of training "
+                                "(0: no limit; counted from this start, a resumed run gets them again).")  # fmt: skip
     val_tile: int = option(TILING.tile, "Tile size of the full-scene validation inference.")
     workers: int = option(2, "Patch loader worker processes.")
     device: str = option("auto", "auto, cpu or cuda.")

@@ -17,8 +17,10 @@ with ``--fixed`` train options on top:
   subsets of the larger ones for one seed);
 * ``data-prep``: ``default`` or train options among :data:`DATA_PREP_OPTIONS`
   (``augment=none``, ``border_distance=10``, ``land=exclude``, ``border_distance=10,land=exclude``);
-* ``model``: an architecture name (``unet``, ``deeplab``) or options among :data:`MODEL_OPTIONS`
-  (``unet_filters=8,8,16,16``, ``model=deeplab,deeplab_depth=50``).
+* ``model``: an architecture name (``unet``, ``deeplabv3``, a patch classifier such as ``resnet18``)
+  or options among :data:`MODEL_OPTIONS` (``unet_filters=8,8,16,16``,
+  ``model=deeplabv3,deeplab_depth=50``, ``model=resnet18,patch_size=32,patch_stride=8``), so one
+  study compares pixel and patch models on the same scenes.
 
 ``--values`` lists the settings separated by commas, or by semicolons when a setting holds
 commas itself (``unet_filters=8,8,16,16;unet_filters=16,32,64,64``).
@@ -43,7 +45,8 @@ from seaice_mlflow.tasks.autoice.files.metadata import CALENDAR_SEASONS, CRYO_SE
 from seaice_mlflow.tasks.autoice.tuning import cast, split_items
 
 DATA_PREP_OPTIONS = ("augment", "border_distance", "land", "min_valid", "class_balance")
-MODEL_OPTIONS = ("model", "unet_filters", "deeplab_depth", "pretrained", "sic_head")
+MODEL_OPTIONS = ("model", "unet_filters", "deeplab_depth", "pretrained", "sic_head", "patch_size", "patch_stride",
+                 "patch_charts", "patch_purity")  # fmt: skip
 #: The setting of every scene (season and region studies) and the profile's data preparation.
 ALL, DEFAULT = "all", "default"
 #: The values of each kind when ``--values`` is empty, per profile (``region`` has none: the
@@ -57,7 +60,7 @@ DEFAULT_VALUES: dict[StudyKind, dict[str, str]] = {
     "model": {
         "smoke": "unet_filters=8,8,16,16;unet_filters=16,16,32,32",
         "demo": "unet_filters=8,8,16,16;unet_filters=16,32,64,64;unet_filters=32,32,64,64",
-        "full": "unet;model=deeplab,deeplab_depth=50;model=deeplab,deeplab_depth=152",
+        "full": "unet;model=deeplabv3,deeplab_depth=50;model=deeplabv3,deeplab_depth=152",
     },
 }
 #: The scores the printed table and the plot show (the CSV has every test metric).

@@ -8,14 +8,16 @@ from pathlib import Path
 
 from seaice_mlflow.core.engine import DEVICES
 from seaice_mlflow.core.errors import ParameterError
-from seaice_mlflow.core.task import TaskSpec
-from seaice_mlflow.models import ModelSpec, architecture_names, spec_from_options
+from seaice_mlflow.core.task import HeadLevel, TaskSpec
+from seaice_mlflow.models import ModelSpec, architecture_names, get_architecture, spec_from_options
+from seaice_mlflow.models.classifiers import patch_step
 from seaice_mlflow.models.deeplab import RESNETS
 from seaice_mlflow.tasks.autoice.augment import Augment
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, SIC_HEADS, autoice_task
 from seaice_mlflow.tasks.autoice.config import LAND_RULES, TRAIN, TrainDefaults
 from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
 from seaice_mlflow.tasks.autoice.files.variables import parse_variables
+from seaice_mlflow.tasks.autoice.patch_targets import PatchRule
 from seaice_mlflow.tasks.autoice.strata import parse_where
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -23,7 +25,7 @@ SCHEDULERS = ("cosine", "plateau")
 #: Options that may differ from the checkpoint's when resuming: where the data, checkpoints and
 #: device are, how many workers load patches, and how long to go on. Any other difference would
 #: make the resumed run another experiment than the one its params describe, so it is refused.
-RESUMABLE = ("store", "resume", "out", "epochs", "early_stopping", "workers", "device")
+RESUMABLE = ("store", "resume", "out", "epochs", "early_stopping", "max_minutes", "workers", "device")
 
 
 def option_value(value: object) -> str:
@@ -61,12 +63,23 @@ class TrainConfig(TrainDefaults):
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ParameterError(name, f"must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "momentum", "focal_gamma", "grad_clip", "early_stopping", "workers"):
+        for name in (
+            "weight_decay",
+            "momentum",
+            "focal_gamma",
+            "grad_clip",
+            "early_stopping",
+            "max_minutes",
+            "workers",
+        ):
             if getattr(self, name) < 0:
                 raise ParameterError(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("class_balance", "min_valid"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
+        if not 0 < self.patch_purity <= 1:
+            raise ParameterError("patch_purity", f"must be above 0 and at most 1, got {self.patch_purity}")
+        self.patch_rule  # parsed once here, so that a bad --patch-charts raises now
         if not 0 < self.scene_fraction <= 1:
             raise ParameterError("scene_fraction", f"must be above 0 and at most 1, got {self.scene_fraction}")
         if not 0 <= self.border_distance <= 255:
@@ -135,6 +148,20 @@ class TrainConfig(TrainDefaults):
             return Augment.parse(self.augment)
         except ValueError as err:
             raise ParameterError("augment", str(err)) from None
+
+    @property
+    def patch_rule(self) -> PatchRule:
+        """Which store windows train a patch classifier (:mod:`~seaice_mlflow.tasks.autoice.patch_targets`)."""
+        charts = tuple(dict.fromkeys(c.strip() for c in self.patch_charts.split(",") if c.strip()))
+        if not charts or not set(charts) <= set(CHART_NAMES):
+            raise ParameterError("patch_charts", f"{self.patch_charts!r}: give a comma list of "
+                                 f"{', '.join(CHART_NAMES)}")  # fmt: skip
+        return PatchRule(self.patch_size, patch_step(self.patch_size, self.patch_stride), charts, self.patch_purity)
+
+    @property
+    def level(self) -> HeadLevel:
+        """pixel: a segmentation model trained on pixels; patch: a classifier trained on homogeneous patches."""
+        return get_architecture(self.model).level
 
     @property
     def task(self) -> TaskSpec:

@@ -9,7 +9,7 @@ patch sampler draws from its own generator (``PatchDataset(seed=...)``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,11 @@ from seaice_mlflow.core.distributed import Distributed
 from seaice_mlflow.core.engine import ChartPrediction, ChartPredictor, TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError, option_name
 from seaice_mlflow.core.losses import MultiTaskLoss, class_weights_from_histograms
-from seaice_mlflow.core.metrics import ScoreBoard, Scores
+from seaice_mlflow.core.metrics import ScoreBoard, Scores, head_metrics
 from seaice_mlflow.core.trainer import EpochReport, LoopSettings, Scheduler, Trainer, TrainingParts, TrainingState
 from seaice_mlflow.models import build_model, init_output_bias
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.patch_targets import HomogeneousPatchDataset, patch_confusion
 from seaice_mlflow.tasks.autoice.patches import PatchDataset, PatchLoader, PatchOptions
 from seaice_mlflow.tasks.autoice.recipe import Recipe
 from seaice_mlflow.tasks.autoice.sources import SceneTiles
@@ -101,17 +102,30 @@ def configure_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=4)
 
 
-def configure_loader(config: TrainConfig, store: Store) -> PatchLoader:
-    """Training batches of the store's training scenes, drawn with ``config.seed``."""
-    options = PatchOptions(
+def patch_options(config: TrainConfig) -> PatchOptions:
+    """How training patches are read and augmented (a patch classifier's: no zoom, no CutMix)."""
+    augment = config.augmentations
+    if config.level == "patch":
+        augment = replace(augment, scale=False, cutmix=False)
+    return PatchOptions(
         config.patch_size,
         config.input_variables,
         min_valid=config.min_valid,
         class_balance=config.class_balance,
-        augment=config.augmentations,
+        augment=augment,
         border_distance=config.border_distance,
         land=config.land,
     )
+
+
+def configure_loader(config: TrainConfig, store: Store) -> PatchLoader:
+    """Training batches of the store's training scenes, drawn with ``config.seed``: random
+    windows for a segmentation model, homogeneous windows for a patch classifier."""
+    options = patch_options(config)
+    if config.level == "patch":
+        n_classes = {h.name: h.n_classes for h in config.task.heads}
+        dataset = HomogeneousPatchDataset(store, options, config.patch_rule, n_classes, seed=config.seed)
+        return PatchLoader(dataset, config.batch_size, workers=config.workers)
     return PatchLoader(PatchDataset(store, options, seed=config.seed), config.batch_size, workers=config.workers)
 
 
@@ -122,6 +136,7 @@ def loop_settings(config: TrainConfig) -> LoopSettings:
         batches_per_epoch=config.batches_per_epoch,
         batch_size=config.batch_size,
         early_stopping=config.early_stopping,
+        time_limit_s=60 * config.max_minutes,
         grad_clip=config.grad_clip,
         amp=config.amp,
         lr=config.lr,
@@ -197,6 +212,28 @@ class ChartTraining:
             predictions[scene.scene_id] = prediction
         self.network.train()
         return board.pooled(), predictions
+
+    def patch_metrics(self, split: str = "val") -> dict[str, float]:
+        """A patch classifier's patch-level metrics on the homogeneous patches of ``split``
+        (``patch_<chart>_accuracy``, ``_f1``, ``_iou``, ...; the rule's first chart); none for a
+        segmentation model or without such patches."""
+        if self.config.level != "patch" or not self.store.scenes(split):
+            return {}
+        rule = self.config.patch_rule
+        n_classes = {h.name: h.n_classes for h in self.recipe.task.heads}
+        try:
+            dataset = HomogeneousPatchDataset(self.store, patch_options(self.config), rule, n_classes, split=split)
+        except ParameterError:  # no homogeneous patch among these scenes
+            return {}
+        head = self.recipe.task.head(rule.charts[0])
+        cm = patch_confusion(self.network, dataset, head, self.trainer.device)
+        self.network.train()
+        return {f"patch_{head.name}_{k}": v for k, v in head_metrics(head, cm).scalars().items()}
+
+    def patch_manifest(self) -> list[dict[str, object]]:
+        """The training patches of a patch classifier (scene, window, class); empty otherwise."""
+        dataset = self.trainer.parts.loader.dataset
+        return dataset.manifest_rows() if isinstance(dataset, HomogeneousPatchDataset) else []
 
     def resume(self, path: Path) -> dict:
         """Continue from a checkpoint of this experiment (:meth:`accept_checkpoint`); returns it."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 
@@ -179,7 +180,11 @@ def log_trained_model(training: ChartTraining, state: TrainingState, run_id: str
     if training.val_scenes:
         scores, predictions = training.validate()
         summary.update({f"best_{k}": v for k, v in scores.metrics("val").items()})
+        summary.update({f"best_val_{k}": v for k, v in training.patch_metrics("val").items()})
         log_quicklooks(training, predictions)
+    manifest = training.patch_manifest()
+    if manifest:
+        mlflow.log_table(pd.DataFrame(manifest), "patches/train_manifest.json")
     mlflow.log_metrics(summary)
     mlflow.log_artifact(str(Path(config.out) / BEST), "checkpoints")
     mlflow.log_figure(plots.learning_curves(state.history), "learning_curves.png")
