@@ -102,7 +102,13 @@ EXPLAINED = sorted({name for name, a in architectures().items() if a.level == "p
 
 @pytest.mark.parametrize("arch", EXPLAINED)
 def test_every_architecture_of_the_registry_can_be_explained(arch):
-    options = {"unet_filters": (4, 4, 8, 8), "deeplab_depth": 18, "patch_size": 16, "patch_stride": 8}
+    options = {
+        "unet_filters": (4, 4, 8, 8),
+        "deeplab_depth": 18,
+        "patch_size": 16,
+        "patch_stride": 8,
+        "encoder": "resnet18",
+    }
     network = build_model(spec_from_options(arch, 5, AUTOICE.outputs(), options)).eval()
     inputs = torch.randn(2, 5, 32, 32)
     patches = Patches(inputs, own_references(network, inputs))

@@ -119,7 +119,7 @@ def test_a_local_torchvision_state_dict_fills_all_but_the_first_and_last_layers(
     assert torch.equal(network.features.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
     assert network.features.conv1.weight.shape[1] == 5
     torch.save({"unrelated.weight": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(ParameterError, match="option --pretrained: .*other.pt fits 0 of the backbone's"):
+    with pytest.raises(ParameterError, match="option --pretrained: .*other.pt fits 0 of the torchvision resnet18.s"):
         build_model(
             spec_from_options("resnet18", 5, AUTOICE.outputs(), {**options, "pretrained": str(tmp_path / "other.pt")})
         )

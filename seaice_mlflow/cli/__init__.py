@@ -33,6 +33,7 @@ def _register() -> None:
     from seaice_mlflow.cli.data import inspect_command, synth
     from seaice_mlflow.cli.evaluate import evaluate_command
     from seaice_mlflow.cli.explain import explain_command
+    from seaice_mlflow.cli.optical import optical
     from seaice_mlflow.cli.pipeline import pipeline_command
     from seaice_mlflow.cli.predict import predict_command
     from seaice_mlflow.cli.preprocess import preprocess_command
@@ -57,6 +58,7 @@ def _register() -> None:
         predict_command,
         pipeline_command,
         serve_command,
+        optical,
     ):
         cli.add_command(command)
 

@@ -4,7 +4,8 @@ Backbones: ``patchcnn`` (three convolution blocks and a dense layer, after the N
 s1_icetype_cnn), ``resnet18/50/101/152``, ``densenet121``, ``vgg16`` and ``alexnet``: the
 torchvision definitions with random weights, a new first layer for the input channels and, in
 place of the ImageNet classifier, one 1 x 1 convolution per task head on the pooled features.
-``pretrained`` loads a local torchvision state dict into every layer but the first and the last.
+``pretrained`` loads a local torchvision state dict into every layer but the first and the last
+(:func:`~seaice_mlflow.models.weights.load_fitting`).
 
 As a :class:`~seaice_mlflow.models.spec.Network`: in training mode an input patch (N, C, P, P) is
 classified as a whole and its scores are spread over its pixels (so the pixel loss of the
@@ -19,15 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from seaice_mlflow.core.errors import ModelSpecError, ParameterError
-from seaice_mlflow.models.deeplab import read_state_dict
+from seaice_mlflow.core.errors import ModelSpecError
+from seaice_mlflow.models.weights import load_fitting
 
 #: Windows classified per forward pass when sliding.
 SLIDE_BATCH = 256
@@ -109,18 +109,6 @@ def patch_step(patch_size: int, stride: int = 0) -> int:
     return stride or max(1, patch_size // 4)
 
 
-def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
-    """Every weight of a local torchvision state dict whose name and shape fit (all but the first
-    layer and the classifier); a file that fits nothing else is refused."""
-    state = read_state_dict(path, "torchvision")
-    own = backbone.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if len(fitting) < len(own) // 2:
-        raise ParameterError("pretrained", f"{path} fits {len(fitting)} of the backbone's {len(own)} weights; "
-                             "give a state dict of the same torchvision architecture")  # fmt: skip
-    backbone.load_state_dict(fitting, strict=False)
-
-
 class PatchClassifier(nn.Module):
     """A backbone of :data:`BACKBONES` with one output per head, as a chart network (module docstring)."""
 
@@ -129,7 +117,7 @@ class PatchClassifier(nn.Module):
         self.patch_size, self.stride = options.patch_size, options.step
         self.features, width = BACKBONES[backbone](in_channels)
         if options.pretrained:
-            load_pretrained(self.features, options.pretrained)
+            load_fitting(self.features, options.pretrained, f"torchvision {backbone}")
         self.heads = nn.ModuleDict({head: nn.Conv2d(width, k, kernel_size=1) for head, k in outputs.items()})
         try:  # a backbone that pools more than the patch allows fails here, not in the first batch
             with torch.no_grad():

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models as tvm
@@ -22,6 +21,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP, ASPPPooling
 
 from seaice_mlflow.core.errors import ModelSpecError, ParameterError
 from seaice_mlflow.models.unet import pad_to_multiple
+from seaice_mlflow.models.weights import read_state_dict
 
 #: torchvision ResNet constructors by depth.
 RESNETS: Mapping[int, Callable[..., tvm.ResNet]] = {
@@ -140,21 +140,6 @@ def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
     if source == in_channels:
         return weight
     return weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) * (source / in_channels)
-
-
-def read_state_dict(path: str | Path, kind: str) -> Mapping[str, Tensor]:
-    """The state dict in the local file ``path`` (``--pretrained``), a clear error when it is
-    missing or not a readable torch state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParameterError("pretrained", f"{path} does not exist; give a local {kind} state dict file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and safe-unpickling errors alike
-        raise ParameterError("pretrained", f"{path} is not a readable torch state dict ({err})") from None
-    if not isinstance(state, Mapping):
-        raise ParameterError("pretrained", f"{path} holds a {type(state).__name__}, not a {kind} state dict")
-    return state
 
 
 def load_backbone(backbone: nn.Sequential, path: str | Path) -> None:

@@ -20,6 +20,7 @@ from seaice_mlflow.core.errors import ModelSpecError
 from seaice_mlflow.core.task import HeadLevel
 from seaice_mlflow.models.classifiers import BACKBONES, ClassifierOptions, classifier_builder
 from seaice_mlflow.models.deeplab import DeepLabOptions, build_deeplabv3
+from seaice_mlflow.models.segmentation import SMP_ARCHITECTURES, SmpOptions, smp_builder
 from seaice_mlflow.models.unet import UNetOptions, build_unet
 
 
@@ -117,6 +118,7 @@ def architectures() -> dict[str, Architecture]:
     return {
         "unet": Architecture("unet", UNetOptions, build_unet),
         "deeplabv3": Architecture("deeplabv3", DeepLabOptions, build_deeplabv3),
+        **{name: Architecture(name, SmpOptions, smp_builder(name)) for name in SMP_ARCHITECTURES},
         **{name: Architecture(name, ClassifierOptions, classifier_builder(name), "patch") for name in BACKBONES},
     }
 

@@ -61,7 +61,10 @@ class TrainDefaults:
         "32,32,64,64", "U-Net filters per level (starter pack 16,32,64,64; MMSeaIce 32,32,64,64)."
     )
     deeplab_depth: int = option(152, "DeepLabV3 ResNet depth (18, 34, 50, 101, 152), truncated after layer3.")
-    pretrained: str = option("", "Local torchvision ResNet state_dict for the DeepLabV3 backbone (none: random init).")
+    encoder: str = option("resnet34", "Encoder of smp_unet, pspnet, deeplabv3plus and upernet (any of "
+                          "segmentation_models_pytorch's; random initialisation).")  # fmt: skip
+    pretrained: str = option("", "Local state dict of the backbone (DeepLabV3's ResNet, a patch classifier's "
+                             "torchvision network, an smp encoder); none: random initialisation.")  # fmt: skip
     sic_head: str = option(
         "regression", "SIC as regression on the class index (MSE, rounded) or 11-way classification."
     )

@@ -45,8 +45,8 @@ from seaice_mlflow.tasks.autoice.files.metadata import CALENDAR_SEASONS, CRYO_SE
 from seaice_mlflow.tasks.autoice.tuning import cast, split_items
 
 DATA_PREP_OPTIONS = ("augment", "border_distance", "land", "min_valid", "class_balance")
-MODEL_OPTIONS = ("model", "unet_filters", "deeplab_depth", "pretrained", "sic_head", "patch_size", "patch_stride",
-                 "patch_charts", "patch_purity")  # fmt: skip
+MODEL_OPTIONS = ("model", "unet_filters", "deeplab_depth", "encoder", "pretrained", "sic_head", "patch_size",
+                 "patch_stride", "patch_charts", "patch_purity")  # fmt: skip
 #: The setting of every scene (season and region studies) and the profile's data preparation.
 ALL, DEFAULT = "all", "default"
 #: The values of each kind when ``--values`` is empty, per profile (``region`` has none: the

@@ -1,0 +1,75 @@
+"""``seaice optical``: close-range optical ice segmentation (``inspect`` a photo folder, ``synth`` photos)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from seaice_mlflow.tasks.optical.inspect import inspect_folder
+from seaice_mlflow.tasks.optical.readers import MASK_KINDS, open_folder
+from seaice_mlflow.tasks.optical.synthetic import DEFAULT_SIZE, MIN_SIZE, synthesize_photos
+
+
+@click.group("optical")
+def optical() -> None:
+    """Close-range optical ice segmentation: RGB photos from shore cameras, ships and drones."""
+
+
+@optical.command("inspect")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--classes",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Class table: PixelAnnotationTool config.json or a 'name colour' file "
+    "[default: config.json or classes*.txt in FOLDER or its parent].",
+)
+@click.option(
+    "--masks",
+    type=click.Choice(MASK_KINDS),
+    default="auto",
+    show_default=True,
+    help="How labels of images/+labels/ and training/+validation/ folders hold classes: "
+    "ids (R=G=B, grey or palette), colours of the class table, or auto (the first label decides).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def inspect_command(folder: Path, classes: Path | None, masks: str, as_json: bool) -> None:
+    """Check a folder of photos and labels before a long job.
+
+    Detects the layout, reads the class table, and prints each photo's size, label kind, split and classes;
+    exits non-zero after listing every photo with a problem (unreadable, no label, a label of another size,
+    ids or colours missing from the class table).
+    """
+    opened = open_folder(folder, classes=classes, masks=masks)
+    with tqdm(opened.photos, desc="inspecting", unit="photo", disable=None, leave=False) as bar:
+        report = inspect_folder(opened, bar)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        for photo in report.photos:
+            click.echo(photo.summary())
+        click.echo(report.summary())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@optical.command("synth")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--images", "n_images", type=click.IntRange(min=1), required=True, help="Number of photos to write.")
+@click.option(
+    "--size",
+    nargs=2,
+    type=click.IntRange(min=MIN_SIZE),
+    default=DEFAULT_SIZE,
+    show_default=True,
+    metavar="H W",
+    help="Photo size in pixels (rows, columns).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same photos.")
+def synth_command(out_dir: Path, n_images: int, size: tuple[int, int], seed: int) -> None:
+    """Write synthetic ice photos to OUT_DIR in the PixelAnnotationTool layout (with config.json)."""
+    for path in synthesize_photos(out_dir, n_images=n_images, size=size, seed=seed):
+        click.echo(str(path))
