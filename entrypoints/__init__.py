@@ -7,8 +7,8 @@ Each runs the ``seaice`` command of the same name, so `mlflow run . -e NAME -P k
 import sys
 
 
-def run(command: str) -> None:
-    """Run ``seaice <command>`` with this process's arguments."""
+def run(*command: str) -> None:
+    """Run ``seaice <command...>`` (``run("optical", "train")``: a group's command) with this process's arguments."""
     from seaice_mlflow.cli import main
 
-    main([command, *sys.argv[1:]])
+    main([*command, *sys.argv[1:]])

@@ -1,4 +1,5 @@
-"""``seaice optical``: close-range optical ice segmentation (``inspect`` a photo folder, ``synth`` photos)."""
+"""``seaice optical``: close-range optical ice segmentation (``inspect`` a photo folder, ``synth``
+photos, ``train`` a segmentation network)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
 from seaice_mlflow.tasks.optical.inspect import inspect_folder
 from seaice_mlflow.tasks.optical.readers import MASK_KINDS, open_folder
 from seaice_mlflow.tasks.optical.synthetic import DEFAULT_SIZE, MIN_SIZE, synthesize_photos
@@ -73,3 +76,25 @@ def synth_command(out_dir: Path, n_images: int, size: tuple[int, int], seed: int
     """Write synthetic ice photos to OUT_DIR in the PixelAnnotationTool layout (with config.json)."""
     for path in synthesize_photos(out_dir, n_images=n_images, size=size, seed=seed):
         click.echo(str(path))
+
+
+@optical.command("train")
+@click.option("--data-dir", required=True, type=click.Path(path_type=Path),
+              help="Photo folder in any supported layout (with its class table).")  # fmt: skip
+@options_from(OpticalTrainDefaults)
+def train_command(data_dir: Path, **options) -> None:
+    """Train a segmentation network on the photos of DATA_DIR: random crops of the training
+    photos, whole-photo validation scored by mIoU, checkpoints and an MLflow run (optical_train).
+
+    Example: seaice optical train --data-dir photos --model upernet --encoder resnet34 --epochs 50
+    """
+    from seaice_mlflow.tasks.optical.steps.train import train
+
+    def report(epoch) -> None:
+        m, miou = epoch.metrics, epoch.metrics.get("val_ice_miou", float("nan"))
+        click.echo(f"epoch {epoch.epoch + 1}  loss {m['train_loss']:.4f}  val mIoU {miou:.2f}  {epoch.seconds:.1f} s",
+                   err=True)  # fmt: skip
+
+    result = train(data_dir, OpticalTrainDefaults(**options), on_epoch=report)
+    click.echo(f"run {result.run_id}: best val mIoU {result.best_val_combined} after {result.epochs} epoch(s); "
+               f"model {result.model_uri}")  # fmt: skip

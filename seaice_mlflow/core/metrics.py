@@ -125,7 +125,14 @@ def weighted_f1_from_confusion(cm: np.ndarray) -> float:
     return counts.weighted(counts.f1())
 
 
-METRICS = {"r2": r2_from_confusion, "f1": weighted_f1_from_confusion}
+def mean_iou_from_confusion(cm: np.ndarray) -> float:
+    """Mean IoU over the classes present in the reference or the prediction (sklearn's macro
+    ``jaccard_score`` on the pixels counted in ``cm``): the segmentation community's mIoU."""
+    counts = ClassCounts.from_confusion(cm)
+    return counts.macro(counts.iou())
+
+
+METRICS = {"r2": r2_from_confusion, "f1": weighted_f1_from_confusion, "miou": mean_iou_from_confusion}
 
 
 def percent(value: float) -> float:

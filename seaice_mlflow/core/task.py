@@ -20,7 +20,7 @@ HEAD_KINDS: tuple[HeadKind, ...] = get_args(HeadKind)
 #: Pixel heads give a class map per input; patch heads one class per input patch.
 HeadLevel = Literal["pixel", "patch"]
 #: Metrics of a head (keys of ``core.metrics.METRICS``); a head's first metric is its score.
-MetricName = Literal["r2", "f1"]
+MetricName = Literal["r2", "f1", "miou"]
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,6 @@ out), explicit pip requirements and a ``model_config`` (device, tiling, probabil
 
 from __future__ import annotations
 
-import logging
-import tempfile
-import warnings
-from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, requires
 from pathlib import Path
 
 import mlflow
@@ -21,19 +16,16 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-import seaice_mlflow
-from seaice_mlflow.core.checkpoint import non_finite_weights
 from seaice_mlflow.core.engine import ChartPrediction, ChartPredictor, TileOptions
-from seaice_mlflow.core.errors import SeaIceError
 from seaice_mlflow.core.task import TaskSpec
 from seaice_mlflow.tasks.autoice.grid import SceneSource
 from seaice_mlflow.tasks.autoice.recipe import Recipe, load_network
 from seaice_mlflow.tasks.autoice.sources import ArrayTiles, SceneTiles
+from seaice_mlflow.tracking.network_models import RECIPE_ARTIFACT, log_network
 from seaice_mlflow.tracking.runs import WEIGHTS_ARTIFACT
 
-PACKAGE_DIR = Path(seaice_mlflow.__file__).resolve().parent  # logged with the model as code_paths
 ENTRY = Path(__file__).resolve().parent / "pyfunc_entry.py"
-WEIGHTS, RECIPE = WEIGHTS_ARTIFACT, "recipe"
+WEIGHTS, RECIPE = WEIGHTS_ARTIFACT, RECIPE_ARTIFACT
 #: Defaults of the logged ``model_config``; override at load time.
 MODEL_CONFIG = {
     "device": "auto",
@@ -107,52 +99,11 @@ def signature(task: TaskSpec, channels: int) -> ModelSignature:
     )
 
 
-def pip_requirements() -> list[str]:
-    """The package's own dependencies (pyproject), the single source of what the model needs."""
-    try:
-        return [r for r in requires("seaice-mlflow") or [] if "extra ==" not in r]
-    except PackageNotFoundError:
-        return ["mlflow>=3.7,<4", "torch>=2.11", "torchvision>=0.26", "numpy", "scipy", "xarray", "netCDF4"]
-
-
 def log_chart_model(network: torch.nn.Module, recipe: Recipe, name: str = "model"):
     """Log the network as a pyfunc model of the active run; returns MLflow's ModelInfo
     (``model_info.model_uri`` is ``models:/m-...``)."""
-    broken = non_finite_weights(network.state_dict())
-    if broken:
-        raise SeaIceError(
-            f"the model has non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): it "
-            "diverged and is not logged; train again with a lower --lr"
-        )
-    with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.models.model"):
-        # MLflow also records model_config as run params; a training run that used, e.g.,
-        # --device cpu already has that param, so MLflow's note about it is expected noise.
-        weights = Path(tmp) / "weights.pt"
-        torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
-        recipe_path = recipe.save(Path(tmp) / "recipe.json")
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(ENTRY),
-            artifacts={WEIGHTS: str(weights), RECIPE: str(recipe_path)},
-            code_paths=[str(PACKAGE_DIR)],
-            signature=signature(recipe.task, len(recipe.variables)),
-            pip_requirements=pip_requirements(),
-            model_config=dict(MODEL_CONFIG),
-        )
-
-
-@contextmanager
-def _quiet(logger_name: str):
-    """Silence a logger and MLflow's advice to add an input example (a scene is too big for one)."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-            yield
-    finally:
-        logger.setLevel(level)
+    return log_network(network, ENTRY, lambda folder: recipe.save(folder / "recipe.json"),
+                       signature(recipe.task, len(recipe.variables)), MODEL_CONFIG, name)  # fmt: skip
 
 
 def load_chart_model(model_uri: str, **model_config) -> SeaIceChartModel:

@@ -142,7 +142,7 @@ class ClassTable:
             long_name="Ice form or scene class of each pixel",
             class_names=self.names,
             colours=self.hex_colours,
-            metrics=("f1",),
+            metrics=("miou", "f1"),
         )
         return TaskSpec(name=name, heads=(head,), ignore_index=IGNORE)
 

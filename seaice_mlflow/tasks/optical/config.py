@@ -1,0 +1,44 @@
+"""Defaults of the ``seaice optical`` commands: the single source for click options and logged params.
+
+Options that mean what a ``seaice train`` option means carry its name (``--model``, ``--epochs``,
+``--batches-per-epoch``, ``--batch-size``, ``--patch-size``, ``--lr``, ...); the defaults suit
+photos of a few megapixels and a segmentation_models_pytorch U-Net.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from seaice_mlflow.core.defaults import DEVICES, option
+
+#: Class weights of the loss: none, or inverse square-root frequency over the training photos.
+ClassWeights = Literal["none", "balanced"]
+CLASS_WEIGHTS: tuple[ClassWeights, ...] = get_args(ClassWeights)
+
+
+@dataclass(frozen=True)
+class OpticalTrainDefaults:
+    """``seaice optical train`` (besides the required ``--data-dir``)."""
+
+    classes: str = option("", "Class table (config.json or a class file); empty: the folder's or its parent's.")
+    model: str = option("smp_unet", "Architecture of the model registry: smp_unet, pspnet, deeplabv3plus, upernet "
+                        "(segmentation_models_pytorch), unet, deeplabv3, ...")  # fmt: skip
+    encoder: str = option("resnet18", "Encoder of the segmentation_models_pytorch architectures (random init).")
+    pretrained: str = option("", "Local state dict of the encoder or backbone (none: random initialisation).")
+    epochs: int = option(30, "Maximum number of epochs.", minimum=1)
+    batches_per_epoch: int = option(50, "Training batches per epoch.", minimum=1)
+    batch_size: int = option(8, "Crops per batch.", minimum=1)
+    patch_size: int = option(256, "Crop size in photo pixels (random resized crops of the full-resolution photos).",
+                             minimum=32)  # fmt: skip
+    lr: float = option(1e-3, "Learning rate (AdamW, cosine schedule).")
+    weight_decay: float = option(1e-4, "Weight decay.")
+    class_weights: ClassWeights = option("none", "none or balanced (inverse square-root class frequency).",
+                                         choices=CLASS_WEIGHTS)  # fmt: skip
+    augment: bool = option(True, "Horizontal flips and colour jitter besides the random resized crops.")
+    amp: bool = option(True, "Mixed precision on GPU.")
+    val_tile: int = option(512, "Tile size of the whole-photo validation inference.", minimum=32)
+    workers: int = option(2, "Crop loader worker processes.", minimum=0)
+    device: str = option("auto", "auto, cpu or cuda.", choices=DEVICES)
+    seed: int = option(0, "Seed of weights, crops and augmentations, and of the 20 % validation draw.")
+    out: str = option("outputs/optical", "Folder for checkpoints (last.pt, best.pt).")

@@ -1,0 +1,1 @@
+"""The MLflow steps of the optical commands."""

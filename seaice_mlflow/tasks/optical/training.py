@@ -1,0 +1,99 @@
+"""An optical training run: photos -> a segmentation network, through the same loop as the SAR charts.
+
+The parts are built from the options and handed to :class:`~seaice_mlflow.core.trainer.Trainer`
+(epochs, AMP, gradient clipping, checkpoints, exact resume): a network of the model registry
+for the folder's class table (one head, ``ice``), the multi-task loss with that one head
+(optionally class-weighted), AdamW with cosine warm restarts, random crops of the training
+photos, and validation on the whole validation photos, tiled by the same engine as the SAR
+scenes, scored by mIoU (the head's score: mean IoU over the classes present, 255 ignored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seaice_mlflow.core.distributed import Distributed
+from seaice_mlflow.core.engine import ChartPredictor, TileOptions, resolve_device
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.losses import MultiTaskLoss
+from seaice_mlflow.core.metrics import ScoreBoard, Scores
+from seaice_mlflow.core.task import TaskSpec
+from seaice_mlflow.core.trainer import LoopSettings, Trainer, TrainingParts
+from seaice_mlflow.models import build_model, spec_from_options
+from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
+from seaice_mlflow.tasks.optical.crops import HEAD, PhotoCrops, PhotoLoader, PhotoTiles
+from seaice_mlflow.tasks.optical.readers import Photo, PhotoFolder, open_folder, read_pair
+from seaice_mlflow.tasks.optical.recipe import RGB, PhotoRecipe
+
+
+def balanced_weights(counts: np.ndarray) -> torch.Tensor:
+    """Inverse square-root class frequency, mean 1 over the classes present (absent classes 0)."""
+    present = counts > 0
+    weights = np.zeros(len(counts))
+    weights[present] = 1.0 / np.sqrt(counts[present] / counts[present].sum())
+    weights[present] /= weights[present].mean()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@dataclass
+class PhotoTraining:
+    """One optical training run: its photos, recipe, task and the generic loop."""
+
+    options: OpticalTrainDefaults
+    folder: PhotoFolder
+    recipe: PhotoRecipe
+    task: TaskSpec
+    trainer: Trainer
+
+    @classmethod
+    def build(cls, data_dir: str | Path, options: OpticalTrainDefaults, dist: Distributed = Distributed()):
+        """Every part, weights drawn right after ``torch.manual_seed(options.seed)``."""
+        device = resolve_device(options.device)
+        folder = open_folder(data_dir, classes=options.classes or None, seed=options.seed)
+        train = [p for p in folder.split("train") if p.label is not None]
+        if not train:
+            raise ParameterError("data_dir", f"{data_dir} holds no labelled training photo; check it with "
+                                 "`seaice optical inspect`")  # fmt: skip
+        task = folder.table.to_task()
+        values = {**asdict(options), "pretrained": options.pretrained or None}
+        spec = spec_from_options(options.model, len(RGB), task.outputs(), values)
+        torch.manual_seed(options.seed)
+        network = build_model(spec).to(device)
+        crops = PhotoCrops(train, folder.table, options.patch_size, seed=options.seed, augment=options.augment)
+        weights = {HEAD: balanced_weights(crops.class_counts()).to(device)} if options.class_weights != "none" else None
+        loss = MultiTaskLoss(task, {HEAD: 1.0}, weights)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=options.epochs)
+        recipe = PhotoRecipe(spec, folder.table)
+        loader = PhotoLoader(crops, options.batch_size, options.workers)
+        extras = lambda: {"recipe": recipe.as_dict(), "config": asdict(options)}  # noqa: E731
+        parts = TrainingParts(network, loss, optimizer, scheduler, loader, task.names, checkpoint_extras=extras)
+        settings = LoopSettings(out=Path(options.out), epochs=options.epochs,
+                                batches_per_epoch=options.batches_per_epoch, batch_size=options.batch_size,
+                                amp=options.amp, lr=options.lr, grad_clip=1.0)  # fmt: skip
+        training = cls(options, folder, recipe, task, Trainer(parts, settings, device, dist))
+        if [p for p in folder.split("val") if p.label is not None]:
+            parts.validate = training.validate
+        return training
+
+    @property
+    def network(self) -> torch.nn.Module:
+        return self.trainer.network
+
+    def validation_photos(self) -> list[Photo]:
+        return [p for p in self.folder.split("val") if p.label is not None]
+
+    def validate(self) -> Scores:
+        """The head's scores on the whole validation photos (tiled inference, mIoU first)."""
+        predictor = ChartPredictor([(self.network, self.task)], self.trainer.device,
+                                   TileOptions(tile=self.options.val_tile, amp=self.options.amp))  # fmt: skip
+        board = ScoreBoard(self.task)
+        for photo in self.validation_photos():
+            rgb, label = read_pair(photo, self.folder.table)
+            board.add(photo.stem, {HEAD: label}, predictor.predict(PhotoTiles(rgb)).charts)
+        self.network.train()
+        return board.pooled()
