@@ -21,11 +21,10 @@ from seaice_mlflow.core.attribution import (
     Settings,
     attribution_table,
     deeplift_ready,
-    perturbed_scores,
-    replaced,
 )
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.gradcam import cam_targets, tile_windows
+from seaice_mlflow.core.permutation import perturbed_scores, replaced
 from seaice_mlflow.models import architectures, build_model, spec_from_options
 from seaice_mlflow.tasks.autoice.charts import AUTOICE
 from seaice_mlflow.tasks.autoice.explain import DEFAULT_GROUPS, features_of, parse_classes, sample_patches
@@ -85,6 +84,23 @@ def test_every_method_ranks_the_only_channel_a_network_reads_first_and_the_other
                 assert ranked[0].share == pytest.approx(1.0) and all(r.share < 1e-6 for r in ranked[1:])
 
 
+def test_the_same_seed_gives_the_same_gradient_shap_rows():
+    network = OneChannel(k=1).eval()
+    inputs = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    patches = Patches(inputs, own_references(network, inputs))
+    features = [Feature(f"v{i}", (i,), "variable") for i in range(3)]
+
+    def run(seed: int) -> list[float]:
+        rows = attribution_table(
+            network, AUTOICE, patches, ["SOD"], {}, features, ["gradshap"], Settings(steps=4, seed=seed)
+        )
+        return [r.value for r in rows]
+
+    np.random.seed(123)
+    assert run(0) == run(0) and run(0) != run(1)
+    assert np.random.rand() == np.random.RandomState(123).rand()  # numpy's global generator is left as it was
+
+
 def test_deeplift_copy_splits_reused_activations_and_keeps_the_outputs():
     network = OneChannel(k=0).eval()
     x = torch.randn(2, 3, 16, 16)
@@ -92,7 +108,8 @@ def test_deeplift_copy_splits_reused_activations_and_keeps_the_outputs():
     assert sum(isinstance(m, nn.ReLU) for m in ready.modules()) == 2 and not ready.relu.copies[0].inplace
     before, after = network(x), ready(x)
     assert all(torch.allclose(before[h], after[h]) for h in before)
-    assert all(torch.allclose(before[h], ready(x)[h]) for h in before)  # the call order restarts every pass
+    assert all(torch.allclose(before[h], ready(x)[h]) for h in before)
+    assert ready.relu.calls == 2  # the call order restarts with every pass (it would be 4 after two passes)
 
 
 #: The segmentation architectures and one patch classifier: the classifiers differ in their
@@ -117,8 +134,23 @@ def test_every_architecture_of_the_registry_can_be_explained(arch):
     targets = cam_targets(AUTOICE.head("SOD"), [0, 3])
     from seaice_mlflow.core.gradcam import tile_cams
 
+    if architectures()[arch].level == "patch":
+        return  # `seaice explain --gradcam` refuses patch classifiers (one head call per window)
     maps = tile_cams(network, targets, inputs[:1])
     assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and (maps >= 0).all()
+    assert maps.reshape(2, -1).std(axis=1).max() > 0  # a map, not a constant
+
+
+def test_explain_refuses_what_does_not_hold_for_patch_classifiers():
+    from seaice_mlflow.tasks.autoice.steps.explain import check_for_patch_models
+
+    spec = spec_from_options("patchcnn", 3, AUTOICE.outputs(), {"patch_size": 16})
+    recipe = Recipe(spec, ("nersc_sar_primary", "nersc_sar_secondary", "month"))
+    with pytest.raises(ParameterError, match="option --methods: deepliftshap cannot explain the patch classifier"):
+        check_for_patch_models(recipe, ["ig", "deepliftshap"], gradcam=False)
+    with pytest.raises(ParameterError, match="option --gradcam: Grad-CAM maps one layer call"):
+        check_for_patch_models(recipe, ["ig"], gradcam=True)
+    check_for_patch_models(recipe, ["ig", "ablation", "gradshap", "permutation"], gradcam=False)
 
 
 def test_tiles_cover_the_scene_once():

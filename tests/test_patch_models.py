@@ -131,6 +131,10 @@ def test_a_patch_too_small_for_the_backbone_names_the_option():
         build_model(spec)
     with pytest.raises(ParameterError, match="option --patch-charts: 'ICE'"):
         TrainConfig(model="resnet18", patch_charts="ICE")
+    with pytest.raises(ParameterError, match="option --land: filters the pixels .* chosen by --patch-purity"):
+        TrainConfig(model="resnet18", land="exclude")
+    with pytest.raises(ParameterError, match="option --border-distance: filters the pixels"):
+        TrainConfig(model="patchcnn", border_distance=10)
 
 
 @pytest.mark.slow

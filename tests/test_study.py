@@ -130,6 +130,8 @@ def test_children_share_a_store_unless_the_setting_changes_it_and_each_has_its_o
         ("patch-size", {"fixed": "batch_size=4"}, "option --fixed: batch_size is what a patch-size study varies"),
         ("data-size", {"fixed": "scene_fraction=0.5"}, "option --fixed: scene_fraction is what"),
         ("model", {"fixed": "epochs=0"}, "option --fixed: --epochs must be > 0"),
+        ("model", {"fixed": "seed=3"}, "option --fixed: seed is set by the study \\(--seeds"),
+        ("model", {"values": "unet_filters=8,8,16,16"}, "is given twice; separate the settings by semicolons"),
         ("model", {"values": "unet_filters=0"}, "option --values: model 'unet_filters=0': --unet-filters"),
         ("model", {"values": "pretrained=/no/file"}, "option --values: model 'pretrained=/no/file': --pretrained"),
         ("model", {"data_dir": "/somewhere"}, "option --test-dir: give the test scenes of your data too"),

@@ -41,7 +41,7 @@ def test_space_and_fixed_options_parse_with_commas_inside_values():
         ("space", "lr=0.1:0.01", "need low < high"),
         ("space", "lr=0:1:log", "low > 0"),
         ("space", "learning_rate=1e-4:1e-2", "learning_rate is not a `seaice train` option"),
-        ("space", "store=a|b", "store is set by the tune itself"),
+        ("space", "store=a|b", "store is set by the command itself"),
         ("space", "model=unet:deeplabv3", "give low:high"),
         ("space", "batch_size=8|x", "batch_size=x: not a int"),
         ("space", "", "at least one option"),

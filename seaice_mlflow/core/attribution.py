@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -37,7 +37,6 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
-from seaice_mlflow.core.metrics import ClassCounts, confusion_matrix, head_score, percent
 from seaice_mlflow.core.task import Head, TaskSpec
 
 Method = Literal["ig", "ablation", "gradshap", "deepliftshap", "permutation"]
@@ -215,8 +214,11 @@ def _attribute(
     expansion = {"gradshap": settings.steps, "deepliftshap": len(base)}.get(method, 1)
     chunk = max(1, settings.batch // expansion)
     ready = None
-    if method == "deepliftshap":
-        ready = deeplift_ready(model, (inputs[:1], target.classes[:1], target.weights[:1]))
+    if method == "deepliftshap":  # the calls are counted on a pass of the size DeepLIFT runs: inputs and baselines
+        size = 2 * min(chunk, len(inputs)) * len(base)
+        example = (inputs[:1].expand(size, -1, -1, -1), target.classes[:1].expand(size, -1, -1),
+                   target.weights[:1].expand(size, -1, -1))  # fmt: skip
+        ready = deeplift_ready(model, example)
     parts = []
     for start in range(0, len(inputs), chunk):
         part = slice(start, start + chunk)
@@ -225,10 +227,16 @@ def _attribute(
             parts.append(IntegratedGradients(model).attribute(x, baselines=base[part], additional_forward_args=args,
                                                               n_steps=settings.steps,
                                                               internal_batch_size=settings.batch))  # fmt: skip
-        elif method == "gradshap":
-            torch.manual_seed(settings.seed + start)  # GradientSHAP draws baselines and points on the path
-            parts.append(GradientShap(model).attribute(x, baselines=base, n_samples=settings.steps,
-                                                       additional_forward_args=args))  # fmt: skip
+        elif method == "gradshap":  # Captum draws its baselines and path points from numpy's global generator
+            saved = np.random.get_state()
+            np.random.seed(settings.seed + start)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(settings.seed + start)
+                    parts.append(GradientShap(model).attribute(x, baselines=base, n_samples=settings.steps,
+                                                               additional_forward_args=args))  # fmt: skip
+            finally:
+                np.random.set_state(saved)
         elif method == "deepliftshap":
             with warnings.catch_warnings():  # "setting hooks on non-linear activations": what DeepLIFT does
                 warnings.simplefilter("ignore", UserWarning)
@@ -297,6 +305,8 @@ def attribution_table(
     rows: list[Importance] = []
     for method in methods:
         if method == "permutation":
+            from seaice_mlflow.core.permutation import permutation_table  # it builds on this module's types
+
             rows += permutation_table(network, task, patches, heads, classes, features, settings)
             continue
         for name in heads:
@@ -330,90 +340,3 @@ def feature_mask(features: Sequence[Feature], channels: int) -> torch.Tensor:
     for i, feature in enumerate(features):
         mask[list(feature.channels)] = i
     return mask.view(1, channels, 1, 1)
-
-
-def predict_classes(network: nn.Module, head: Head, inputs: torch.Tensor, batch: int) -> torch.Tensor:
-    """Decoded class maps (N, P, P) of one head: argmax, or the rounded, clamped value."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(inputs), batch):
-            scores = network(inputs[start : start + batch])[head.name]
-            if head.kind == "regression":
-                out.append(scores[:, 0].round().clamp(0, head.n_classes - 1).long())
-            else:
-                out.append(scores.argmax(dim=1))
-    return torch.cat(out)
-
-
-def head_scores(head: Head, reference: torch.Tensor, prediction: torch.Tensor, ignore_index: int) -> np.ndarray:
-    """The head's official score and each class's F1, in percent, pooled over the patches."""
-    cm = confusion_matrix(reference.cpu().numpy(), prediction.cpu().numpy().astype(np.uint8), ignore_index)
-    per_class = ClassCounts.from_confusion(cm[: head.n_classes, : head.n_classes]).f1()
-    return np.array([head_score(head.score_metric, cm), *(percent(v) for v in per_class)])
-
-
-def perturbed_scores(
-    network: nn.Module, task: TaskSpec, patches: Patches, heads: Sequence[str],
-    perturb: Callable[[torch.Tensor], torch.Tensor], batch: int = 16,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """Each head's official score and per-class F1 on the patches after ``perturb(inputs)``."""
-    inputs = perturb(patches.inputs)
-    return {name: head_scores(task.head(name), patches.references[name],
-                              predict_classes(network, task.head(name), inputs, batch), task.ignore_index)
-            for name in heads}  # fmt: skip
-
-
-def shuffled(channels: Sequence[int], generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A perturbation that shuffles ``channels`` together across all pixels of all patches."""
-
-    def perturb(inputs: torch.Tensor) -> torch.Tensor:
-        out = inputs.clone()
-        n, _, h, w = inputs.shape
-        order = torch.randperm(n * h * w, generator=generator).to(inputs.device)
-        values = inputs[:, list(channels)].permute(1, 0, 2, 3).reshape(len(channels), -1)[:, order]
-        out[:, list(channels)] = values.reshape(len(channels), n, h, w).permute(1, 0, 2, 3)
-        return out
-
-    return perturb
-
-
-def replaced(channels: Sequence[int], kind: Baseline) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A perturbation that sets ``channels`` to their baseline (what Feature Ablation does)."""
-
-    def perturb(inputs: torch.Tensor) -> torch.Tensor:
-        out = inputs.clone()
-        out[:, list(channels)] = baselines(inputs, kind)[:, list(channels)]
-        return out
-
-    return perturb
-
-
-def permutation_table(
-    network: nn.Module, task: TaskSpec, patches: Patches, heads: Sequence[str],
-    classes: Mapping[str, Sequence[int]], features: Sequence[Feature], settings: Settings,
-) -> list[Importance]:  # fmt: skip
-    """Score drops (points) when each feature is shuffled: the official score for ``all``, each
-    class's F1 for that class; spread over ``settings.repeats`` shuffles."""
-    before = perturbed_scores(network, task, patches, heads, lambda x: x, settings.batch)
-    generator = torch.Generator().manual_seed(settings.seed)
-    drops = {name: np.zeros((settings.repeats, len(features), len(before[name]))) for name in heads}
-    for i, feature in enumerate(features):
-        for r in range(settings.repeats):
-            after = perturbed_scores(network, task, patches, heads, shuffled(feature.channels, generator),
-                                     settings.batch)  # fmt: skip
-            for name in heads:
-                drops[name][r, i] = np.nan_to_num(before[name]) - np.nan_to_num(after[name])
-    rows: list[Importance] = []
-    for name in heads:
-        head, reference = task.head(name), patches.references[name]
-        columns = [(ALL, 0, reference != task.ignore_index)]
-        columns += [(head.class_names[c], 1 + c, reference == c) for c in classes.get(name, ())]
-        for target, column, pixels in columns:
-            counted = int(pixels.flatten(1).any(1).sum())
-            if not counted:
-                continue
-            for chosen in by_level(features).values():
-                index = [features.index(f) for f in chosen]
-                summary = summarise("permutation", name, target, chosen, drops[name][:, index, column])
-                rows += [Importance(**{**r.as_dict(), "patches": counted}) for r in summary]
-    return rows

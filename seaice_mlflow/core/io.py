@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,3 +95,15 @@ def add_variable(
     for key, value in (attrs or {}).items():
         var.setncattr(key, value)
     return var
+
+
+def write_csv(rows: Sequence[Mapping[str, object]], path: str | Path) -> Path:
+    """Rows as a CSV file (columns in order of first appearance; a NaN float left empty), written atomically."""
+    path = Path(path)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+    return path

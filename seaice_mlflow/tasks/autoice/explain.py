@@ -168,7 +168,7 @@ def sample_patches(
             tiles = SceneTiles(scene, recipe.variables, recipe.downsample)
             grid = working_charts(scene, charts, recipe.downsample)
             height, width = tiles.shape
-            valid = np.logical_and.reduce([g != 255 for g in grid.values()])
+            valid = np.logical_and.reduce([g != recipe.task.ignore_index for g in grid.values()])
             rows, cols = np.nonzero(valid)
             if height < size or width < size or not len(rows) or not count:
                 continue
@@ -221,7 +221,9 @@ class CamProduct:
         keep_r, keep_c = rows % self.step == 0, cols % self.step == 0
         small = np.ix_(rows[keep_r] // self.step, cols[keep_c] // self.step)
         self.maps[(slice(None), *small)] = maps[:, keep_r][:, :, keep_c]
-        hh = self.scene.read_sar(["nersc_sar_primary"], fine)["nersc_sar_primary"][k // 2 :: k, k // 2 :: k]
+        centres = self.scene.read_sar(["nersc_sar_primary"], fine)["nersc_sar_primary"][k // 2 :: k, k // 2 :: k]
+        hh = np.zeros((window.height, window.width), np.float32)  # a last block without a centre pixel: no SAR
+        hh[: centres.shape[0], : centres.shape[1]] = centres
         self.hh[small] = hh[keep_r][:, keep_c]
 
 

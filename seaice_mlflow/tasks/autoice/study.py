@@ -28,17 +28,14 @@ commas itself (``unet_filters=8,8,16,16;unet_filters=16,32,64,64``).
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seaice_mlflow.core.errors import ParameterError, option_name
-from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.models import architecture_names
 from seaice_mlflow.tasks.autoice.config import PROFILES, STUDY_KINDS, StudyKind
 from seaice_mlflow.tasks.autoice.files.metadata import CALENDAR_SEASONS, CRYO_SEASONS
@@ -84,7 +81,8 @@ def split_values(text: str) -> list[str]:
     items = [v for v in items if v]
     repeated = sorted({v for v in items if items.count(v) > 1})
     if repeated:
-        raise ParameterError("values", f"{repeated[0]} is given twice")
+        hint = "; separate the settings by semicolons when one holds commas" if "=" in text else ""
+        raise ParameterError("values", f"{repeated[0]} is given twice{hint}")
     return items
 
 
@@ -218,18 +216,6 @@ def table_rows(results: Sequence[SettingResult], shown: Sequence[str] = ()) -> l
             row[f"{name}_mean"], row[f"{name}_std"] = r.mean(name), r.spread(name)
         rows.append(row)
     return rows
-
-
-def write_table(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """The comparison table as CSV (a spread over one seed is left empty)."""
-    path = Path(path)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
-    return path
 
 
 def headline_columns(results: Sequence[SettingResult]) -> list[str]:

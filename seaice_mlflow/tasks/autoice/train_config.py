@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from seaice_mlflow.core.engine import DEVICES
-from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.errors import ParameterError, option_name
 from seaice_mlflow.core.task import HeadLevel, TaskSpec
 from seaice_mlflow.models import ModelSpec, architecture_names, get_architecture, spec_from_options
 from seaice_mlflow.models.classifiers import patch_step
@@ -57,6 +57,11 @@ class TrainConfig(TrainDefaults):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ParameterError(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.level == "patch" and (self.land == "exclude" or self.border_distance):
+            option = "land" if self.land == "exclude" else "border_distance"
+            raise ParameterError(option, f"filters the pixels of a segmentation model's patches; the patches of the "
+                                 f"classifier {self.model} are chosen by --patch-purity (leave {option_name(option)} "
+                                 "at its default)")  # fmt: skip
         if self.deeplab_depth not in RESNETS:
             raise ParameterError("deeplab_depth", f"{self.deeplab_depth} is not one of {', '.join(map(str, RESNETS))}")
         positive = ("lr", "epochs", "batches_per_epoch", "batch_size", "restart_epochs", "val_tile", "nproc")

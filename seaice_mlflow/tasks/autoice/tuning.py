@@ -77,7 +77,7 @@ def option_type(name: str, what: str) -> type:
     if name not in known:
         raise ParameterError(what, f"{name} is not a `seaice train` option")
     if name in FIXED_BY_TUNE:
-        raise ParameterError(what, f"{name} is set by the tune itself ({', '.join(FIXED_BY_TUNE)} are)")
+        raise ParameterError(what, f"{name} is set by the command itself ({', '.join(FIXED_BY_TUNE)} are)")
     return type(getattr(TRAIN, name))
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from seaice_mlflow.core.defaults import DEVICES, option
+from seaice_mlflow.tasks.optical.readers import MASK_KINDS, MaskKind
 
 #: Class weights of the loss: none, or inverse square-root frequency over the training photos.
 ClassWeights = Literal["none", "balanced"]
@@ -22,6 +23,8 @@ class OpticalTrainDefaults:
     """``seaice optical train`` (besides the required ``--data-dir``)."""
 
     classes: str = option("", "Class table (config.json or a class file); empty: the folder's or its parent's.")
+    masks: MaskKind = option("auto", "How label masks are read: auto (from the first label), ids or colour.",
+                             choices=MASK_KINDS)  # fmt: skip
     model: str = option("smp_unet", "Architecture of the model registry: smp_unet, pspnet, deeplabv3plus, upernet "
                         "(segmentation_models_pytorch), unet, deeplabv3, ...")  # fmt: skip
     encoder: str = option("resnet18", "Encoder of the segmentation_models_pytorch architectures (random init).")

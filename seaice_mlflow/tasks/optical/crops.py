@@ -34,23 +34,21 @@ STD = (0.229, 0.224, 0.225)
 HEAD = "ice"
 
 
-def normalise(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) standardised inputs."""
+def normalise(rgb: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
+    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) inputs standardised with ``mean`` and ``std``."""
     x = np.moveaxis(np.asarray(rgb, np.float32) / 255.0, -1, -3)
-    mean = np.asarray(MEAN, np.float32)[:, None, None]
-    std = np.asarray(STD, np.float32)[:, None, None]
-    return (x - mean) / std
+    return (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
 
 
 class PhotoTiles:
     """A photo's model inputs, window by window (a :class:`~seaice_mlflow.core.tiling.TileSource`)."""
 
-    def __init__(self, rgb: np.ndarray):
-        self.rgb = rgb
+    def __init__(self, rgb: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD):
+        self.rgb, self.mean, self.std = rgb, mean, std
         self.shape = tuple(rgb.shape[:2])
 
     def read(self, window: Window) -> np.ndarray:
-        return normalise(self.rgb[window.slices])
+        return normalise(self.rgb[window.slices], self.mean, self.std)
 
 
 class PhotoCrops(Dataset):
@@ -86,10 +84,8 @@ class PhotoCrops(Dataset):
             image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
             mask = tv_tensors.Mask(torch.from_numpy(label)[None])
             image, mask = self.transform(image, mask)
-        mean = torch.tensor(MEAN)[:, None, None]
-        std = torch.tensor(STD)[:, None, None]
-        return {"image": (image.float() / 255.0 - mean) / std, HEAD: mask[0].to(torch.uint8),
-                "index": torch.tensor(int(index))}  # fmt: skip
+        inputs = normalise(image.permute(1, 2, 0).numpy())
+        return {"image": torch.from_numpy(inputs), HEAD: mask[0].to(torch.uint8), "index": torch.tensor(int(index))}
 
     def class_counts(self) -> np.ndarray:
         """Labelled pixels per class over the training photos (class weights)."""

@@ -53,7 +53,8 @@ class PhotoMaskModel(PythonModel):
 
     def predict_photo(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """One photo (H, W, 3) uint8 -> label ids (H, W) and, if asked, probabilities (K, H, W)."""
-        prediction = self.predictor.predict(PhotoTiles(np.asarray(rgb, np.uint8)), self.probabilities)
+        tiles = PhotoTiles(np.asarray(rgb, np.uint8), self.recipe.mean, self.recipe.std)
+        prediction = self.predictor.predict(tiles, self.probabilities)
         scores = prediction.scores[HEAD] if prediction.scores else None
         return self.ids[prediction.charts[HEAD]], scores
 

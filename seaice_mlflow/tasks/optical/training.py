@@ -53,7 +53,7 @@ class PhotoTraining:
     def build(cls, data_dir: str | Path, options: OpticalTrainDefaults, dist: Distributed = Distributed()):
         """Every part, weights drawn right after ``torch.manual_seed(options.seed)``."""
         device = resolve_device(options.device)
-        folder = open_folder(data_dir, classes=options.classes or None, seed=options.seed)
+        folder = open_folder(data_dir, classes=options.classes or None, masks=options.masks, seed=options.seed)
         train = [p for p in folder.split("train") if p.label is not None]
         if not train:
             raise ParameterError("data_dir", f"{data_dir} holds no labelled training photo; check it with "
@@ -94,6 +94,7 @@ class PhotoTraining:
         board = ScoreBoard(self.task)
         for photo in self.validation_photos():
             rgb, label = read_pair(photo, self.folder.table)
-            board.add(photo.stem, {HEAD: label}, predictor.predict(PhotoTiles(rgb)).charts)
+            tiles = PhotoTiles(rgb, self.recipe.mean, self.recipe.std)
+            board.add(photo.stem, {HEAD: label}, predictor.predict(tiles).charts)
         self.network.train()
         return board.pooled()

@@ -11,7 +11,6 @@ of each method (``explain_seconds_per_patch_<method>``).
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -22,8 +21,10 @@ import torch
 
 from seaice_mlflow.core.attribution import Importance, Patches, Settings, attribution_table
 from seaice_mlflow.core.engine import TileOptions, resolve_device
+from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.gradcam import cam_targets
-from seaice_mlflow.core.io import atomic_path, check_writable
+from seaice_mlflow.core.io import check_writable, write_csv
+from seaice_mlflow.models import get_architecture
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.config import ExplainDefaults
 from seaice_mlflow.tasks.autoice.explain import (
@@ -50,12 +51,18 @@ class ExplainRun:
     files: list[Path]  # written to --out
 
 
-def write_rows(rows: Sequence[dict], path: Path) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+def check_for_patch_models(recipe, methods: Sequence[str], gradcam: bool) -> None:
+    """A patch classifier slides one window per cell: DeepLIFT's per-call rules and Grad-CAM's
+    single layer call do not hold for it (the other methods do)."""
+    if get_architecture(recipe.model.arch).level != "patch":
+        return
+    if "deepliftshap" in methods:
+        raise ParameterError("methods", f"deepliftshap cannot explain the patch classifier {recipe.model.arch} "
+                             "(its windows go through the network in chunks); use ig, gradshap, ablation or "
+                             "permutation")  # fmt: skip
+    if gradcam:
+        raise ParameterError("gradcam", f"Grad-CAM maps one layer call, and the patch classifier "
+                             f"{recipe.model.arch} calls its head once per window; leave --gradcam out")  # fmt: skip
 
 
 def explain(
@@ -68,15 +75,16 @@ def explain(
     device = resolve_device(options.device)
     files = scene_files(data_dir)
     out = check_writable(options.out, "out")
+    model, ref = load_model(model_uri, device.type, TileOptions(amp=False))  # a bad URI or option fails before the run
+    recipe, network = model.recipe, model.predictor.models[0].float().eval()
+    task = recipe.task
+    charts = parse_charts(options.charts, task)
+    chosen = parse_classes(options.classes, task, charts)
+    features = features_of(options.groups, recipe.variables)
+    check_for_patch_models(recipe, methods, options.gradcam)
     params = {"model_uri": model_uri, "data_dir": str(Path(data_dir).resolve()), **asdict(options), "out": str(out)}
     with step_run("explain", params) as run:
-        model, ref = load_model(model_uri, device.type, TileOptions(amp=False))
         mlflow.set_tags(model_tags([ref]))
-        recipe, network = model.recipe, model.predictor.models[0].float().eval()
-        task = recipe.task
-        charts = parse_charts(options.charts, task)
-        chosen = parse_classes(options.classes, task, charts)
-        features = features_of(options.groups, recipe.variables)
         patches, records = sample_patches(files, recipe, charts, options.patches, options.patch_size, options.seed)
         patches = Patches(patches.inputs.to(device), {c: r.to(device) for c, r in patches.references.items()})
         classes = chosen if chosen is not None else present_classes(patches.references, task.ignore_index)
@@ -90,8 +98,8 @@ def explain(
             echo(f"{method}: {seconds[method]:.3f} s per patch")
         out.mkdir(parents=True, exist_ok=True)
         written = [
-            write_rows([r.as_dict() for r in rows], out / "importance.csv"),
-            write_rows([asdict(r) for r in records], out / "patches.csv"),
+            write_csv([r.as_dict() for r in rows], out / "importance.csv"),
+            write_csv([asdict(r) for r in records], out / "patches.csv"),
         ]
         title = f"{model_uri}: {len(records)} patches of {options.patch_size} px, baseline {options.baseline}"
         for level, name in (("group", "importance.png"), ("variable", "importance_variables.png")):

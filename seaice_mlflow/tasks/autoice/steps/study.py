@@ -29,6 +29,7 @@ from pathlib import Path
 import mlflow
 
 from seaice_mlflow.core.errors import ParameterError, option_name
+from seaice_mlflow.core.io import write_csv
 from seaice_mlflow.core.trainer import EpochReport
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.config import PREPROCESS, TRAIN, PreprocessDefaults, StudyDefaults, StudyKind
@@ -49,7 +50,6 @@ from seaice_mlflow.tasks.autoice.study import (
     parse_settings,
     setting_error,
     table_rows,
-    write_table,
 )
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.tuning import parse_fixed
@@ -67,6 +67,8 @@ NOT_IN_KEY = ("store", "out", "resume", "device", "workers", "nproc")
 SHOWN: dict[str, tuple[str, ...]] = {"patch-size": ("patch_size", "batch_size"), "data-size": ("scene_fraction",),
                                      "downsample": ()}  # fmt: skip
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Train options a study sets itself, and where from.
+SET_BY_STUDY = {"seed": "--seeds", "season_table": "--season-table", "device": "--device", "out": "--out"}
 
 
 def stderr_line(text: str) -> None:
@@ -136,6 +138,10 @@ def plan_study(kind: StudyKind, options: StudyDefaults) -> StudyPlan:
     settings = parse_settings(kind, options.values, options.profile)
     seeds = parse_seeds(options.seeds)
     fixed = parse_fixed(options.fixed)
+    controlled = sorted(set(fixed) & set(SET_BY_STUDY))
+    if controlled:
+        raise ParameterError("fixed", f"{controlled[0]} is set by the study ({', '.join(SET_BY_STUDY.values())}); "
+                             "leave it out of --fixed")  # fmt: skip
     varied = {name for s in settings for name in s.train}
     if kind == "patch-size" and options.patch_batch == "pixels":
         varied.add("batch_size")
@@ -234,7 +240,8 @@ class ChildRunner:
             trained = train(child.config, on_epoch=on_epoch, echo=self.echo)
             evaluated = evaluate(trained.model_uri, self.test_dir, device=child.config.device, by=",".join(setting.by),
                                  season_table=child.config.season_table or None, warn=self.echo)  # fmt: skip
-            mlflow.log_metrics({**evaluated.metrics, "best_val_combined": trained.best_val_combined or math.nan})
+            best = math.nan if trained.best_val_combined is None else trained.best_val_combined
+            mlflow.log_metrics({**evaluated.metrics, "best_val_combined": best})
             mlflow.set_tags({"seaice.study.train_run": trained.run_id, "seaice.study.evaluate_run": evaluated.run_id,
                              "seaice.study.model_uri": trained.model_uri})  # fmt: skip
             return run.info.run_id
@@ -260,14 +267,16 @@ def log_comparison(plan: StudyPlan, results: Sequence[SettingResult]) -> str:
     table = markdown_table(plan.kind, results, shown)
     approximate = any("season" in s.by for s in plan.settings) and not plan.options.season_table
     with tempfile.TemporaryDirectory(prefix="seaice-study-") as tmp:
-        write_table(table_rows(results, shown), Path(tmp) / "study.csv")
+        write_csv(table_rows(results, shown), Path(tmp) / "study.csv")
         (Path(tmp) / "study.md").write_text(table)
         figure = plots.study_scores(plan.kind, results, headline_columns(results), approximate)
         plots.save(figure, Path(tmp) / "study.png")
         mlflow.log_artifacts(tmp)
-    best = max(results, key=lambda r: -math.inf if math.isnan(r.mean("test_combined")) else r.mean("test_combined"))
-    mlflow.log_metric("best_test_combined", best.mean("test_combined"))
-    mlflow.set_tag("seaice.study.best_setting", best.setting.label)
+    scored = [r for r in results if not math.isnan(r.mean("test_combined"))]
+    if scored:
+        best = max(scored, key=lambda r: r.mean("test_combined"))
+        mlflow.log_metric("best_test_combined", best.mean("test_combined"))
+        mlflow.set_tag("seaice.study.best_setting", best.setting.label)
     return table
 
 
