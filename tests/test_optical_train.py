@@ -135,3 +135,67 @@ def test_seaice_optical_train_tracks_a_run_with_checkpoints_and_the_recipe(photo
         )
     whole = np.array(ids, np.uint8)[scores["ice"].argmax(1)[0].numpy()]
     assert np.array_equal(masks[0], whole)
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_written_masks_as_sklearn_does_and_predict_writes_tool_masks(photos, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    runner = CliRunner()
+    trained = runner.invoke(cli, ["optical", "train", "--data-dir", str(photos), "--epochs", "1", "--batches-per-epoch",
+                                  "3", "--batch-size", "2", "--patch-size", "64", "--workers", "0", "--device", "cpu",
+                                  "--out", str(tmp_path / "c")])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    model_uri = re.search(r"model (models:/m-\w+)", trained.output).group(1)
+    out = tmp_path / "masks"
+    predicted = runner.invoke(cli, ["optical", "predict", "--model-uri", model_uri, "--images", str(photos), "--out",
+                                    str(out), "--device", "cpu", "--tile", "64"])  # fmt: skip
+    assert predicted.exit_code == 0, predicted.output
+    stems = sorted(p.stem for p in photos.glob("*.png") if "_mask" not in p.name)
+    assert sorted(p.name for p in out.glob("*_color_mask.png")) == [f"{s}_color_mask.png" for s in stems]
+    fractions = json.loads((out / "class_fractions.json").read_text())
+    assert set(fractions) == {f"{s}.png" for s in stems}
+    assert all(abs(sum(f.values()) - 100) < 0.1 for f in fractions.values())
+
+    evaluated = runner.invoke(cli, ["optical", "evaluate", "--model-uri", model_uri, "--data-dir", str(photos),
+                                    "--device", "cpu", "--tile", "64", "--json"])  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = json.loads(evaluated.output[evaluated.output.index("{") :])
+    folder = open_folder(photos)
+    lookup = folder.table.index_lookup()
+    references, predictions = [], []
+    for photo in folder.photos:  # the written masks (label ids) against the labels, 255 ignored
+        _, label = read_pair(photo, folder.table)
+        written = lookup[np.asarray(Image.open(out / f"{photo.stem}_mask.png"))[..., 0]]
+        keep = label != 255
+        references.append(label[keep])
+        predictions.append(written[keep])
+    reference, prediction = np.concatenate(references), np.concatenate(predictions)
+    assert scores["miou"] == pytest.approx(100 * jaccard_score(reference, prediction, average="macro"), abs=1e-3)
+    assert scores["pixel_accuracy"] == pytest.approx(100 * float((reference == prediction).mean()), abs=1e-3)
+    assert set(scores["per_class"]) == set(folder.table.names) and scores["photos"] == 6
+    assert scores["miou_without_background"] != scores["miou"]  # sky is left out
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        return model_input
+
+
+def test_optical_commands_refuse_other_models_and_missing_photos(tmp_path, monkeypatch):
+    from seaice_mlflow.core.errors import ParameterError
+    from seaice_mlflow.tasks.optical.masks import load_photo_model
+    from seaice_mlflow.tasks.optical.steps.predict import photo_files
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run():
+        other = mlflow.pyfunc.log_model(name="echo", python_model=Echo())
+    with pytest.raises(ParameterError, match="option --model-uri: .* is not an optical model"):
+        load_photo_model(other.model_uri)
+    with pytest.raises(ParameterError, match="option --images: .*nowhere.png does not exist"):
+        photo_files([tmp_path / "nowhere.png"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterError, match="option --images: no photo"):
+        photo_files([tmp_path / "empty"])
