@@ -190,6 +190,7 @@ def test_optical_commands_refuse_other_models_and_missing_photos(tmp_path, monke
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment(EXPERIMENT)  # not the experiment an earlier test of this process left active
     with mlflow.start_run():
         other = mlflow.pyfunc.log_model(name="echo", python_model=Echo())
     with pytest.raises(ParameterError, match="option --model-uri: .* is not an optical model"):
