@@ -10,8 +10,7 @@ import click
 from tqdm import tqdm
 
 from seaice_mlflow.cli.options import options_from
-from seaice_mlflow.core.defaults import DEVICES
-from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
+from seaice_mlflow.tasks.optical.config import OpticalEvaluateDefaults, OpticalPredictDefaults, OpticalTrainDefaults
 from seaice_mlflow.tasks.optical.inspect import inspect_folder
 from seaice_mlflow.tasks.optical.readers import MASK_KINDS, open_folder
 from seaice_mlflow.tasks.optical.synthetic import DEFAULT_SIZE, MIN_SIZE, synthesize_photos
@@ -104,19 +103,15 @@ def train_command(data_dir: Path, **options) -> None:
 @optical.command("evaluate")
 @click.option("--model-uri", required=True, metavar="URI", help="An optical model (models:/m-<id>, runs:/<run>/model).")
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path), help="Labelled photos, any layout.")
-@click.option("--classes", default="", help="Class table (config.json or a class file); empty: the folder's.")
-@click.option("--masks", type=click.Choice(MASK_KINDS), default="auto", show_default=True, help="How masks are read.")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--tile", type=click.IntRange(min=32), default=512, show_default=True, help="Inference tile size.")
-@click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
-def evaluate_command(model_uri: str, data_dir: Path, classes: str, masks: str, device: str, tile: int,
-                     as_json: bool) -> None:  # fmt: skip
+@options_from(OpticalEvaluateDefaults)
+def evaluate_command(model_uri: str, data_dir: Path, **options) -> None:
     """Score an optical model on the labelled photos of DATA_DIR: mIoU (with and without sky and
     background), pixel accuracy, per-class IoU and F1, in percent; logged as an MLflow run."""
     from seaice_mlflow.tasks.optical.steps.evaluate import evaluate
 
-    result = evaluate(model_uri, data_dir, classes, masks, device, tile)
-    if as_json:
+    settings = OpticalEvaluateDefaults(**options)
+    result = evaluate(model_uri, data_dir, settings.classes, settings.masks, settings.device, settings.tile)
+    if settings.json:
         click.echo(json.dumps(result.scores.as_dict(), indent=1))
         return
     s = result.scores
@@ -126,17 +121,18 @@ def evaluate_command(model_uri: str, data_dir: Path, classes: str, masks: str, d
 
 @optical.command("predict")
 @click.option("--model-uri", required=True, metavar="URI", help="An optical model (models:/m-<id>, runs:/<run>/model).")
-@click.option("--images", required=True, multiple=True, type=click.Path(path_type=Path),
-              help="Photo files or folders (repeat the option for several).")  # fmt: skip
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the masks.")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--tile", type=click.IntRange(min=32), default=512, show_default=True, help="Inference tile size.")
-def predict_command(model_uri: str, images: tuple[Path, ...], out: Path, device: str, tile: int) -> None:
+@click.option("--images", required=True, multiple=True,
+              help="Photo files or folders (repeat the option, or separate them by commas).")  # fmt: skip
+@options_from(OpticalPredictDefaults)
+def predict_command(model_uri: str, images: tuple[str, ...], **options) -> None:
     """Masks of photos in the PixelAnnotationTool convention (<stem>_mask.png, <stem>_color_mask.png)
     and class_fractions.json, so that an annotator can correct a prediction in the tool."""
+    from seaice_mlflow.tasks.autoice.prediction import split_paths
     from seaice_mlflow.tasks.optical.steps.predict import predict
 
-    result = predict(model_uri, images, out, device, tile, echo=lambda line: click.echo(line, err=True))
-    click.echo(f"run {result.run_id}: {len(result.written) - 1} mask file(s) in {out}")
+    settings = OpticalPredictDefaults(**options)
+    result = predict(model_uri, split_paths(images), settings.out, settings.device, settings.tile,
+                     echo=lambda line: click.echo(line, err=True))  # fmt: skip
+    click.echo(f"run {result.run_id}: {len(result.written) - 1} mask file(s) in {settings.out}")
     if result.failed:
         raise SystemExit(1)

@@ -45,3 +45,29 @@ class OpticalTrainDefaults:
     device: str = option("auto", "auto, cpu or cuda.", choices=DEVICES)
     seed: int = option(0, "Seed of weights, crops and augmentations, and of the 20 % validation draw.")
     out: str = option("outputs/optical", "Folder for checkpoints (last.pt, best.pt).")
+
+
+@dataclass(frozen=True)
+class OpticalInferenceDefaults:
+    """Tiled inference of an optical command (``evaluate``, ``predict``)."""
+
+    device: str = option("auto", "auto, cpu or cuda.", choices=DEVICES)
+    tile: int = option(512, "Inference tile size in photo pixels (memory follows the tile, not the photo).", minimum=32)
+
+
+@dataclass(frozen=True)
+class OpticalEvaluateDefaults(OpticalInferenceDefaults):
+    """``seaice optical evaluate`` (besides the required ``--model-uri`` and ``--data-dir``)."""
+
+    classes: str = option("", "Class table (config.json or a class file); empty: the folder's or its parent's.")
+    masks: MaskKind = option("auto", "How label masks are read: auto (from the first label), ids or colour.",
+                             choices=MASK_KINDS)  # fmt: skip
+    json: bool = option(False, "Print the scores as one JSON object.")
+
+
+@dataclass(frozen=True)
+class OpticalPredictDefaults(OpticalInferenceDefaults):
+    """``seaice optical predict`` (besides the required ``--model-uri`` and ``--images``)."""
+
+    out: str = option("outputs/optical/masks", "Folder for <stem>_mask.png, <stem>_color_mask.png and "
+                      "class_fractions.json.")  # fmt: skip
