@@ -287,6 +287,7 @@ class Echo(mlflow.pyfunc.PythonModel):
 
 
 def test_explain_refuses_what_is_no_model_of_this_package(ready_dir, tmp_path, tracking):
+    mlflow.set_experiment(EXPERIMENT)  # not the experiment an earlier test of this process left active
     with mlflow.start_run() as run:
         mlflow.log_text("not a model", "model/MLmodel")
     result = CliRunner().invoke(cli, ["explain", "--model-uri", f"runs:/{run.info.run_id}/model", "--data-dir",

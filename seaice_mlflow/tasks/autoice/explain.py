@@ -43,7 +43,8 @@ from seaice_mlflow.tasks.autoice.recipe import Recipe
 from seaice_mlflow.tasks.autoice.scene import Scene
 from seaice_mlflow.tasks.autoice.sources import SceneTiles
 
-BANDS = ("6_9", "7_3", "10_7", "18_7", "23_8", "36_5", "89_0")
+#: AMSR2 frequencies, in the variables' order (``btemp_6_9h`` -> ``6_9``).
+BANDS = tuple(dict.fromkeys(v.removeprefix("btemp_")[:-1] for v in AMSR2_VARIABLES))
 DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
     "SAR HH/HV": ("nersc_sar_primary", "nersc_sar_secondary"),
     "incidence angle": ("sar_incidenceangle",),

@@ -113,6 +113,12 @@ class ClassTable:
         lookup[list(self.ids)] = np.arange(len(self.ids), dtype=np.uint8)
         return lookup
 
+    def colour_lookup(self) -> np.ndarray:
+        """A (256, 3) uint8 table: label id -> its class colour (black for the other values)."""
+        lookup = np.zeros((256, 3), dtype=np.uint8)
+        lookup[list(self.ids)] = self.colours
+        return lookup
+
     def unknown_ids(self, values: np.ndarray) -> dict[int, int]:
         """Pixel count of each id in ``values`` that is neither a class, the fill id nor 255."""
         counts = np.bincount(values.ravel(), minlength=256)

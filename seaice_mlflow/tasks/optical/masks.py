@@ -47,9 +47,7 @@ def load_photo_model(uri: str, device: str = "auto", tile: int = 512, overlap: i
 
 def write_masks(ids: np.ndarray, table: ClassTable, out: Path, stem: str) -> list[Path]:
     """``<stem>_mask.png`` (R=G=B=id) and ``<stem>_color_mask.png`` in ``out``, each complete or absent."""
-    colours = np.zeros((256, 3), np.uint8)
-    for c in table.classes:
-        colours[c.id] = c.colour
+    colours = table.colour_lookup()
     written = []
     for name, pixels in ((f"{stem}_mask.png", np.repeat(ids[..., None], 3, axis=-1)),
                          (f"{stem}_color_mask.png", colours[ids])):  # fmt: skip

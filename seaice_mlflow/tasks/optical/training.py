@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from seaice_mlflow.core.distributed import Distributed
 from seaice_mlflow.core.engine import ChartPredictor, TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError
-from seaice_mlflow.core.losses import MultiTaskLoss
+from seaice_mlflow.core.losses import MultiTaskLoss, class_weights_from_histograms
 from seaice_mlflow.core.metrics import ScoreBoard, Scores
 from seaice_mlflow.core.task import TaskSpec
 from seaice_mlflow.core.trainer import LoopSettings, Trainer, TrainingParts
@@ -28,15 +27,6 @@ from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
 from seaice_mlflow.tasks.optical.crops import HEAD, PhotoCrops, PhotoLoader, PhotoTiles
 from seaice_mlflow.tasks.optical.readers import Photo, PhotoFolder, open_folder, read_pair
 from seaice_mlflow.tasks.optical.recipe import RGB, PhotoRecipe
-
-
-def balanced_weights(counts: np.ndarray) -> torch.Tensor:
-    """Inverse square-root class frequency, mean 1 over the classes present (absent classes 0)."""
-    present = counts > 0
-    weights = np.zeros(len(counts))
-    weights[present] = 1.0 / np.sqrt(counts[present] / counts[present].sum())
-    weights[present] /= weights[present].mean()
-    return torch.tensor(weights, dtype=torch.float32)
 
 
 @dataclass
@@ -64,7 +54,10 @@ class PhotoTraining:
         torch.manual_seed(options.seed)
         network = build_model(spec).to(device)
         crops = PhotoCrops(train, folder.table, options.patch_size, seed=options.seed, augment=options.augment)
-        weights = {HEAD: balanced_weights(crops.class_counts()).to(device)} if options.class_weights != "none" else None
+        weights = None
+        if options.class_weights == "balanced":  # the counts and a masked count of 0, as the core takes them
+            counts = {HEAD: [*crops.class_counts().tolist(), 0]}
+            weights = {h: w.to(device) for h, w in class_weights_from_histograms(task, counts).items()}
         loss = MultiTaskLoss(task, {HEAD: 1.0}, weights)
         optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=options.epochs)

@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import re
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -38,7 +37,7 @@ from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
 from seaice_mlflow.tasks.autoice.steps.evaluate import evaluate
 from seaice_mlflow.tasks.autoice.steps.main import PROFILES, Profile, scene_folders
 from seaice_mlflow.tasks.autoice.steps.preprocess import preprocess
-from seaice_mlflow.tasks.autoice.steps.train import train
+from seaice_mlflow.tasks.autoice.steps.train import stderr_line, train
 from seaice_mlflow.tasks.autoice.strata import select_scenes
 from seaice_mlflow.tasks.autoice.study import (
     Setting,
@@ -69,10 +68,6 @@ SHOWN: dict[str, tuple[str, ...]] = {"patch-size": ("patch_size", "batch_size"),
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Train options a study sets itself, and where from.
 SET_BY_STUDY = {"seed": "--seeds", "season_table": "--season-table", "device": "--device", "out": "--out"}
-
-
-def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,7 +27,7 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.io import check_writable
 from seaice_mlflow.core.trainer import EpochReport
 from seaice_mlflow.tasks.autoice.config import TuneDefaults
-from seaice_mlflow.tasks.autoice.steps.train import train
+from seaice_mlflow.tasks.autoice.steps.train import stderr_line, train
 from seaice_mlflow.tasks.autoice.store import Store
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.tuning import (
@@ -58,10 +57,6 @@ class TuneRun:
     finished: int  # finished trials of the study (complete or pruned)
     best_value: float | None
     best_params: dict[str, Any]
-
-
-def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass
