@@ -16,8 +16,8 @@ PROJECT = yaml.safe_load((ROOT / "MLproject").read_text())
 
 
 #: MLproject entry points whose `seaice` command has another name
-COMMANDS = {"main": "pipeline", "optical_train": "optical train", "optical_evaluate": "optical evaluate",
-            "optical_predict": "optical predict"}  # fmt: skip
+COMMANDS = {"main": "pipeline", "optical_main": "optical pipeline", "optical_train": "optical train",
+            "optical_evaluate": "optical evaluate", "optical_predict": "optical predict"}  # fmt: skip
 
 
 def command_of(entry_point: str) -> click.Command:
@@ -42,6 +42,7 @@ def test_every_command_is_an_entry_point():
         "optical_train",
         "optical_evaluate",
         "optical_predict",
+        "optical_main",
     }
     assert all(command_of(name) for name in PROJECT["entry_points"])
 

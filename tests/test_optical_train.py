@@ -185,7 +185,7 @@ class Echo(mlflow.pyfunc.PythonModel):
 
 def test_optical_commands_refuse_other_models_and_missing_photos(tmp_path, monkeypatch):
     from seaice_mlflow.core.errors import ParameterError
-    from seaice_mlflow.tasks.optical.masks import load_photo_model
+    from seaice_mlflow.tasks.optical.logged_models import load_optical_models
     from seaice_mlflow.tasks.optical.steps.predict import photo_files
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -194,7 +194,7 @@ def test_optical_commands_refuse_other_models_and_missing_photos(tmp_path, monke
     with mlflow.start_run():
         other = mlflow.pyfunc.log_model(name="echo", python_model=Echo())
     with pytest.raises(ParameterError, match="option --model-uri: .* is not an optical model"):
-        load_photo_model(other.model_uri)
+        load_optical_models(other.model_uri)
     with pytest.raises(ParameterError, match="option --images: .*nowhere.png does not exist"):
         photo_files([tmp_path / "nowhere.png"])
     (tmp_path / "empty").mkdir()

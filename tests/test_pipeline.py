@@ -11,8 +11,9 @@ import pytest
 from nbclient import NotebookClient
 
 from seaice_mlflow.core.errors import ParameterError
-from seaice_mlflow.tasks.autoice.steps.main import PROFILES, Pipeline, scene_folders
+from seaice_mlflow.tasks.autoice.steps.main import PROFILES, scene_folders
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
+from seaice_mlflow.tracking.projects import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

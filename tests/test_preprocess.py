@@ -16,6 +16,7 @@ from seaice_mlflow.cli import cli
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.conversion import validation_count
 from seaice_mlflow.tasks.autoice.downsample import downsample_chart, downsample_mean
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES, SAR_VARIABLES
@@ -172,6 +173,21 @@ def test_validation_split_options(ready_dir, tmp_path):
         run(ready_dir, tmp_path / "b", val_list=val_list)
     with pytest.raises(ParameterError, match="only 2 training scenes"):
         run(ready_dir, tmp_path / "c", val_scenes=5)
+
+
+def test_the_default_validation_share_suits_small_and_large_folders(ready_dir, tmp_path, monkeypatch):
+    assert [validation_count("auto", n) for n in (0, 1, 2, 9, 15, 40, 513)] == [0, 0, 1, 1, 2, 4, 10]
+    assert validation_count("3", 40) == 3 and validation_count(0, 40) == 0  # an explicit number is exact
+    with pytest.raises(ParameterError, match="option --val-scenes: 'some' is neither a number nor auto"):
+        validation_count("some", 4)
+    with pytest.raises(ParameterError, match="option --val-scenes: must be >= 0"):
+        validation_count("-1", 4)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "val-share")
+    done = CliRunner().invoke(cli, ["preprocess", "--data-dir", str(ready_dir), "--out", str(tmp_path / "s")])
+    assert done.exit_code == 0, done.output  # 2 scenes with the defaults: 1 validates
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert sorted(s["split"] for s in manifest["scenes"]) == ["train", "val"]
 
 
 def test_test_scenes_keep_their_split(test_dir, tmp_path):

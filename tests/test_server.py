@@ -1,5 +1,5 @@
 """Against a real `mlflow server` over HTTP: train, evaluate, register, load by alias and by stage;
-and a model served over REST with `seaice serve`."""
+and the champion served over REST (`mlflow models serve`, `seaice serve`)."""
 
 import json
 import os
@@ -56,8 +56,10 @@ def test_pipeline_steps_over_http(server, ready_dir, test_dir, tmp_path, monkeyp
         assert out["SIC"].shape == (1, 40, 48), uri
 
 
-def test_seaice_serve_works_without_the_venv_on_path(tmp_path, monkeypatch):
-    """`mlflow models serve` starts `uvicorn` by name; `.venv/bin/seaice serve` finds this venv's."""
+@pytest.mark.parametrize("how", ["mlflow", "seaice"])
+def test_the_champion_answers_rest_requests(how, tmp_path, monkeypatch):
+    """`mlflow models serve -m models:/NAME@champion --env-manager local` (the venv's mlflow on
+    PATH), and `.venv/bin/seaice serve` without the venv on PATH (MLflow starts `uvicorn` by name)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
@@ -65,14 +67,23 @@ def test_seaice_serve_works_without_the_venv_on_path(tmp_path, monkeypatch):
     spec = ModelSpec("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), UNetOptions((2, 2)))
     with mlflow.start_run():
         model_uri = log_chart_model(build_model(spec), Recipe(spec, SCENE_VARIABLES)).model_uri
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "seaice"), "serve", "--model-uri", model_uri, "--port", str(port)]
+    version = mlflow.register_model(model_uri, "served-charts").version
+    mlflow.MlflowClient().set_registered_model_alias("served-charts", "champion", version)
+    port, bin_dir = free_port(), Path(sys.executable).parent
+    if how == "mlflow":
+        command = [str(bin_dir / "mlflow"), "models", "serve", "-m", "models:/served-charts@champion",
+                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+        path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    else:
+        command = [str(bin_dir / "seaice"), "serve", "--model-uri", "models:/served-charts@champion", "--port",
+                   str(port)]  # fmt: skip
+        path = "/usr/bin:/bin"
     proc = subprocess.Popen(
         command,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PATH": path},
         start_new_session=True,
     )
     try:
@@ -83,6 +94,8 @@ def test_seaice_serve_works_without_the_venv_on_path(tmp_path, monkeypatch):
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = json.loads(response.read())["predictions"]
-        assert np.asarray(predictions["SIC"]).shape == (1, 16, 24)
+        assert {chart: np.asarray(values).shape for chart, values in predictions.items()} == {
+            "SIC": (1, 16, 24), "SOD": (1, 16, 24), "FLOE": (1, 16, 24)
+        }  # fmt: skip
     finally:
         stop_group(proc)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seaice_mlflow.core.errors import ModelSpecError, ParameterError
-from seaice_mlflow.models import build_model, init_output_bias, spec_from_options
+from seaice_mlflow.models import build_model, init_output_bias, load_trained, spec_from_options
 from seaice_mlflow.models.segmentation import SMP_ARCHITECTURES
 from seaice_mlflow.tasks.autoice.charts import AUTOICE
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
@@ -40,3 +40,14 @@ def test_an_unknown_encoder_and_a_foreign_weight_file_name_their_options(tmp_pat
     torch.save({"other.weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ParameterError, match="option --pretrained: .*fits 0 of the resnet18 encoder's"):
         build_model(spec_from_options("pspnet", 3, {"ice": 4}, {**weights, "pretrained": str(tmp_path / "other.pt")}))
+
+
+def test_a_trained_model_loads_without_its_pretrained_file(tmp_path):
+    source = build_model(spec_from_options("smp_unet", 3, {"ice": 4}, {"encoder": "resnet18"}))
+    torch.save(source.encoder.state_dict(), tmp_path / "encoder.pt")
+    weights = {"encoder": "resnet18", "pretrained": str(tmp_path / "encoder.pt")}
+    spec = spec_from_options("pspnet", 3, {"ice": 4}, weights)
+    trained = build_model(spec).state_dict()
+    (tmp_path / "encoder.pt").unlink()  # the weights file of the training is gone where the model is used
+    loaded = load_trained(spec, trained)
+    assert not loaded.training and all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())

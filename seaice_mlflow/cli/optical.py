@@ -1,5 +1,6 @@
 """``seaice optical``: close-range optical ice segmentation (``inspect`` a photo folder, ``synth``
-photos, ``train`` a segmentation network, ``evaluate`` it, ``predict`` masks)."""
+photos, ``train`` a segmentation network or floe detector, ``evaluate`` it, ``register`` the
+champion, ``predict`` masks or floes, or the whole ``pipeline``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import click
 from tqdm import tqdm
 
 from seaice_mlflow.cli.options import options_from
-from seaice_mlflow.tasks.optical.config import OpticalEvaluateDefaults, OpticalPredictDefaults, OpticalTrainDefaults
+from seaice_mlflow.cli.register import register_command_of
+from seaice_mlflow.core.lists import split_paths
+from seaice_mlflow.tasks.optical.config import (
+    OpticalEvaluateDefaults,
+    OpticalPipelineDefaults,
+    OpticalPredictDefaults,
+    OpticalRegisterDefaults,
+    OpticalTrainDefaults,
+)
 from seaice_mlflow.tasks.optical.inspect import inspect_folder
 from seaice_mlflow.tasks.optical.readers import MASK_KINDS, open_folder
 from seaice_mlflow.tasks.optical.synthetic import DEFAULT_SIZE, MIN_SIZE, synthesize_photos
@@ -83,56 +92,91 @@ def synth_command(out_dir: Path, n_images: int, size: tuple[int, int], seed: int
               help="Photo folder in any supported layout (with its class table).")  # fmt: skip
 @options_from(OpticalTrainDefaults)
 def train_command(data_dir: Path, **options) -> None:
-    """Train a segmentation network on the photos of DATA_DIR: random crops of the training
-    photos, whole-photo validation scored by mIoU, checkpoints and an MLflow run (optical_train).
+    """Train a segmentation network (or, with --model maskrcnn, a floe detector) on the photos of
+    DATA_DIR: random crops of the training photos, whole-photo validation scored by mIoU (floe F1),
+    checkpoints and an MLflow run (optical_train).
 
     Example: seaice optical train --data-dir photos --model upernet --encoder resnet34 --epochs 50
     """
+    from seaice_mlflow.models import get_architecture
     from seaice_mlflow.tasks.optical.steps.train import train
 
-    def report(epoch) -> None:
-        m, miou = epoch.metrics, epoch.metrics.get("val_ice_miou", float("nan"))
-        click.echo(f"epoch {epoch.epoch + 1}  loss {m['train_loss']:.4f}  val mIoU {miou:.2f}  {epoch.seconds:.1f} s",
-                   err=True)  # fmt: skip
+    settings = OpticalTrainDefaults(**options)
+    score = "floe F1" if get_architecture(settings.model).level == "instance" else "mIoU"
 
-    result = train(data_dir, OpticalTrainDefaults(**options), on_epoch=report)
-    click.echo(f"run {result.run_id}: best val mIoU {result.best_val_combined} after {result.epochs} epoch(s); "
+    def report(epoch) -> None:
+        m, value = epoch.metrics, epoch.metrics.get("val_combined", float("nan"))
+        click.echo(f"epoch {epoch.epoch + 1}  loss {m['train_loss']:.4f}  val {score} {value:.2f}  "
+                   f"{epoch.seconds:.1f} s", err=True)  # fmt: skip
+
+    result = train(data_dir, settings, on_epoch=report)
+    click.echo(f"run {result.run_id}: best val {score} {result.best_val_combined} after {result.epochs} epoch(s); "
                f"model {result.model_uri}")  # fmt: skip
 
 
+MODEL_URI_HELP = (
+    "An optical model (models:/seaice-optical@champion, models:/m-<id>, runs:/<run>/model); "
+    "repeat it (or separate URIs by commas) for the ensemble of mask models."
+)
+
+
 @optical.command("evaluate")
-@click.option("--model-uri", required=True, metavar="URI", help="An optical model (models:/m-<id>, runs:/<run>/model).")
+@click.option("--model-uri", "model_uri", multiple=True, required=True, metavar="URI", help=MODEL_URI_HELP)
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path), help="Labelled photos, any layout.")
 @options_from(OpticalEvaluateDefaults)
-def evaluate_command(model_uri: str, data_dir: Path, **options) -> None:
-    """Score an optical model on the labelled photos of DATA_DIR: mIoU (with and without sky and
-    background), pixel accuracy, per-class IoU and F1, in percent; logged as an MLflow run."""
+def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, **options) -> None:
+    """Score an optical model (or an ensemble) on the labelled photos of DATA_DIR: mIoU (with and
+    without sky and background), pixel accuracy, per-class IoU and F1, in percent; logged as an MLflow run."""
+    from seaice_mlflow.tasks.optical.masks import PhotoScores
     from seaice_mlflow.tasks.optical.steps.evaluate import evaluate
 
     settings = OpticalEvaluateDefaults(**options)
-    result = evaluate(model_uri, data_dir, settings.classes, settings.masks, settings.device, settings.tile)
-    if settings.json:
-        click.echo(json.dumps(result.scores.as_dict(), indent=1))
-        return
+    result = evaluate(model_uri, data_dir, settings.classes, settings.masks, settings.device, settings.tile,
+                      warn=lambda line: click.echo(line, err=True))  # fmt: skip
     s = result.scores
-    click.echo(f"run {result.run_id}: mIoU {s.miou:.2f} ({s.miou_without_background:.2f} without sky/background), "
-               f"pixel accuracy {s.pixel_accuracy:.2f} on {s.photos} photo(s)")  # fmt: skip
+    if settings.json:
+        click.echo(json.dumps(s.as_dict(), indent=1))
+    elif isinstance(s, PhotoScores):
+        click.echo(f"run {result.run_id}: mIoU {s.miou:.2f} ({s.miou_without_background:.2f} without sky/background),"
+                   f" pixel accuracy {s.pixel_accuracy:.2f} on {s.photos} photo(s)")  # fmt: skip
+    else:
+        click.echo(f"run {result.run_id}: floe F1 {s.f1:.2f} (precision {s.precision:.2f}, recall "
+                   f"{s.recall:.2f}; {s.matched} of {s.reference} floes found, {s.predicted} detected) on "
+                   f"{s.photos} photo(s)")  # fmt: skip
 
 
 @optical.command("predict")
-@click.option("--model-uri", required=True, metavar="URI", help="An optical model (models:/m-<id>, runs:/<run>/model).")
+@click.option("--model-uri", "model_uri", multiple=True, required=True, metavar="URI", help=MODEL_URI_HELP)
 @click.option("--images", required=True, multiple=True,
               help="Photo files or folders (repeat the option, or separate them by commas).")  # fmt: skip
 @options_from(OpticalPredictDefaults)
-def predict_command(model_uri: str, images: tuple[str, ...], **options) -> None:
+def predict_command(model_uri: tuple[str, ...], images: tuple[str, ...], **options) -> None:
     """Masks of photos in the PixelAnnotationTool convention (<stem>_mask.png, <stem>_color_mask.png)
-    and class_fractions.json, so that an annotator can correct a prediction in the tool."""
-    from seaice_mlflow.tasks.autoice.prediction import split_paths
+    and class_fractions.json, so that an annotator can correct a prediction in the tool; with a
+    floe detector, <stem>_floes.png (16-bit floe ids), floe_sizes.json and floe_sizes.csv."""
     from seaice_mlflow.tasks.optical.steps.predict import predict
 
     settings = OpticalPredictDefaults(**options)
     result = predict(model_uri, split_paths(images), settings.out, settings.device, settings.tile,
                      echo=lambda line: click.echo(line, err=True))  # fmt: skip
-    click.echo(f"run {result.run_id}: {len(result.written) - 1} mask file(s) in {settings.out}")
+    click.echo(f"run {result.run_id}: {len(result.written)} file(s) in {settings.out}")
     if result.failed:
         raise SystemExit(1)
+
+
+optical.add_command(register_command_of(OpticalRegisterDefaults))
+
+
+@optical.command("pipeline")
+@options_from(OpticalPipelineDefaults)
+def pipeline_command(**options) -> None:
+    """synth -> train -> evaluate -> register -> predict, as child runs of one MLflow run (optical_main)."""
+    from seaice_mlflow.tasks.optical.steps.main import main
+
+    done = main(OpticalPipelineDefaults(**options))
+    result = done.result
+    click.echo(f"test mIoU {result.scores.get('test_miou', float('nan')):.2f} "
+               f"({result.scores.get('test_miou_without_background', float('nan')):.2f} without sky/background); "
+               f"champion {result.champion_uri}")  # fmt: skip
+    click.echo(f"masks: {result.masks}")
+    click.echo("open the MLflow UI: mlflow ui --backend-store-uri " + done.tracking_uri)

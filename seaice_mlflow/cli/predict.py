@@ -1,4 +1,4 @@
-"""``seaice predict``: chart files (netCDF + quicklook) for new scenes, tracked as an MLflow run."""
+"""``seaice predict``: chart files (netCDF, GeoTIFF, polygons + quicklook) for new scenes, tracked as an MLflow run."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def predict_command(
     out: str,
     upload_package: bool,
     probabilities: bool,
+    format: str,
+    crs: str,
+    pixel_size: float,
     device: str,
     tile: int,
     overlap: int,
@@ -35,15 +38,19 @@ def predict_command(
 
     Writes <scene_id>_charts.nc per scene (uint8 classes on the scene grid, CF flag_values and
     flag_meanings, 255 outside the swath, lat/lon tie points, provenance attributes) and a
-    quicklook. A bad scene is reported and skipped, the others are written, and the exit
-    status is 1.
+    quicklook. --format geotiff,vector adds a GeoTIFF per chart (colour table, tie points as GCPs,
+    or warped to --crs) and polygons with SIGRID-3 codes (GeoPackage). A bad scene is reported and
+    skipped, the others are written, and the exit status is 1.
     """
     from seaice_mlflow.core.engine import TileOptions
+    from seaice_mlflow.tasks.autoice.gis import GisOptions
     from seaice_mlflow.tasks.autoice.steps.predict import predict
 
     def report(outcome) -> None:
         if outcome.status == "written":
-            click.echo(f"wrote   {outcome.outputs[0]} ({outcome.seconds:.1f} s)")
+            products = [p for p in outcome.outputs if p.suffix != ".png"]
+            names = ", ".join([str(products[0]), *(p.name for p in products[1:])])
+            click.echo(f"wrote   {names} ({outcome.seconds:.1f} s)")
         else:
             click.echo(f"FAILED  {outcome.file}: {outcome.message}", err=True)
 
@@ -56,6 +63,8 @@ def predict_command(
         probabilities,
         TileOptions(tile, overlap, batch),
         on_scene=report,
+        format=format,
+        gis=GisOptions(crs=crs, pixel_size=pixel_size),
     )
     written = done.result.having("written")
     click.echo(

@@ -26,7 +26,7 @@ def serve_command(model_uri: str, host: str, port: int, workers: int) -> None:
     registry URI (``models:/NAME@champion``) is pinned to the version it names now.
     """
     from seaice_mlflow.core.processes import interpreter_path
-    from seaice_mlflow.tasks.autoice.logged_models import registry_version
+    from seaice_mlflow.tracking.model_refs import registry_version
     from seaice_mlflow.tracking.runs import resolve_tracking_uri
 
     resolve_tracking_uri()

@@ -23,6 +23,8 @@ def option(
 
 DEVICES = ("auto", "cpu", "cuda")
 STAGES = ("Production", "Staging", "none")  # legacy registry stages mirrored from the alias
+#: Task families of logged models (their ``seaice.task`` tag): SAR charts, photo masks, photo floe instances.
+TASK_FAMILIES = ("autoice", "optical", "optical_floes")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class RegisterDefaults:
     alias: str = option("champion", "Alias of the best version.")
     stage: str = option("Production", "Legacy stage mirrored from the alias (none: aliases only).", choices=STAGES)
     force: bool = option(False, "Promote the best run's model even if it does not beat the current champion.")
+    task: str = option("autoice", "Task family of the models ranked: autoice (SAR charts), optical (photo masks) "
+                       "or optical_floes (floe instances).", choices=TASK_FAMILIES)  # fmt: skip
 
 
 @dataclass(frozen=True)

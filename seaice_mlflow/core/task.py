@@ -17,8 +17,9 @@ from typing import Any, Literal, get_args
 #: value, the class index, rounded and clamped to the classes when decoded.
 HeadKind = Literal["classification", "regression"]
 HEAD_KINDS: tuple[HeadKind, ...] = get_args(HeadKind)
-#: Pixel heads give a class map per input; patch heads one class per input patch.
-HeadLevel = Literal["pixel", "patch"]
+#: Pixel heads give a class map per input; patch heads one class per input patch; instance heads
+#: a map of object ids per input (0: no object), e.g. the ice floes of a Mask R-CNN.
+HeadLevel = Literal["pixel", "patch", "instance"]
 #: Metrics of a head (keys of ``core.metrics.METRICS``); a head's first metric is its score.
 MetricName = Literal["r2", "f1", "miou"]
 

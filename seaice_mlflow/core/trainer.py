@@ -37,7 +37,6 @@ from seaice_mlflow.core.checkpoint import (
 )
 from seaice_mlflow.core.distributed import Distributed
 from seaice_mlflow.core.errors import SeaIceError
-from seaice_mlflow.core.metrics import Scores
 
 Scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts | torch.optim.lr_scheduler.ReduceLROnPlateau
 
@@ -46,12 +45,26 @@ class TrainingDiverged(SeaIceError):
     """The loss or the weights became nan or inf; nothing of the diverged model was written."""
 
 
+#: ``objective(model, image, batch) -> (total loss, {name: loss})``: a network's own losses.
+Objective = Callable[[nn.Module, Tensor, Mapping[str, Any]], tuple[Tensor, dict[str, Tensor]]]
+
+
 class BatchLoader(Protocol):
     """Training batches: dicts with ``image`` (B, C, H, W) float32 and one target (B, H, W) per head."""
 
     def epoch(
         self, epoch: int, batches: int, skip: int = 0, rank: int = 0, world: int = 1
     ) -> Iterable[Mapping[str, Tensor]]: ...
+
+
+class ValidationScores(Protocol):
+    """What a task's validation returns (e.g. :class:`~seaice_mlflow.core.metrics.Scores`): the
+    combined score the best epoch is kept by, and the scores as MLflow metrics."""
+
+    @property
+    def combined(self) -> float: ...
+
+    def metrics(self, prefix: str) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,9 @@ class TrainingParts:
     ``loss(outputs, targets)`` returns (total, {head: loss}); ``validate()`` scores the current
     network on held-out data (None: no validation data, the last epoch is the best);
     ``checkpoint_extras()`` adds what rebuilds the model (recipe, config) to every checkpoint.
+    ``objective(model, image, batch)``, when given, is for a network that computes its own losses
+    from the batch (e.g. torchvision's detection models): it returns (total, {head: loss}) in place
+    of ``loss(model(image), targets)``, and ``heads`` name its losses.
     """
 
     network: nn.Module
@@ -84,8 +100,9 @@ class TrainingParts:
     scheduler: Scheduler
     loader: BatchLoader
     heads: tuple[str, ...]
-    validate: Callable[[], Scores] | None = None
+    validate: Callable[[], ValidationScores] | None = None
     checkpoint_extras: Callable[[], dict[str, Any]] = dict
+    objective: Objective | None = None
 
 
 @dataclass
@@ -213,10 +230,14 @@ class Trainer:
         for step, batch in enumerate(bar):
             # channels_last: the NHWC convolutions are ~1.6x faster on CPU (bench_train.py), and suit AMP
             image = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            targets = {c: batch[c].to(self.device, non_blocking=True) for c in parts.heads}
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                outputs = self.model(image)
-            loss, losses = parts.loss({c: o.float() for c, o in outputs.items()}, targets)
+            if parts.objective is not None:  # the network's own losses (it reads its targets from the batch)
+                with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                    loss, losses = parts.objective(self.model, image, batch)
+            else:
+                targets = {c: batch[c].to(self.device, non_blocking=True) for c in parts.heads}
+                with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                    outputs = self.model(image)
+                loss, losses = parts.loss({c: o.float() for c, o in outputs.items()}, targets)
             value = float(loss.item())  # the one device sync of the step
             if not math.isfinite(value):
                 self.diverged(epoch, f"the loss of batch {step + 1} is {value}")

@@ -2,7 +2,9 @@
 
 Every network maps an input (N, C, H, W) of any size to ``{head: (N, K, H, W)}`` with one output
 per task head (:class:`~seaice_mlflow.models.spec.Network`); adding an architecture is one
-module here and one entry of :func:`~seaice_mlflow.models.spec.architectures`.
+module here and one entry of :func:`~seaice_mlflow.models.spec.architectures`. The one exception
+is ``maskrcnn`` (level ``instance``, :mod:`~seaice_mlflow.models.detection`), a detector of ice
+floes in photos with torchvision's detection interface instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from seaice_mlflow.models.spec import (
     architectures,
     build_model,
     get_architecture,
+    load_trained,
     spec_from_options,
 )
 from seaice_mlflow.models.unet import UNet, UNetOptions
@@ -49,5 +52,6 @@ __all__ = [
     "build_model",
     "get_architecture",
     "init_output_bias",
+    "load_trained",
     "spec_from_options",
 ]

@@ -11,7 +11,7 @@ command fills the options of whichever architecture it trains without knowing th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from seaice_mlflow.core.errors import ModelSpecError
 from seaice_mlflow.core.task import HeadLevel
 from seaice_mlflow.models.classifiers import BACKBONES, ClassifierOptions, classifier_builder
 from seaice_mlflow.models.deeplab import DeepLabOptions, build_deeplabv3
+from seaice_mlflow.models.detection import FloeNetOptions, build_maskrcnn
 from seaice_mlflow.models.segmentation import SMP_ARCHITECTURES, SmpOptions, smp_builder
 from seaice_mlflow.models.unet import UNetOptions, build_unet
 
@@ -44,7 +45,9 @@ class Network(Protocol):
 @dataclass(frozen=True)
 class Architecture:
     """A registry entry: the options type and the builder ``build(in_channels, outputs, options)``;
-    ``level`` says whether it is trained on pixels (segmentation) or on whole patches (a classifier)."""
+    ``level`` says whether it is trained on pixels (segmentation), on whole patches (a classifier)
+    or on object instances (a detector of photos, which is no :class:`Network`: see
+    :mod:`~seaice_mlflow.models.detection`)."""
 
     name: str
     options: type
@@ -120,6 +123,7 @@ def architectures() -> dict[str, Architecture]:
         "deeplabv3": Architecture("deeplabv3", DeepLabOptions, build_deeplabv3),
         **{name: Architecture(name, SmpOptions, smp_builder(name)) for name in SMP_ARCHITECTURES},
         **{name: Architecture(name, ClassifierOptions, classifier_builder(name), "patch") for name in BACKBONES},
+        "maskrcnn": Architecture("maskrcnn", FloeNetOptions, build_maskrcnn, "instance"),
     }
 
 
@@ -154,3 +158,15 @@ def spec_from_options(arch: str, in_channels: int, outputs: Mapping[str, int], v
 def build_model(spec: ModelSpec) -> Network:
     """The network ``spec`` describes, freshly initialised (or with its pretrained backbone)."""
     return get_architecture(spec.arch).build(spec.in_channels, spec.outputs, spec.options)
+
+
+def load_trained(spec: ModelSpec, state: Mapping[str, Any]) -> Network:
+    """The network ``spec`` describes with trained weights ``state``, in eval mode. The backbone's
+    ``pretrained`` file of the training is not read (every weight is in ``state``), so a model
+    loads where that file is missing."""
+    options = spec.options
+    if "pretrained" in {f.name for f in fields(options)}:
+        options = replace(options, pretrained=None)
+    network = build_model(ModelSpec(spec.arch, spec.in_channels, spec.outputs, options))
+    network.load_state_dict(state)
+    return network.eval()

@@ -23,6 +23,7 @@ from mlflow.models import ModelSignature
 import seaice_mlflow
 from seaice_mlflow.core.checkpoint import non_finite_weights
 from seaice_mlflow.core.errors import SeaIceError
+from seaice_mlflow.tracking.model_refs import TASK_TAG
 from seaice_mlflow.tracking.runs import WEIGHTS_ARTIFACT
 
 PACKAGE_DIR = Path(seaice_mlflow.__file__).resolve().parent  # logged with every model as code_paths
@@ -57,10 +58,12 @@ def log_network(
     save_recipe: Callable[[Path], Path],
     signature: ModelSignature,
     model_config: Mapping[str, object],
+    task: str,
     name: str = "model",
 ):
     """Log ``network`` as the pyfunc model ``entry`` of the active run, its recipe written by
-    ``save_recipe(folder)``; returns MLflow's ModelInfo (``model_uri`` is ``models:/m-...``)."""
+    ``save_recipe(folder)``, tagged with its ``task`` family (the registry registers a model under
+    names of its own task); returns MLflow's ModelInfo (``model_uri`` is ``models:/m-...``)."""
     broken = non_finite_weights(network.state_dict())
     if broken:
         raise SeaIceError(
@@ -81,4 +84,5 @@ def log_network(
             signature=signature,
             pip_requirements=pip_requirements(),
             model_config=dict(model_config),
+            tags={TASK_TAG: task},
         )

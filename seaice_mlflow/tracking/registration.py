@@ -28,7 +28,13 @@ def register(options: RegisterDefaults = RegisterDefaults()) -> RegisterRun:
     with step_run("register", asdict(options), experiment=options.experiment) as run:
         # looked up on the module when called: tests hold concurrent calls at a barrier by replacing it
         promotion = registry.register_best(
-            options.experiment, options.model_name, options.metric, options.alias, options.stage, options.force
+            options.experiment,
+            options.model_name,
+            options.metric,
+            options.alias,
+            options.stage,
+            options.force,
+            options.task,
         )
         # not under the ranking metric's own name: this run must not look like a candidate
         mlflow.log_metrics(

@@ -2,9 +2,10 @@
 
 Scores of a model
     A metric of the FINISHED run that trained it (``best_val_combined``), else the best value
-    among the FINISHED ``evaluate`` runs of that model alone (``test_combined``; an ensemble's
-    score is no single model's). Evaluate runs that scored scenes the model was trained or
-    validated on (tag ``seaice.scored_on_training_scenes=true``) are ignored.
+    among the FINISHED ``evaluate`` (or ``optical_evaluate``) runs of that model alone
+    (``test_combined``; an ensemble's score is no single model's). Evaluate runs that scored
+    scenes or photos the model was trained or validated on (tag
+    ``seaice.scored_on_training_scenes=true``) are ignored.
 
 Ranking: models are compared on a metric they all have
     With ``--metric auto`` the ranking metric is ``test_combined`` when every model compared has
@@ -14,8 +15,10 @@ Ranking: models are compared on a metric they all have
 
 Candidate
     The experiment's best model by that rule, among the models of its FINISHED runs (the models
-    training runs logged and the models evaluate runs scored). A model whose weights are not all
-    finite is skipped, with a note, and the next one is taken.
+    training runs logged and the models evaluate runs scored) of the task family asked for (the
+    logged model's tag ``seaice.task``: ``autoice`` SAR charts, ``optical`` photo masks, ...), so
+    one experiment may hold several tasks' models and each name only gets its own task's. A
+    model whose weights are not all finite is skipped, with a note, and the next one is taken.
 
 Champion
     *Derived* from the registry: the alias points at the best version by the same rule applied
@@ -53,6 +56,7 @@ from mlflow.models import Model
 from seaice_mlflow.core.checkpoint import non_finite_weights
 from seaice_mlflow.core.defaults import STAGES
 from seaice_mlflow.core.errors import SeaIceError, first_line
+from seaice_mlflow.tracking.model_refs import LEGACY_TASK, TASK_TAG
 from seaice_mlflow.tracking.runs import MODEL_ID_TAG, SCORED_ON_TRAINING_TAG, WEIGHTS_ARTIFACT
 
 AUTO = "auto"
@@ -67,6 +71,8 @@ COLLISIONS = ("unique constraint", "integrityerror", "duplicate key", "duplicate
 WEIGHTS_FINITE_TAG = "seaice.weights_finite"
 RETRAIN = "it diverged: train it again (e.g. with a lower --lr)"
 SOURCE_RUN_TAG = "seaice.source_run"
+#: Entry points whose runs score a model on held-out data (``test_combined``).
+EVALUATE_ENTRY_POINTS = ("evaluate", "optical_evaluate")
 
 Key = TypeVar("Key", bound=Hashable)
 T = TypeVar("T")
@@ -154,12 +160,12 @@ def model_scores(model_id: str, metrics: Sequence[str]) -> Scores:
     evaluations = mlflow.search_runs(
         search_all_experiments=True,
         output_format="list",
-        filter_string=f"attributes.status = 'FINISHED' and tags.`seaice.entry_point` = 'evaluate' and "
-        f"tags.`{MODEL_ID_TAG}` = '{model_id}'",
+        filter_string=f"attributes.status = 'FINISHED' and tags.`{MODEL_ID_TAG}` = '{model_id}'",
     )
     scores: Scores = {}
     for run in evaluations:
-        if run.data.tags.get(SCORED_ON_TRAINING_TAG) == "true":
+        tags = run.data.tags
+        if tags.get("seaice.entry_point") not in EVALUATE_ENTRY_POINTS or tags.get(SCORED_ON_TRAINING_TAG) == "true":
             continue
         for metric in metrics:
             value = run.data.metrics.get(metric, math.nan)
@@ -179,9 +185,18 @@ def model_scores(model_id: str, metrics: Sequence[str]) -> Scores:
     return scores
 
 
-def experiment_models(experiment_id: str) -> list[str]:
-    """Logged model ids of the experiment's FINISHED runs, and of single models its clean
-    evaluate runs scored (first seen first)."""
+def model_task(model_id: str) -> str | None:
+    """The task family of a logged model (its ``seaice.task`` tag; ``autoice`` for models logged
+    before the tag existed), None when the model is gone."""
+    try:
+        return mlflow.get_logged_model(model_id).tags.get(TASK_TAG, LEGACY_TASK)
+    except MlflowException:
+        return None
+
+
+def experiment_models(experiment_id: str, task: str = LEGACY_TASK) -> list[str]:
+    """Logged model ids of ``task`` from the experiment's FINISHED runs, and of single models of
+    ``task`` its clean evaluate runs scored (first seen first)."""
     runs = mlflow.search_runs(
         [experiment_id],
         filter_string="attributes.status = 'FINISHED'",
@@ -190,13 +205,19 @@ def experiment_models(experiment_id: str) -> list[str]:
     )
     finished = {run.info.run_id for run in runs}
     logged = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
-    ids = [m.model_id for m in sorted(logged, key=lambda m: m.creation_timestamp) if m.source_run_id in finished]
+    ids = [
+        m.model_id
+        for m in sorted(logged, key=lambda m: m.creation_timestamp)
+        if m.source_run_id in finished and m.tags.get(TASK_TAG, LEGACY_TASK) == task
+    ]
     for run in runs:
         tags = run.data.tags
         if (
-            tags.get("seaice.entry_point") == "evaluate"
+            tags.get("seaice.entry_point") in EVALUATE_ENTRY_POINTS
             and tags.get(SCORED_ON_TRAINING_TAG) != "true"
             and "," not in tags.get(MODEL_ID_TAG, ",")
+            and tags[MODEL_ID_TAG] not in ids
+            and model_task(tags[MODEL_ID_TAG]) == task
         ):
             ids.append(tags[MODEL_ID_TAG])
     return list(dict.fromkeys(ids))
@@ -264,10 +285,11 @@ class Candidate:
 
 
 def best_candidate(
-    client: mlflow.MlflowClient, name: str, experiment: Experiment, preference: Sequence[str]
+    client: mlflow.MlflowClient, name: str, experiment: Experiment, preference: Sequence[str], task: str = LEGACY_TASK
 ) -> tuple[Candidate, list[str]]:
-    """The experiment's best model with finite weights, and a note per better one skipped."""
-    ranking = rank({m: model_scores(m, preference) for m in experiment_models(experiment.experiment_id)}, preference)
+    """The experiment's best model of ``task`` with finite weights, and a note per better one skipped."""
+    models = experiment_models(experiment.experiment_id, task)
+    ranking = rank({m: model_scores(m, preference) for m in models}, preference)
     checked = {model_id_of(v): v.tags.get(WEIGHTS_FINITE_TAG) for v in versions_of(client, name)}
     skipped = []
     for model_id in ranking.order:
@@ -287,8 +309,9 @@ def best_candidate(
         skipped.append(f"skipped models:/{model_id} ({ranking.metric} {ranking.value(model_id):.3f}): {problem}")
     left_out = f" ({len(skipped)} with unusable weights left out)" if skipped else ""
     raise RegistryError(
-        f"no FINISHED run with metric {' or '.join(preference)} and a usable logged model in "
+        f"no FINISHED run with metric {' or '.join(preference)} and a usable logged {task} model in "
         f"experiment {experiment.name!r}{left_out}; train (and evaluate) a model first"
+        + ("" if task == LEGACY_TASK else f" (or check --task, now {task})")
     )
 
 
@@ -404,15 +427,16 @@ def register_best(
     alias: str = "champion",
     stage: Stage = "Production",
     force: bool = False,
+    task: str = LEGACY_TASK,
 ) -> Promotion:
-    """Register the experiment's best model under ``name`` and make the best version champion
-    (the rules are in the module doc)."""
+    """Register the experiment's best model of ``task`` under ``name`` and make the best version
+    champion (the rules are in the module doc)."""
     if stage not in STAGES:
         raise RegistryError(f"option --stage: {stage!r} is not one of {', '.join(STAGES)}")
     found = find_experiment(experiment)
     preference = preference_of(metric)
     client = mlflow.MlflowClient()
-    candidate, skipped = best_candidate(client, name, found, preference)
+    candidate, skipped = best_candidate(client, name, found, preference, task)
     version = register_version(client, name, candidate.model_uri).version
     tag_version(client, name, version, candidate)
     if force:

@@ -39,8 +39,10 @@ class PreprocessDefaults:
         1, "Store the scenes downsampled xK (mean for inputs, centre pixel for charts).", minimum=1
     )
     variables: str = option("all", "Inputs to store: 'all' (the 24 scene variables) or a comma list.")
-    val_scenes: int = option(
-        10, "Training scenes held out for validation, drawn with --seed (the starter pack's 10).", minimum=0
+    val_scenes: str = option(
+        "auto",
+        "Training scenes held out for validation, drawn with --seed: a number, or auto (10 % of the "
+        "training scenes, at least 1 when there are 2 or more, at most the starter pack's 10).",
     )
     val_list: str = option("", "Text file with one validation scene id per line (replaces --val-scenes).")
     workers: int = option(2, "Scenes converted in parallel.", minimum=1)
@@ -177,7 +179,7 @@ class EvaluateDefaults(InferenceDefaults):
 class PredictDefaults(InferenceDefaults):
     """``seaice predict`` (besides the required ``--model-uri`` and ``--scenes``)."""
 
-    out: str = option("outputs/charts", "Folder for <scene_id>_charts.nc and <scene_id>_charts.png.")
+    out: str = option("outputs/charts", "Folder for the products (--format) and <scene_id>_charts.png.")
     upload_package: bool = option(
         False, "Also write upload_package.nc (AutoICE format) of the predicted scenes to --out."
     )
@@ -185,6 +187,22 @@ class PredictDefaults(InferenceDefaults):
         False,
         "Also write class probabilities (uint8 percent; SIC_value in percent for "
         "a regressed SIC); memory then grows with the scene.",
+    )
+    format: str = option(
+        "netcdf",
+        "Products per scene, a comma list of: netcdf (<scene_id>_charts.nc), geotiff (<scene_id>_<chart>.tif "
+        "per chart: class indices, colour table, nodata 255) and vector (<scene_id>_charts.gpkg: polygons with "
+        "SIGRID-3 codes).",
+    )
+    crs: str = option(
+        "",
+        "GeoTIFFs and polygons in this CRS, e.g. EPSG:3413 (any EPSG code): the GeoTIFFs warped to its grid "
+        "(nearest); empty: GeoTIFFs on the scene grid with the lat/lon tie points as GCPs, polygons in EPSG:4326.",
+    )
+    pixel_size: float = option(
+        0.0,
+        "Pixel size of GeoTIFFs warped to --crs, in its units (metres for EPSG:3413); 0: rasterio's default "
+        "(about the scene's 80 m).",
     )
 
 

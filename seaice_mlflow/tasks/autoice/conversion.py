@@ -48,6 +48,8 @@ from seaice_mlflow.tasks.autoice.workers import process_pool
 
 #: Failed files named in a message before the list is cut short.
 NAMED_FAILURES = 5
+#: ``--val-scenes auto``: this share of the training scenes validates, at most this many (the starter pack's 10).
+AUTO_VAL_SHARE, AUTO_VAL_MAX = 0.1, 10
 
 
 class PreprocessError(SeaIceError):
@@ -171,6 +173,21 @@ def training_candidates(files: Sequence[Path]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def validation_count(val_scenes: int | str, trainable: int) -> int:
+    """The number of validation scenes ``--val-scenes`` asks for: a number as given, or ``auto``:
+    10 % of the ``trainable`` scenes, at least 1 when there are 2 or more, at most :data:`AUTO_VAL_MAX`."""
+    text = str(val_scenes).strip().lower()
+    if text == "auto":
+        return min(AUTO_VAL_MAX, max(1 if trainable >= 2 else 0, round(AUTO_VAL_SHARE * trainable)))
+    try:
+        count = int(text)
+    except ValueError:
+        raise ParameterError("val-scenes", f"{val_scenes!r} is neither a number nor auto") from None
+    if count < 0:
+        raise ParameterError("val-scenes", f"must be >= 0, got {count}")
+    return count
+
+
 def read_val_list(path: Path) -> tuple[str, ...]:
     """The scene ids of a ``--val-list`` file, one per line."""
     return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
@@ -219,7 +236,7 @@ def plan_preprocess(
     *,
     downsample: int,
     variables: Sequence[str],
-    val_scenes: int,
+    val_scenes: int | str,
     val_list: str | Path | None,
     workers: int,
     overwrite: bool,
@@ -230,8 +247,6 @@ def plan_preprocess(
     options = check_options(downsample, variables)
     if workers < 1:
         raise ParameterError("workers", f"must be at least 1, got {workers}")
-    if val_scenes < 0:
-        raise ParameterError("val-scenes", f"must be >= 0, got {val_scenes}")
     val_path = Path(val_list) if val_list else None
     if val_path is not None and not val_path.is_file():
         raise ParameterError("val-list", f"{val_path} does not exist; give a text file with one scene id per line")
@@ -242,19 +257,20 @@ def plan_preprocess(
         raise ParameterError(
             "data-dir", f"{data_dir} holds no AI4Arctic scene files (*_prep.nc or raw *_icechart_*.nc)"
         )
+    trainable = training_candidates(files)
     plan = PreprocessPlan(
         data_dir=data_dir,
         store=store,
         files=tuple(files),
         options=options,
-        val_scenes=val_scenes,
+        val_scenes=validation_count(val_scenes, len(trainable)),
         val_list=val_path,
         validation_ids=read_val_list(val_path) if val_path else (),
         workers=workers,
         overwrite=overwrite,
         seed=seed,
     )
-    check_split(plan, training_candidates(files), f"in {data_dir} (test files with a reference do not count)")
+    check_split(plan, trainable, f"in {data_dir} (test files with a reference do not count)")
     return plan
 
 

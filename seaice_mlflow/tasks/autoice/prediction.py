@@ -1,14 +1,14 @@
-"""Charts for new scenes: a chart product and a quicklook per scene, optionally the upload package.
+"""Charts for new scenes: chart products and a quicklook per scene, optionally the upload package.
 
 Scenes are ready-to-train or test ``_prep.nc`` files or raw files, given one by one or as
 folders. A scene that cannot be read or charted is reported and skipped; the others are written.
 The loop is :func:`~seaice_mlflow.tasks.autoice.charting.chart_scenes` with the chart-file sink
-(:class:`ChartFileSink`), the quicklooks and, when asked, the upload package.
+(:class:`ChartFileSink`: the netCDF product and/or GeoTIFFs and polygons), the quicklooks and, when
+asked, the upload package.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,8 @@ from seaice_mlflow.core.engine import ChartPrediction
 from seaice_mlflow.tasks.autoice import charting
 from seaice_mlflow.tasks.autoice.ensemble import SceneCharter
 from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
-from seaice_mlflow.tasks.autoice.products import chart_dataset, product_name, quicklook_name, write_chart_product
+from seaice_mlflow.tasks.autoice.gis import GisOptions, ProductFormat
+from seaice_mlflow.tasks.autoice.products import quicklook_name, write_products
 from seaice_mlflow.tasks.autoice.scene import Scene
 from seaice_mlflow.tasks.autoice.upload import UPLOAD_PACKAGE
 
@@ -36,16 +37,23 @@ class PredictionResult(charting.Outcomes[PredictStatus]):
 
 
 class ChartFileSink(charting.SceneSink):
-    """``<scene_id>_charts.nc`` per scene: the CF chart product, with ``provenance`` as attributes."""
+    """The chart products of each scene in ``formats`` (``<scene_id>_charts.nc``, the CF chart product;
+    GeoTIFFs, polygons), with ``provenance`` as attributes."""
 
-    def __init__(self, out: Path, provenance: Mapping[str, object], charter: SceneCharter):
+    def __init__(
+        self,
+        out: Path,
+        provenance: Mapping[str, object],
+        charter: SceneCharter,
+        formats: Sequence[ProductFormat] = ("netcdf",),
+        gis: GisOptions = GisOptions(),
+    ):
         self.out, self.provenance, self.charter = Path(out), provenance, charter
+        self.formats, self.gis = tuple(formats), gis
 
     def add(self, scene: Scene, prediction: ChartPrediction) -> list[Path]:
-        dataset = chart_dataset(
-            scene, prediction, {**self.provenance, "source_scene_kind": scene.kind}, self.charter.sic_value
-        )
-        return [write_chart_product(self.out / product_name(scene.scene_id), dataset)]
+        provenance = {**self.provenance, "source_scene_kind": scene.kind}
+        return write_products(self.out, scene, prediction, provenance, self.charter.sic_value, self.formats, self.gis)
 
 
 def nothing_charted(files: Sequence[Path], outcomes: Sequence[charting.SceneOutcome]) -> str:
@@ -63,23 +71,6 @@ PREDICT = charting.ChartingRules(
     out_of_memory="use a smaller --tile or --batch, or leave out --probabilities",
     nothing_done=nothing_charted,
 )
-
-
-def split_values(values: str | Iterable[str]) -> list[str]:
-    """Values (model URIs, paths) given as repeated options and/or one string separated by commas
-    or whitespace: the MLproject passes one string."""
-    items = [values] if isinstance(values, str) else list(values)
-    return [part for item in items for part in re.split(r"[\s,]+", item.strip()) if part]
-
-
-def split_paths(values: str | Iterable[str]) -> list[str]:
-    """:func:`split_values` for paths, except that a value naming an existing file or folder is
-    kept whole (its name may hold a space or comma)."""
-    out: list[str] = []
-    for item in [values] if isinstance(values, str) else values:
-        item = item.strip()
-        out.extend([item] if item and Path(item).exists() else split_values(item))
-    return out
 
 
 def expand_scene_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -101,12 +92,14 @@ def predict_files(
     probabilities: bool = False,
     upload_package: bool = False,
     on_scene: Callable[[charting.SceneOutcome], None] | None = None,
+    formats: Sequence[ProductFormat] = ("netcdf",),
+    gis: GisOptions = GisOptions(),
 ) -> PredictionResult:
-    """Chart every file into ``out`` (``<scene_id>_charts.nc`` and ``.png``, ``upload_package.nc``)."""
+    """Chart every file into ``out`` (the products in ``formats``, ``<scene_id>_charts.png``, ``upload_package.nc``)."""
     out = Path(out)
     package = out / UPLOAD_PACKAGE if upload_package else None
     sinks: list[charting.SceneSink] = [
-        ChartFileSink(out, provenance, charter),
+        ChartFileSink(out, provenance, charter, formats, gis),
         charting.QuicklookSink(out, quicklook_name, blank_outside=True),
     ]
     if package is not None:

@@ -7,7 +7,11 @@ Variables, on the scene's 80 m grid (dims ``sar_lines``, ``sar_samples``):
   ``flag_values``/``flag_meanings`` and ``long_name``; ``_FillValue`` 255 where the scene has no
   SAR data (outside the swath, land). xarray's default decoding turns 255 into NaN; open with
   ``mask_and_scale=False`` to keep the uint8 codes.
-* ``sar_grid2d_latitude``, ``sar_grid2d_longitude``: the scene's 21 x 21 geolocation tie points.
+* ``sar_grid2d_latitude``, ``sar_grid2d_longitude``: the scene's 21 x 21 geolocation tie points, with
+  CF ``coordinates`` naming ``sar_grid2d_line`` and ``sar_grid2d_sample``: the 80 m line and sample
+  (0 = centre of the first pixel) of each tie-point row and column, so the tie points are tied to the
+  chart grid (CF-1.8 has no other way to relate a coarser, non-integer tie-point grid to the data:
+  CF-1.9 coordinate subsampling needs tie points at whole pixels).
 * with probabilities: ``<chart>_probability`` uint8 percent (0-100, rounded, so a pixel's
   classes sum to 100 +- a few), dims (``<chart>_class``, ``sar_lines``, ``sar_samples``), for
   every classified chart; a SIC regression model (or an ensemble with one) gives ``SIC_value``
@@ -16,12 +20,16 @@ Variables, on the scene's 80 m grid (dims ``sar_lines``, ``sar_samples``):
 
 Global attributes record provenance: model URI(s) as given and as loaded (logged model id,
 source run, registered name and version), the source scene file, the software version, the
-MLflow run, the tiling, the creation time and ``Conventions = "CF-1.8"``.
+MLflow run, the tiling, the creation time and ``Conventions = "CF-1.8"``; ACDD ``geospatial_*``
+attributes give the scene's latitude/longitude extent and outline (WKT, EPSG:4326).
+
+:func:`write_products` writes a scene's products in the formats asked: this netCDF file and the GIS
+ones (GeoTIFFs, polygons: :mod:`~seaice_mlflow.tasks.autoice.gis`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,10 +41,13 @@ from seaice_mlflow.core.engine import ChartPrediction
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.files.variables import LATITUDE, LONGITUDE, SAR_DIMS, TIE_POINT_DIMS
+from seaice_mlflow.tasks.autoice.gis import GIS_FORMATS, GisOptions, ProductFormat
 from seaice_mlflow.tasks.autoice.scene import Scene
 
 CONVENTIONS = "CF-1.8"
 FILL = IGNORE_INDEX
+#: Tie-point line and sample coordinates (the CF ``coordinates`` of the latitude and longitude).
+TIE_POINT_LINE, TIE_POINT_SAMPLE = "sar_grid2d_line", "sar_grid2d_sample"
 
 
 def product_name(scene_id: str) -> str:
@@ -113,10 +124,71 @@ def score_variables(chart: str, scores: np.ndarray, valid: np.ndarray, sic_value
     }
 
 
+def tie_point_coordinates(scene: Scene) -> dict[str, xr.DataArray]:
+    """The 80 m line and sample of the tie-point rows and columns (they span the scene evenly)."""
+    grid = np.shape(scene.latitude)
+    return {
+        name: xr.DataArray(
+            np.linspace(0, size - 1, n, dtype=np.float64),
+            dims=(dim,),
+            attrs={
+                "long_name": f"{kind} coordinate of the tie points on the 80 m grid ({axis}); 0 is the centre of "
+                f"the first {kind}",
+                "units": "1",
+            },
+        )
+        for name, dim, size, n, kind, axis in (
+            (TIE_POINT_LINE, TIE_POINT_DIMS[0], scene.shape[0], grid[0], "line", f"index along {SAR_DIMS[0]}"),
+            (TIE_POINT_SAMPLE, TIE_POINT_DIMS[1], scene.shape[1], grid[1], "sample", f"index along {SAR_DIMS[1]}"),
+        )
+    }
+
+
+def geospatial_attributes(latitude: np.ndarray, longitude: np.ndarray) -> dict[str, object]:
+    """ACDD extent of the scene: latitude/longitude bounds and the tie-point outline as a WKT polygon."""
+    lat, lon = np.asarray(latitude, dtype=np.float64), np.asarray(longitude, dtype=np.float64)
+    ring = [(0, j) for j in range(lat.shape[1])] + [(i, -1) for i in range(1, lat.shape[0])]
+    ring += [(-1, j) for j in range(lat.shape[1] - 2, -1, -1)] + [(i, 0) for i in range(lat.shape[0] - 2, -1, -1)]
+    outline = ", ".join(f"{lon[i, j]:.5f} {lat[i, j]:.5f}" for i, j in ring)
+    return {
+        "geospatial_lat_min": float(lat.min()),
+        "geospatial_lat_max": float(lat.max()),
+        "geospatial_lon_min": float(lon.min()),
+        "geospatial_lon_max": float(lon.max()),
+        "geospatial_lat_units": "degrees_north",
+        "geospatial_lon_units": "degrees_east",
+        "geospatial_bounds": f"POLYGON (({outline}))",
+        "geospatial_bounds_crs": "EPSG:4326",
+    }
+
+
+def product_attributes(scene: Scene, provenance: Mapping[str, object]) -> dict[str, object]:
+    """Global attributes of a scene's products: title, conventions, source, software, creation, provenance."""
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "title": f"Sea-ice charts (SIC, SOD, FLOE) of Sentinel-1 scene {scene.scene_id}",
+        "Conventions": CONVENTIONS,
+        "scene_id": scene.scene_id,
+        "source_scene_file": Path(scene.source).name,
+        "source": f"seaice_mlflow {__version__} predicted from {Path(scene.source).name}",
+        "software": "seaice_mlflow",
+        "software_version": __version__,
+        "date_created": created,
+        "history": f"{created} seaice predict",
+        **geospatial_attributes(scene.latitude, scene.longitude),
+        **{k: _attr(v) for k, v in provenance.items() if v is not None},
+    }
+
+
 def chart_dataset(
-    scene: Scene, prediction: ChartPrediction, provenance: Mapping[str, object], sic_value: bool = True
+    scene: Scene,
+    prediction: ChartPrediction,
+    provenance: Mapping[str, object],
+    sic_value: bool = True,
+    attrs: Mapping[str, object] | None = None,
 ) -> xr.Dataset:
-    """The product of ``scene``: charts (and scores, when ``prediction`` has them) on its grid."""
+    """The product of ``scene``: charts (and scores, when ``prediction`` has them) on its grid;
+    ``attrs``: the global attributes, when already made (:func:`product_attributes`)."""
     valid = scene.sar_valid
     variables: dict[str, xr.DataArray] = {c: chart_variable(c, prediction.charts[c], valid) for c in CHART_NAMES}
     if prediction.scores is not None:
@@ -134,22 +206,12 @@ def chart_dataset(
                 "units": unit,
                 "long_name": f"{standard} of the 21 x 21 tie points spanning the scene evenly from its first to its "
                 "last line and sample",
+                "comment": f"at 80 m line {TIE_POINT_LINE} and sample {TIE_POINT_SAMPLE} of the "
+                f"{SAR_DIMS[0]} x {SAR_DIMS[1]} grid; bilinear between tie points",
             },
         )
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs = {
-        "title": f"Sea-ice charts (SIC, SOD, FLOE) of Sentinel-1 scene {scene.scene_id}",
-        "Conventions": CONVENTIONS,
-        "scene_id": scene.scene_id,
-        "source_scene_file": Path(scene.source).name,
-        "source": f"seaice_mlflow {__version__} predicted from {Path(scene.source).name}",
-        "software": "seaice_mlflow",
-        "software_version": __version__,
-        "date_created": created,
-        "history": f"{created} seaice predict",
-        **{k: _attr(v) for k, v in provenance.items() if v is not None},
-    }
-    return xr.Dataset(variables, attrs=attrs)
+    attrs = dict(attrs) if attrs is not None else product_attributes(scene, provenance)
+    return xr.Dataset(variables, coords=tie_point_coordinates(scene), attrs=attrs)
 
 
 def _attr(value: object) -> str | int | float:
@@ -180,3 +242,32 @@ def write_chart_product(path: str | Path, dataset: xr.Dataset) -> Path:
     with atomic_path(path) as tmp:
         dataset.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding(dataset))
     return path
+
+
+def write_products(
+    folder: str | Path,
+    scene: Scene,
+    prediction: ChartPrediction,
+    provenance: Mapping[str, object],
+    sic_value: bool = True,
+    formats: Sequence[ProductFormat] = ("netcdf",),
+    gis: GisOptions = GisOptions(),
+) -> list[Path]:
+    """The products of ``scene`` in ``formats`` (``netcdf``: ``<scene_id>_charts.nc``; ``geotiff``,
+    ``vector``: :mod:`~seaice_mlflow.tasks.autoice.gis`) with the same global attributes, each written
+    atomically; the files in format order."""
+    folder = Path(folder)
+    attrs = product_attributes(scene, provenance)
+    written: list[Path] = []
+    if "netcdf" in formats:
+        dataset = chart_dataset(scene, prediction, provenance, sic_value, attrs)
+        written.append(write_chart_product(folder / product_name(scene.scene_id), dataset))
+    if any(f in GIS_FORMATS for f in formats):
+        from seaice_mlflow.tasks.autoice.gis.writer import write_gis_products  # GDAL only when asked
+
+        valid = scene.sar_valid
+        charts = {chart: masked(prediction.charts[chart], valid) for chart in CHART_NAMES}
+        written += write_gis_products(
+            folder, scene.scene_id, charts, scene.latitude, scene.longitude, formats, gis, attrs
+        )
+    return written

@@ -103,7 +103,7 @@ def log_chart_model(network: torch.nn.Module, recipe: Recipe, name: str = "model
     """Log the network as a pyfunc model of the active run; returns MLflow's ModelInfo
     (``model_info.model_uri`` is ``models:/m-...``)."""
     return log_network(network, ENTRY, lambda folder: recipe.save(folder / "recipe.json"),
-                       signature(recipe.task, len(recipe.variables)), MODEL_CONFIG, name)  # fmt: skip
+                       signature(recipe.task, len(recipe.variables)), MODEL_CONFIG, recipe.task.name, name)  # fmt: skip
 
 
 def load_chart_model(model_uri: str, **model_config) -> SeaIceChartModel:

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 
 from seaice_mlflow.core.task import TaskSpec
-from seaice_mlflow.models import ModelSpec, build_model, spec_from_options
+from seaice_mlflow.models import ModelSpec, load_trained, spec_from_options
 from seaice_mlflow.tasks.autoice.charts import AUTOICE, autoice_task
 from seaice_mlflow.tasks.autoice.files.variables import GLOBAL_MEAN_STD, check_input_variables
 
@@ -125,6 +125,4 @@ def legacy_model(model: Mapping) -> tuple[TaskSpec, ModelSpec]:
 def load_network(recipe: Recipe, weights: str | Path | dict) -> torch.nn.Module:
     """The recipe's network with trained weights (a state_dict, or a file saved with torch.save)."""
     state = weights if isinstance(weights, dict) else torch.load(weights, map_location="cpu", weights_only=True)
-    model = build_model(recipe.model)
-    model.load_state_dict(state)
-    return model.eval()
+    return load_trained(recipe.model, state)

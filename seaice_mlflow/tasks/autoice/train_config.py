@@ -57,6 +57,9 @@ class TrainConfig(TrainDefaults):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ParameterError(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.level == "instance":
+            raise ParameterError("model", f"{self.model} is an instance model of photos: train it with "
+                                 "`seaice optical train`")  # fmt: skip
         if self.level == "patch" and (self.land == "exclude" or self.border_distance):
             option = "land" if self.land == "exclude" else "border_distance"
             raise ParameterError(option, f"filters the pixels of a segmentation model's patches; the patches of the "
@@ -165,7 +168,8 @@ class TrainConfig(TrainDefaults):
 
     @property
     def level(self) -> HeadLevel:
-        """pixel: a segmentation model trained on pixels; patch: a classifier trained on homogeneous patches."""
+        """pixel: a segmentation model trained on pixels; patch: a classifier trained on homogeneous patches
+        (instance, a floe detector of photos, is refused by the checks)."""
         return get_architecture(self.model).level
 
     @property

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from seaice_mlflow.core.defaults import DEVICES, option
+from seaice_mlflow.core.defaults import DEVICES, TASK_FAMILIES, RegisterDefaults, option
 from seaice_mlflow.tasks.optical.readers import MASK_KINDS, MaskKind
 
+#: Task families of the optical models (``seaice optical register --task``).
+OPTICAL_TASKS = tuple(t for t in TASK_FAMILIES if t.startswith("optical"))
 #: Class weights of the loss: none, or inverse square-root frequency over the training photos.
 ClassWeights = Literal["none", "balanced"]
 CLASS_WEIGHTS: tuple[ClassWeights, ...] = get_args(ClassWeights)
@@ -26,9 +28,14 @@ class OpticalTrainDefaults:
     masks: MaskKind = option("auto", "How label masks are read: auto (from the first label), ids or colour.",
                              choices=MASK_KINDS)  # fmt: skip
     model: str = option("smp_unet", "Architecture of the model registry: smp_unet, pspnet, deeplabv3plus, upernet "
-                        "(segmentation_models_pytorch), unet, deeplabv3, ...")  # fmt: skip
-    encoder: str = option("resnet18", "Encoder of the segmentation_models_pytorch architectures (random init).")
+                        "(segmentation_models_pytorch), unet, deeplabv3, ...; maskrcnn for floe instances")  # fmt: skip
+    encoder: str = option("resnet18", "Encoder of the segmentation_models_pytorch architectures, or the ResNet of "
+                          "maskrcnn (resnet18, resnet34, resnet50); random init.")  # fmt: skip
     pretrained: str = option("", "Local state dict of the encoder or backbone (none: random initialisation).")
+    floe_classes: str = option("ice floe", "Classes whose connected regions are floe instances (maskrcnn), names "
+                               "separated by commas.")  # fmt: skip
+    min_floe_pixels: int = option(16, "Smallest floe instance in pixels of a photo or a training crop (maskrcnn).",
+                                  minimum=1)  # fmt: skip
     epochs: int = option(30, "Maximum number of epochs.", minimum=1)
     batches_per_epoch: int = option(50, "Training batches per epoch.", minimum=1)
     batch_size: int = option(8, "Crops per batch.", minimum=1)
@@ -71,3 +78,29 @@ class OpticalPredictDefaults(OpticalInferenceDefaults):
 
     out: str = option("outputs/optical/masks", "Folder for <stem>_mask.png, <stem>_color_mask.png and "
                       "class_fractions.json.")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OpticalRegisterDefaults(RegisterDefaults):
+    """``seaice optical register``: ``seaice register`` for photo models, under their own name."""
+
+    model_name: str = option("seaice-optical", "Registered model name.")
+    task: str = option("optical", "Task family of the models ranked: optical (photo masks) or optical_floes "
+                       "(floe instances).", choices=OPTICAL_TASKS)  # fmt: skip
+
+
+#: Profiles of ``seaice optical pipeline`` (``tasks/optical/steps/main.PROFILES``).
+PROFILES = ("smoke", "demo")
+
+
+@dataclass(frozen=True)
+class OpticalPipelineDefaults:
+    """``seaice optical pipeline`` (the MLproject's ``optical_main``)."""
+
+    profile: str = option("demo", "smoke: a one-minute installation check; demo: synthetic photos and a short "
+                          "training (a few CPU minutes).", choices=PROFILES)  # fmt: skip
+    data_dir: str = option("", "Labelled training photos (any layout); empty: synthetic photos made on the fly.")
+    test_dir: str = option("", "Labelled held-out photos (evaluated, then predicted); empty: synthetic ones.")
+    model_name: str = option("seaice-optical", "Registered model name.")
+    out: str = option("outputs/optical_main", "Working folder (photos, checkpoints, masks).")
+    seed: int = option(0, "Seed of photos and training.")

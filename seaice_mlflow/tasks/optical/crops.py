@@ -75,17 +75,25 @@ class PhotoCrops(Dataset):
             self._decoded[k] = (np.array(rgb), np.array(label))  # writable copies, as torch asks
         return self._decoded[k]
 
+    def layers(self, k: int) -> dict[str, np.ndarray]:
+        """More per-pixel layers (H, W) of photo ``k`` that crops carry, transformed with the label
+        (nearest neighbour); none here (a floe detector's crops add the floe instances)."""
+        return {}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        """``image`` (3, P, P) float32 standardised, ``ice`` (P, P) uint8 class indices (255: ignore)."""
+        """``image`` (3, P, P) float32 standardised, ``ice`` (P, P) uint8 class indices (255: ignore)
+        and the crop of every :meth:`layers` layer (int32)."""
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(self.seed * 1_000_003 + int(index))
             k = int(torch.randint(len(self.photos), ()).item())
             rgb, label = self.pair(k)
             image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
-            mask = tv_tensors.Mask(torch.from_numpy(label)[None])
-            image, mask = self.transform(image, mask)
+            masks = {HEAD: label, **self.layers(k)}
+            layers = [tv_tensors.Mask(torch.from_numpy(m)[None]) for m in masks.values()]
+            image, *cropped = self.transform(image, *layers)
         inputs = normalise(image.permute(1, 2, 0).numpy())
-        return {"image": torch.from_numpy(inputs), HEAD: mask[0].to(torch.uint8), "index": torch.tensor(int(index))}
+        layers = {name: crop[0].to(torch.uint8 if name == HEAD else torch.int32) for name, crop in zip(masks, cropped)}
+        return {"image": torch.from_numpy(inputs), **layers, "index": torch.tensor(int(index))}
 
     def class_counts(self) -> np.ndarray:
         """Labelled pixels per class over the training photos (class weights)."""

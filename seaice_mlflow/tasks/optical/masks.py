@@ -1,4 +1,4 @@
-"""Predicted photo masks: loading an optical model, writing masks as PixelAnnotationTool does, scoring.
+"""Predicted photo masks: writing them as PixelAnnotationTool does, class fractions, scores.
 
 Written per photo, so that an annotator can open a prediction in the tool and correct it:
 ``<stem>_mask.png`` (R=G=B=label id, the data set's own ids) and ``<stem>_color_mask.png`` (the
@@ -15,34 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
-from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from seaice_mlflow.core.errors import ParameterError, first_line
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.core.metrics import ClassCounts, confusion_matrix, head_metrics, percent
 from seaice_mlflow.tasks.optical.crops import HEAD
 from seaice_mlflow.tasks.optical.labels import IGNORE, ClassTable
-from seaice_mlflow.tasks.optical.pyfunc import PhotoMaskModel
 
 #: Classes left out of "mIoU without background" (compared case-insensitively).
 BACKGROUND = ("sky", "background")
-
-
-def load_photo_model(uri: str, device: str = "auto", tile: int = 512, overlap: int = 64) -> PhotoMaskModel:
-    """The optical model behind ``uri`` (a clear error for a URI that is not one)."""
-    config = {"device": device, "tile": tile, "overlap": overlap}
-    try:
-        pyfunc = mlflow.pyfunc.load_model(uri, model_config=config)
-    except (MlflowException, OSError, ValueError) as err:
-        raise ParameterError("model_uri", f"{uri} cannot be loaded ({first_line(err, 300)}); give a model URI "
-                             "such as runs:/<run id>/model or models:/m-<id>") from None  # fmt: skip
-    model = pyfunc.unwrap_python_model() if hasattr(pyfunc, "unwrap_python_model") else None
-    if not isinstance(model, PhotoMaskModel):
-        raise ParameterError("model_uri", f"{uri} is not an optical model (logged by `seaice optical train`)")
-    return model
 
 
 def write_masks(ids: np.ndarray, table: ClassTable, out: Path, stem: str) -> list[Path]:

@@ -10,6 +10,7 @@ probabilities in the table's order. Photos go through the tiled engine (``tile``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from mlflow.types import Schema, TensorSpec
 
 from seaice_mlflow.core.engine import ChartPredictor, TileOptions
 from seaice_mlflow.tasks.optical.crops import HEAD, PhotoTiles
-from seaice_mlflow.tasks.optical.recipe import PhotoRecipe
+from seaice_mlflow.tasks.optical.recipe import TASK, PhotoRecipe
 from seaice_mlflow.tracking.network_models import RECIPE_ARTIFACT, log_network
 from seaice_mlflow.tracking.runs import WEIGHTS_ARTIFACT
 
@@ -39,15 +40,16 @@ class PhotoMaskModel(PythonModel):
         config = {**MODEL_CONFIG, **(context.model_config or {})}
         recipe = PhotoRecipe.load(context.artifacts[RECIPE_ARTIFACT])
         options = TileOptions(int(config["tile"]), int(config["overlap"]), int(config["batch"]), bool(config["amp"]))
-        self.setup(recipe, recipe.network(context.artifacts[WEIGHTS_ARTIFACT]), str(config["device"]), options,
+        self.setup(recipe, [recipe.network(context.artifacts[WEIGHTS_ARTIFACT])], str(config["device"]), options,
                    bool(config["probabilities"]))  # fmt: skip
 
-    def setup(self, recipe: PhotoRecipe, network: torch.nn.Module, device: str = "auto",
+    def setup(self, recipe: PhotoRecipe, networks: Sequence[torch.nn.Module], device: str | torch.device = "auto",
               options: TileOptions = TileOptions(tile=512), probabilities: bool = False) -> PhotoMaskModel:  # fmt: skip
-        """Ready the model for a network in hand (what load_context does for a logged one)."""
+        """Ready the model for networks in hand (what load_context does for a logged one); several
+        networks of one recipe's classes and scaling make an ensemble (probabilities averaged)."""
         self.recipe, self.probabilities = recipe, probabilities
         self.task = recipe.table.to_task()
-        self.predictor = ChartPredictor([(network, self.task)], device, options)
+        self.predictor = ChartPredictor([(network, self.task) for network in networks], device, options)
         self.ids = np.array(recipe.table.ids, np.uint8)
         return self
 
@@ -72,4 +74,4 @@ class PhotoMaskModel(PythonModel):
 def log_photo_model(network: torch.nn.Module, recipe: PhotoRecipe, name: str = "model"):
     """Log the network as an optical pyfunc model of the active run; returns MLflow's ModelInfo."""
     return log_network(network, ENTRY, lambda folder: recipe.save(folder / "recipe.json"), SIGNATURE, MODEL_CONFIG,
-                       name)  # fmt: skip
+                       TASK, name)  # fmt: skip

@@ -20,6 +20,7 @@ stored (no EXIF rotation: labels are drawn on the stored pixels).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -64,6 +65,17 @@ class Photo:
     def stem(self) -> str:
         return self.image.stem
 
+    def digest(self) -> str:
+        """A fingerprint of the image file's bytes: a model's recipe records those of its training
+        and validation photos, so a photo is recognised under any name (evaluate's check)."""
+        return photo_digest(self.image)
+
+
+def photo_digest(path: str | Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class PhotoFolder:
@@ -73,6 +85,10 @@ class PhotoFolder:
     layout: Layout
     table: ClassTable
     photos: tuple[Photo, ...]
+
+    def digests(self) -> tuple[str, ...]:
+        """Fingerprints of the labelled photos (training and validation): what a recipe records."""
+        return tuple(p.digest() for p in self.photos if p.label is not None)
 
     def split(self, split: Split) -> tuple[Photo, ...]:
         return tuple(p for p in self.photos if p.split == split)

@@ -21,7 +21,7 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.losses import MultiTaskLoss, class_weights_from_histograms
 from seaice_mlflow.core.metrics import ScoreBoard, Scores
 from seaice_mlflow.core.task import TaskSpec
-from seaice_mlflow.core.trainer import LoopSettings, Trainer, TrainingParts
+from seaice_mlflow.core.trainer import LoopSettings, Objective, Trainer, TrainingParts, ValidationScores
 from seaice_mlflow.models import build_model, spec_from_options
 from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
 from seaice_mlflow.tasks.optical.crops import HEAD, PhotoCrops, PhotoLoader, PhotoTiles
@@ -29,8 +29,57 @@ from seaice_mlflow.tasks.optical.readers import Photo, PhotoFolder, open_folder,
 from seaice_mlflow.tasks.optical.recipe import RGB, PhotoRecipe
 
 
+def photo_trainer(
+    options: OpticalTrainDefaults,
+    network: torch.nn.Module,
+    recipe: PhotoRecipe,
+    crops: PhotoCrops,
+    loss: torch.nn.Module,
+    heads: tuple[str, ...],
+    device: torch.device,
+    dist: Distributed = Distributed(),
+    objective: Objective | None = None,
+) -> Trainer:
+    """The generic loop as every optical model trains: batches of ``crops``, AdamW with cosine warm
+    restarts over the epochs, gradients clipped at 1, checkpoints carrying the recipe and options;
+    ``objective`` for a network that computes its own losses (the validation is set by the caller)."""
+    optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=options.epochs)
+    loader = PhotoLoader(crops, options.batch_size, options.workers)
+    extras = lambda: {"recipe": recipe.as_dict(), "config": asdict(options)}  # noqa: E731
+    parts = TrainingParts(network, loss, optimizer, scheduler, loader, heads, checkpoint_extras=extras,
+                          objective=objective)  # fmt: skip
+    settings = LoopSettings(out=Path(options.out), epochs=options.epochs, batches_per_epoch=options.batches_per_epoch,
+                            batch_size=options.batch_size, amp=options.amp, lr=options.lr, grad_clip=1.0)  # fmt: skip
+    return Trainer(parts, settings, device, dist)
+
+
+class FolderTraining:
+    """What every optical training run shares: a photo folder (``folder``) and the loop (``trainer``)."""
+
+    folder: PhotoFolder
+    trainer: Trainer
+
+    @property
+    def network(self) -> torch.nn.Module:
+        return self.trainer.network
+
+    def validation_photos(self) -> list[Photo]:
+        return [p for p in self.folder.split("val") if p.label is not None]
+
+    def validate(self) -> ValidationScores:
+        """The network's scores on the validation photos (each kind of run scores its own way)."""
+        raise NotImplementedError
+
+    def validated(self):
+        """This run, its loop validating (:meth:`validate`) when the folder has validation photos."""
+        if self.validation_photos():
+            self.trainer.parts.validate = self.validate
+        return self
+
+
 @dataclass
-class PhotoTraining:
+class PhotoTraining(FolderTraining):
     """One optical training run: its photos, recipe, task and the generic loop."""
 
     options: OpticalTrainDefaults
@@ -59,26 +108,9 @@ class PhotoTraining:
             counts = {HEAD: [*crops.class_counts().tolist(), 0]}
             weights = {h: w.to(device) for h, w in class_weights_from_histograms(task, counts).items()}
         loss = MultiTaskLoss(task, {HEAD: 1.0}, weights)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=options.epochs)
-        recipe = PhotoRecipe(spec, folder.table)
-        loader = PhotoLoader(crops, options.batch_size, options.workers)
-        extras = lambda: {"recipe": recipe.as_dict(), "config": asdict(options)}  # noqa: E731
-        parts = TrainingParts(network, loss, optimizer, scheduler, loader, task.names, checkpoint_extras=extras)
-        settings = LoopSettings(out=Path(options.out), epochs=options.epochs,
-                                batches_per_epoch=options.batches_per_epoch, batch_size=options.batch_size,
-                                amp=options.amp, lr=options.lr, grad_clip=1.0)  # fmt: skip
-        training = cls(options, folder, recipe, task, Trainer(parts, settings, device, dist))
-        if [p for p in folder.split("val") if p.label is not None]:
-            parts.validate = training.validate
-        return training
-
-    @property
-    def network(self) -> torch.nn.Module:
-        return self.trainer.network
-
-    def validation_photos(self) -> list[Photo]:
-        return [p for p in self.folder.split("val") if p.label is not None]
+        recipe = PhotoRecipe(spec, folder.table, photos=folder.digests())
+        trainer = photo_trainer(options, network, recipe, crops, loss, task.names, device, dist)
+        return cls(options, folder, recipe, task, trainer).validated()
 
     def validate(self) -> Scores:
         """The head's scores on the whole validation photos (tiled inference, mIoU first)."""

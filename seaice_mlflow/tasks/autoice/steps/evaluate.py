@@ -23,24 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-from mlflow.exceptions import MlflowException
 
 from seaice_mlflow.core.engine import TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.io import atomic_path, check_writable
+from seaice_mlflow.core.lists import split_values
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.charting import SceneOutcome
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
 from seaice_mlflow.tasks.autoice.evaluation import EvaluationResult, evaluate_files
 from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
 from seaice_mlflow.tasks.autoice.files.naming import find_scene_files, parsed_names
-from seaice_mlflow.tasks.autoice.logged_models import ModelRef, charting_run, seen_scenes_among
-from seaice_mlflow.tasks.autoice.prediction import split_values
+from seaice_mlflow.tasks.autoice.logged_models import charting_run
 from seaice_mlflow.tasks.autoice.strata import parse_strata_keys, strata_metrics, strata_of_files, write_strata_table
-from seaice_mlflow.tracking.runs import SCORED_ON_TRAINING_TAG, log_scene_dataset
-
-#: How many scene ids a warning names before "and N more".
-SHOWN_SCENES = 5
+from seaice_mlflow.tracking.model_refs import ModelRef, log_test_metrics, seen_among, tag_seen
+from seaice_mlflow.tracking.runs import log_scene_dataset
 
 
 @dataclass
@@ -99,9 +96,10 @@ def evaluate(
         mlflow.set_tags(
             {"seaice.data_dir": str(Path(data_dir).resolve()), "seaice.downsample": str(charter.recipe.downsample)}
         )
-        tag_seen_scenes(
-            seen_scenes_among(refs, (name.key for _, name in parsed_names(files))),
+        tag_seen(
+            seen_among(refs, (name.key for _, name in parsed_names(files))),
             len(files),
+            "scene",
             warn or (lambda line: warnings.warn(line, stacklevel=3)),
         )
         with tempfile.TemporaryDirectory(prefix="seaice-evaluate-") as tmp:
@@ -140,29 +138,3 @@ def evaluate(
             context="evaluation",
         )
         return EvaluateRun(run.info.run_id, metrics, result, refs, target)
-
-
-def tag_seen_scenes(seen: list[str], n_files: int, warn: Callable[[str], None]) -> None:
-    """Tag the run with whether it scores scenes the model(s) were fitted on; warn when it does."""
-    mlflow.set_tags({SCORED_ON_TRAINING_TAG: str(bool(seen)).lower()})
-    mlflow.log_metric("eval_training_scenes", len(seen))
-    if seen:
-        more = len(seen) - SHOWN_SCENES
-        named = ", ".join(seen[:SHOWN_SCENES]) + (f" and {more} more" if more > 0 else "")
-        warn(
-            f"warning: {len(seen)} of the {n_files} scene(s) are training or validation scenes of the model "
-            f"({named}): its test scores are optimistic and `seaice register` will not rank by this run; "
-            "evaluate on held-out test scenes"
-        )
-
-
-def log_test_metrics(metrics: dict[str, float], refs: Sequence[ModelRef]) -> None:
-    """The pooled scores, linked to the logged model when a single one was scored (its page in
-    the MLflow UI then lists them too)."""
-    model_id = refs[0].model_id if len(refs) == 1 else None
-    try:
-        mlflow.log_metrics(metrics, model_id=model_id)
-    except MlflowException:
-        if model_id is None:
-            raise
-        mlflow.log_metrics(metrics)  # e.g. a model of another tracking server: the run has the scores

@@ -37,8 +37,9 @@ from seaice_mlflow.tasks.autoice.explain import (
     write_gradcam,
 )
 from seaice_mlflow.tasks.autoice.files.windowed import open_scene
-from seaice_mlflow.tasks.autoice.logged_models import load_model, model_tags
+from seaice_mlflow.tasks.autoice.logged_models import load_model
 from seaice_mlflow.tasks.autoice.steps.evaluate import scene_files
+from seaice_mlflow.tracking.model_refs import model_tags
 from seaice_mlflow.tracking.runs import step_run
 
 

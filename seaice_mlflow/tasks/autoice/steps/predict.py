@@ -12,15 +12,13 @@ import mlflow
 from seaice_mlflow.core.engine import TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.io import check_writable
+from seaice_mlflow.core.lists import split_paths, split_values
 from seaice_mlflow.tasks.autoice.charting import SceneOutcome
-from seaice_mlflow.tasks.autoice.logged_models import ModelRef, charting_run
-from seaice_mlflow.tasks.autoice.prediction import (
-    PredictionResult,
-    expand_scene_paths,
-    predict_files,
-    split_paths,
-    split_values,
-)
+from seaice_mlflow.tasks.autoice.gis import GisOptions, check_options, parse_formats
+from seaice_mlflow.tasks.autoice.logged_models import charting_run
+from seaice_mlflow.tasks.autoice.prediction import PredictionResult, expand_scene_paths, predict_files
+from seaice_mlflow.tasks.autoice.products import quicklook_name
+from seaice_mlflow.tracking.model_refs import ModelRef
 from seaice_mlflow.tracking.runs import public_uri
 
 
@@ -66,10 +64,14 @@ def predict(
     probabilities: bool = False,
     options: TileOptions = TileOptions(),
     on_scene: Callable[[SceneOutcome], None] | None = None,
+    format: str | Sequence[str] = "netcdf",
+    gis: GisOptions = GisOptions(),
 ) -> PredictRun:
-    """Chart ``scenes`` (files or folders) with the model(s) in the active (or a new) run ("predict")."""
+    """Chart ``scenes`` (files or folders) with the model(s) in the active (or a new) run ("predict");
+    ``format``: the products per scene (``netcdf``, ``geotiff``, ``vector``), ``gis``: their CRS and grid."""
     uris, paths = split_values(model_uris), split_paths(scenes)
     resolve_device(device)  # a clear error before the run starts
+    formats, gis = parse_formats(format), check_options(gis)
     files = expand_scene_paths(paths)
     if not files:
         raise ParameterError(
@@ -83,11 +85,14 @@ def predict(
         "out": str(out),
         "upload_package": upload_package,
         "probabilities": probabilities,
+        "format": ",".join(formats),
+        "crs": gis.crs,
+        "pixel_size": gis.pixel_size,
     }
     with charting_run("predict", uris, device, options, params) as (run, charter, refs):
         mlflow.set_tag("seaice.charts_dir", str(out))
         attrs = provenance(refs, run.info.run_id, options, charter.predictor.device.type)
-        result = predict_files(charter, files, out, attrs, probabilities, upload_package, on_scene)
+        result = predict_files(charter, files, out, attrs, probabilities, upload_package, on_scene, formats, gis)
         written = result.having("written")
         mlflow.log_metrics(
             {
@@ -111,7 +116,8 @@ def predict(
             "outputs.json",
         )
         for outcome in written:
-            mlflow.log_artifact(str(outcome.outputs[1]), "quicklooks")
+            quicklook = next(p for p in outcome.outputs if p.name == quicklook_name(outcome.scene_id))
+            mlflow.log_artifact(str(quicklook), "quicklooks")
         if result.upload_package is not None:
             mlflow.log_artifact(str(result.upload_package))
         return PredictRun(run.info.run_id, result, refs, out)

@@ -2,7 +2,10 @@
 
 Per photo ``<stem>_mask.png`` (R=G=B=label id) and ``<stem>_color_mask.png`` in ``--out``, which an
 annotator can open in the tool to correct; ``class_fractions.json`` holds each photo's class
-shares in percent (also logged). A photo that cannot be read is reported and the others go on.
+shares in percent (also logged). Several model URIs predict as their ensemble. A floe detector
+writes per photo ``<stem>_floes.png`` (16-bit floe ids) and for all photos ``floe_sizes.json``
+(each photo's floe-size distribution) and ``floe_sizes.csv`` (one row per floe), both logged. A
+photo that cannot be read is reported and the others go on.
 """
 
 from __future__ import annotations
@@ -15,9 +18,16 @@ import mlflow
 
 from seaice_mlflow.core.errors import ParameterError, SeaIceError
 from seaice_mlflow.core.io import check_writable
-from seaice_mlflow.tasks.optical.masks import class_fractions, load_photo_model, write_fractions, write_masks
-from seaice_mlflow.tasks.optical.readers import IMAGE_EXTENSIONS, read_image
-from seaice_mlflow.tracking.runs import MODEL_URI_TAG, step_run
+from seaice_mlflow.core.lists import split_values
+from seaice_mlflow.tasks.optical.floes.products import FLOES_SUFFIX, write_floe_sizes, write_floes
+from seaice_mlflow.tasks.optical.floes.pyfunc import FloeModel
+from seaice_mlflow.tasks.optical.logged_models import load_optical_models
+from seaice_mlflow.tasks.optical.masks import class_fractions, write_fractions, write_masks
+from seaice_mlflow.tasks.optical.readers import IMAGE_EXTENSIONS, MASK_MARK, read_image
+from seaice_mlflow.tracking.model_refs import model_tags
+from seaice_mlflow.tracking.runs import step_run
+
+FRACTIONS = "class_fractions.json"
 
 
 @dataclass
@@ -33,7 +43,7 @@ def photo_files(paths: Sequence[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         if path.is_dir():
             files += sorted(p for p in path.iterdir() if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS
-                            and "_mask.png" not in p.name)  # fmt: skip
+                            and MASK_MARK not in p.name and not p.name.endswith(FLOES_SUFFIX))  # fmt: skip
         elif path.is_file():
             files.append(path)
         else:
@@ -43,31 +53,41 @@ def photo_files(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def predict(model_uri: str, images: Sequence[str | Path], out: str | Path, device: str = "auto", tile: int = 512,
-            echo: Callable[[str], None] = print) -> OpticalPredictRun:  # fmt: skip
-    """Masks of every photo in the active (or a new) run."""
+def predict(model_uris: str | Sequence[str], images: Sequence[str | Path], out: str | Path, device: str = "auto",
+            tile: int = 512, echo: Callable[[str], None] = print) -> OpticalPredictRun:  # fmt: skip
+    """Masks (or, for a floe detector, floe instances and sizes) of every photo in the active (or a
+    new) run; several mask model URIs predict as their ensemble."""
     files = photo_files(images)
     target = check_writable(out, "out")
-    model = load_photo_model(model_uri, device, tile)
-    table = model.recipe.table
-    params = {"model_uri": model_uri, "images": " ".join(map(str, images)), "out": str(target), "device": device,
-              "tile": tile}  # fmt: skip
+    uris = split_values(model_uris)
+    model, refs = load_optical_models(uris, device, tile)
+    floes = isinstance(model, FloeModel)
+    params = {"model_uri": " ".join(uris), "images": " ".join(map(str, images)), "out": str(target),
+              "device": device, "tile": tile}  # fmt: skip
     with step_run("optical_predict", params) as run:
-        mlflow.set_tag(MODEL_URI_TAG, model_uri)
-        written, failed, fractions = [], {}, {}
+        mlflow.set_tags({**model_tags(refs), "seaice.product": "floes" if floes else "masks"})
+        written, failed, fractions, records = [], {}, {}, []
         for path in files:
             try:
-                ids, _ = model.predict_photo(read_image(path))
+                found, scores = model.predict_photo(read_image(path))
             except SeaIceError as err:
                 failed[str(path)] = str(err)
                 echo(f"failed {path}: {err}")
                 continue
-            written += write_masks(ids, table, target, path.stem)
-            fractions[path.name] = class_fractions(ids, table)
-            echo(f"wrote {target / (path.stem + '_mask.png')}")
+            if floes:
+                records.append(write_floes(found, target, path.stem, scores, photo=path.name))
+                written.append(records[-1].path)
+                fractions[path.name] = len(records[-1].sizes)
+            else:
+                written += write_masks(found, model.recipe.table, target, path.stem)
+                fractions[path.name] = class_fractions(found, model.recipe.table)
+            echo(f"wrote {written[-1]}")
         if not fractions:
             raise SeaIceError(f"no photo could be read ({len(failed)} failed); see the messages above")
-        written.append(write_fractions(fractions, target / "class_fractions.json"))
-        mlflow.log_artifact(str(written[-1]))
-        mlflow.log_metrics({"photos": len(fractions), "photos_failed": len(failed)})
+        summary = write_floe_sizes(records, target) if floes else [write_fractions(fractions, target / FRACTIONS)]
+        written += summary
+        for path in summary:
+            mlflow.log_artifact(str(path))
+        mlflow.log_metrics({"photos": len(fractions), "photos_failed": len(failed),
+                            **({"floes": sum(fractions.values())} if floes else {})})  # fmt: skip
         return OpticalPredictRun(run.info.run_id, written, failed)

@@ -5,7 +5,11 @@ Per epoch: ``train_loss``, ``lr``, ``patches_per_s`` and, with validation photos
 ``best_epoch``, ``epochs_trained``, the best checkpoint under ``checkpoints/``, the model's
 ``recipe.json`` (network spec, class table, input scaling) and the best checkpoint as a pyfunc
 model (:mod:`~seaice_mlflow.tasks.optical.pyfunc`), its ``models:/m-...`` URI in the tag
-``seaice.model_uri``. A run that is interrupted ends
+``seaice.model_uri``. A floe detector (``--model maskrcnn``, level ``instance``) trains as
+:class:`~seaice_mlflow.tasks.optical.floes.training.FloeTraining` instead: ``train_loss_<loss>``
+per Mask R-CNN loss, ``val_floe_f1`` (the score), ``val_floe_precision``, ``val_floe_recall``,
+``val_floe_matched_iou``, and a floe pyfunc model (:mod:`~seaice_mlflow.tasks.optical.floes.pyfunc`),
+tagged ``seaice.product`` ``floes``. A run that is interrupted ends
 KILLED (:func:`~seaice_mlflow.tracking.runs.step_run`); ``--out`` keeps ``last.pt`` and ``best.pt``.
 """
 
@@ -20,7 +24,10 @@ import mlflow
 from seaice_mlflow.core.checkpoint import BEST, load_checkpoint
 from seaice_mlflow.core.io import check_writable
 from seaice_mlflow.core.trainer import EpochReport
+from seaice_mlflow.models import get_architecture
 from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
+from seaice_mlflow.tasks.optical.floes.pyfunc import log_floe_model
+from seaice_mlflow.tasks.optical.floes.training import FloeTraining
 from seaice_mlflow.tasks.optical.pyfunc import log_photo_model
 from seaice_mlflow.tasks.optical.training import PhotoTraining
 from seaice_mlflow.tracking.runs import MODEL_URI_TAG, step_run
@@ -42,9 +49,12 @@ def train(
     out = check_writable(options.out, "out")
     params = {"data_dir": str(Path(data_dir).resolve()), **asdict(options), "out": str(out)}
     with step_run("optical_train", params, system_metrics=True) as run:
-        training = PhotoTraining.build(data_dir, options)
+        floes = get_architecture(options.model).level == "instance"
+        training = (FloeTraining if floes else PhotoTraining).build(data_dir, options)
         mlflow.set_tags({"seaice.task": "optical", "seaice.model": options.model, "seaice.data_dir": params["data_dir"],
                          "seaice.layout": training.folder.layout})  # fmt: skip
+        if floes:
+            mlflow.set_tag("seaice.product", "floes")
         mlflow.log_dict(training.recipe.as_dict(), "recipe.json")
 
         def epoch_done(report: EpochReport) -> None:
@@ -58,7 +68,7 @@ def train(
                             **({"best_val_combined": state.best} if validated else {})})  # fmt: skip
         mlflow.log_artifact(str(out / BEST), "checkpoints")
         training.network.load_state_dict(load_checkpoint(out / BEST)["model"])
-        info = log_photo_model(training.network, training.recipe)
+        info = (log_floe_model if floes else log_photo_model)(training.network, training.recipe)
         mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
         return OpticalTrainRun(run.info.run_id, info.model_uri, state.best if validated else None, state.epoch,
                                out / BEST)  # fmt: skip

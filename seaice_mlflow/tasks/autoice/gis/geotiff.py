@@ -1,0 +1,138 @@
+"""GeoTIFF per chart: ``<scene_id>_<chart>.tif``, uint8 class indices georeferenced from the tie points.
+
+Each file holds one band of AutoICE class indices (as in the netCDF product), nodata 255 where the
+scene has no SAR data, a colour table with the chart's WMO colours (:data:`~seaice_mlflow.tasks.autoice.charts.CHARTS`;
+nodata transparent), the band description and, as band tags, ``CLASS_NAMES`` (a JSON list, index =
+class value), CF-style ``FLAG_VALUES`` / ``FLAG_MEANINGS`` and ``NODATA_MEANING``; the dataset tags carry
+the product's provenance (scene id, model, software version, MLflow run). Deflate-compressed, tiled,
+with nearest-neighbour overviews.
+
+Without a CRS the file keeps the scene grid and carries the 21 x 21 tie points as GCPs in EPSG:4326
+(:mod:`.georef`), which GIS software warps on display. With one, the charts are warped to a map grid in
+that CRS with nearest resampling (``rasterio.warp.reproject`` through the GCPs taken into that CRS;
+:func:`~seaice_mlflow.tasks.autoice.gis.georef.warp_method`), at ``pixel_size`` or, for 0, the resolution
+rasterio proposes (about the scene's 80 m).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from matplotlib.colors import to_rgb
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.warp import calculate_default_transform, reproject
+
+from seaice_mlflow.core.io import atomic_path
+from seaice_mlflow.tasks.autoice.charts import CHARTS, IGNORE_INDEX
+from seaice_mlflow.tasks.autoice.gis.georef import GEOGRAPHIC, map_gcps, warp_method
+
+NODATA = IGNORE_INDEX
+BLOCK = 256
+
+
+def colour_table(chart: str) -> dict[int, tuple[int, int, int, int]]:
+    """RGBA entry of each class of ``chart`` (its quicklook colours) and a transparent nodata entry."""
+    table = {k: (*(round(255 * c) for c in to_rgb(colour)), 255) for k, colour in enumerate(CHARTS[chart].colours)}
+    return {**table, NODATA: (255, 255, 255, 0)}
+
+
+def band_tags(chart: str) -> dict[str, str]:
+    """Band tags naming the classes of ``chart`` (a GeoTIFF has no other place for them)."""
+    info = CHARTS[chart]
+    return {
+        "CHART": chart,
+        "CLASS_NAMES": json.dumps(list(info.class_names)),
+        "FLAG_VALUES": " ".join(map(str, info.flag_values)),
+        "FLAG_MEANINGS": info.flag_meanings,
+        "NODATA_MEANING": f"{NODATA}: no SAR data (outside the swath or land)",
+    }
+
+
+def warp_charts(
+    stack: np.ndarray, gcps: list[GroundControlPoint], crs: CRS, pixel_size: float = 0.0
+) -> tuple[np.ndarray, Affine]:
+    """Charts (n, lines, samples) uint8 warped to a north-up grid in ``crs`` (nearest, nodata 255), through
+    the GCPs taken into ``crs`` (:func:`~seaice_mlflow.tasks.autoice.gis.georef.warp_method`)."""
+    _, height, width = stack.shape
+    projected = map_gcps(gcps, crs)
+    transform, out_width, out_height = calculate_default_transform(
+        crs, crs, width, height, gcps=projected, resolution=pixel_size or None
+    )
+    warped = np.full((stack.shape[0], out_height, out_width), NODATA, dtype=np.uint8)
+    reproject(
+        stack,
+        warped,
+        gcps=projected,
+        src_crs=crs,
+        src_nodata=NODATA,
+        dst_transform=transform,
+        dst_crs=crs,
+        dst_nodata=NODATA,
+        resampling=Resampling.nearest,
+        **warp_method(projected, min(abs(transform.a), abs(transform.e))),
+    )
+    return warped, transform
+
+
+def write_geotiff(
+    path: str | Path,
+    chart: str,
+    values: np.ndarray,
+    tags: Mapping[str, str],
+    gcps: list[GroundControlPoint] | None = None,
+    crs: CRS | None = None,
+    transform: Affine | None = None,
+) -> Path:
+    """Write one chart (uint8, 255 = nodata) atomically: on the scene grid with ``gcps``, or on a map
+    grid (``crs``, ``transform``)."""
+    path = Path(path)
+    height, width = values.shape
+    profile: dict[str, object] = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "uint8",
+        "nodata": NODATA,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+    }
+    if crs is None:
+        profile.update(gcps=gcps, crs=GEOGRAPHIC)
+    else:
+        profile.update(crs=crs, transform=transform)
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(values, 1)
+        dst.write_colormap(1, colour_table(chart))
+        dst.set_band_description(1, f"{chart}: {CHARTS[chart].long_name} (AutoICE class index)")
+        dst.update_tags(**tags)
+        dst.update_tags(1, **band_tags(chart))
+        factors = [f for f in (2, 4, 8, 16, 32) if max(height, width) // f >= BLOCK]
+        if factors:
+            dst.build_overviews(factors, Resampling.nearest)
+    return path
+
+
+def write_chart_geotiffs(
+    paths: Mapping[str, Path],
+    charts: Mapping[str, np.ndarray],
+    gcps: list[GroundControlPoint],
+    tags: Mapping[str, str],
+    crs: CRS | None = None,
+    pixel_size: float = 0.0,
+) -> list[Path]:
+    """One GeoTIFF per chart of ``paths`` (chart -> file): GCPs only, or warped to ``crs`` once for all charts."""
+    names = list(paths)
+    if crs is None:
+        return [write_geotiff(paths[c], c, charts[c], tags, gcps=gcps) for c in names]
+    warped, transform = warp_charts(np.stack([charts[c] for c in names]), gcps, crs, pixel_size)
+    return [write_geotiff(paths[c], c, band, tags, crs=crs, transform=transform) for c, band in zip(names, warped)]
