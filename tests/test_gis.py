@@ -111,9 +111,9 @@ def test_warps_use_the_polynomial_only_where_it_fits_the_tie_points():
     lines, samples = np.meshgrid(np.linspace(0, 999, 21), np.linspace(0, 1199, 21), indexing="ij")
     plane = [GroundControlPoint(row=r + 0.5, col=c + 0.5, x=80.0 * c, y=-80.0 * r, z=0.0)
              for r, c in zip(lines.ravel(), samples.ravel())]  # fmt: skip
-    curved = [GroundControlPoint(row=g.row, col=g.col, x=g.x + 1e-4 * g.y**2 / 80, y=g.y, z=0.0) for g in plane]
+    wavy = [GroundControlPoint(row=g.row, col=g.col, x=g.x + 500 * np.sin(g.y / 8000), y=g.y, z=0.0) for g in plane]
     assert polynomial_miss(plane) < 1e-6 and warp_method(plane, 80.0) == {}
-    assert warp_method(curved, 80.0) == TPS
+    assert polynomial_miss(wavy) > 20 and warp_method(wavy, 80.0) == TPS  # no polynomial follows it
 
 
 def test_colour_table_class_names_and_nodata(scene, tmp_path):
