@@ -10,6 +10,7 @@ scenes, scored by mIoU (the head's score: mean IoU over the classes present, 255
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,11 +23,27 @@ from seaice_mlflow.core.losses import MultiTaskLoss, class_weights_from_histogra
 from seaice_mlflow.core.metrics import ScoreBoard, Scores
 from seaice_mlflow.core.task import TaskSpec
 from seaice_mlflow.core.trainer import LoopSettings, Objective, Trainer, TrainingParts, ValidationScores
-from seaice_mlflow.models import build_model, spec_from_options
+from seaice_mlflow.models import ModelSpec, build_model, spec_from_options
 from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
 from seaice_mlflow.tasks.optical.crops import HEAD, PhotoCrops, PhotoLoader, PhotoTiles
 from seaice_mlflow.tasks.optical.readers import Photo, PhotoFolder, open_folder, read_pair
 from seaice_mlflow.tasks.optical.recipe import RGB, PhotoRecipe
+
+
+def training_photos(data_dir: str | Path, options: OpticalTrainDefaults) -> tuple[PhotoFolder, list[Photo]]:
+    """The folder as the options open it, and its labelled training photos (a clear error for none)."""
+    folder = open_folder(data_dir, classes=options.classes or None, masks=options.masks, seed=options.seed)
+    train = [p for p in folder.split("train") if p.label is not None]
+    if not train:
+        raise ParameterError("data_dir", f"{data_dir} holds no labelled training photo; check it with "
+                             "`seaice optical inspect`")  # fmt: skip
+    return folder, train
+
+
+def network_spec(options: OpticalTrainDefaults, outputs: Mapping[str, int]) -> ModelSpec:
+    """The spec of ``--model`` for RGB inputs and ``outputs``, its options from the command's."""
+    values = {**asdict(options), "pretrained": options.pretrained or None}
+    return spec_from_options(options.model, len(RGB), outputs, values)
 
 
 def photo_trainer(
@@ -92,14 +109,9 @@ class PhotoTraining(FolderTraining):
     def build(cls, data_dir: str | Path, options: OpticalTrainDefaults, dist: Distributed = Distributed()):
         """Every part, weights drawn right after ``torch.manual_seed(options.seed)``."""
         device = resolve_device(options.device)
-        folder = open_folder(data_dir, classes=options.classes or None, masks=options.masks, seed=options.seed)
-        train = [p for p in folder.split("train") if p.label is not None]
-        if not train:
-            raise ParameterError("data_dir", f"{data_dir} holds no labelled training photo; check it with "
-                                 "`seaice optical inspect`")  # fmt: skip
+        folder, train = training_photos(data_dir, options)
         task = folder.table.to_task()
-        values = {**asdict(options), "pretrained": options.pretrained or None}
-        spec = spec_from_options(options.model, len(RGB), task.outputs(), values)
+        spec = network_spec(options, task.outputs())
         torch.manual_seed(options.seed)
         network = build_model(spec).to(device)
         crops = PhotoCrops(train, folder.table, options.patch_size, seed=options.seed, augment=options.augment)

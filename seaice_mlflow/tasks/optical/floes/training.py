@@ -18,7 +18,7 @@ floe F1 at mask IoU 0.5 (:mod:`~seaice_mlflow.tasks.optical.floes.scores`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from seaice_mlflow.core.distributed import Distributed
 from seaice_mlflow.core.engine import resolve_device
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.trainer import Trainer
-from seaice_mlflow.models import build_model, get_architecture, spec_from_options
+from seaice_mlflow.models import build_model, get_architecture
 from seaice_mlflow.models.detection import FLOE_OUTPUTS, FLOES
 from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
 from seaice_mlflow.tasks.optical.crops import PhotoCrops
@@ -43,9 +43,9 @@ from seaice_mlflow.tasks.optical.floes.instances import (
 from seaice_mlflow.tasks.optical.floes.pyfunc import detect_floes
 from seaice_mlflow.tasks.optical.floes.scores import FloeScores, score_floe_photos
 from seaice_mlflow.tasks.optical.labels import ClassTable
-from seaice_mlflow.tasks.optical.readers import Photo, PhotoFolder, open_folder
-from seaice_mlflow.tasks.optical.recipe import RGB, PhotoRecipe
-from seaice_mlflow.tasks.optical.training import FolderTraining, photo_trainer
+from seaice_mlflow.tasks.optical.readers import Photo, PhotoFolder
+from seaice_mlflow.tasks.optical.recipe import PhotoRecipe
+from seaice_mlflow.tasks.optical.training import FolderTraining, network_spec, photo_trainer, training_photos
 
 #: Mask R-CNN's losses (torchvision's ``loss_<name>``), the "heads" of the training loop.
 LOSSES = ("classifier", "box_reg", "mask", "objectness", "rpn_box_reg")
@@ -106,14 +106,9 @@ class FloeTraining(FolderTraining):
             raise ParameterError("class_weights", f"weighs the classes of a segmentation loss; {options.model} "
                                  "has its own losses (leave --class-weights at none)")  # fmt: skip
         device = resolve_device(options.device)
-        folder = open_folder(data_dir, classes=options.classes or None, masks=options.masks, seed=options.seed)
-        train = [p for p in folder.split("train") if p.label is not None]
-        if not train:
-            raise ParameterError("data_dir", f"{data_dir} holds no labelled training photo; check it with "
-                                 "`seaice optical inspect`")  # fmt: skip
+        folder, train = training_photos(data_dir, options)
         floe_indices = floe_class_indices(folder.table, options.floe_classes)
-        values = {**asdict(options), "pretrained": options.pretrained or None}
-        spec = spec_from_options(options.model, len(RGB), FLOE_OUTPUTS, values)
+        spec = network_spec(options, FLOE_OUTPUTS)
         torch.manual_seed(options.seed)
         network = build_model(spec).to(device)
         crops = FloeCrops(train, folder.table, options.patch_size, floe_indices, options.min_floe_pixels,
