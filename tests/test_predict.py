@@ -19,7 +19,7 @@ from seaice_mlflow.cli import cli
 from seaice_mlflow.core.errors import SeaIceError
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
-from seaice_mlflow.tasks.autoice.prediction import expand_scene_paths, predict_files
+from seaice_mlflow.tasks.autoice.prediction import ChartJob, expand_scene_paths, predict_files
 from seaice_mlflow.tasks.autoice.upload import read_upload_package
 from tests.conftest import prep_files
 from tests.tiny_model import ROOT, train_tiny_model, use_tracking
@@ -198,7 +198,7 @@ def test_missing_scene_path_is_reported_as_missing(tmp_path):
     missing = tmp_path / "missing" / "path"
     failed = []
     with pytest.raises(SeaIceError, match=r"none of the 1 scene file\(s\) could be charted \(path: does not exist"):
-        predict_files(None, expand_scene_paths([missing]), tmp_path / "out", {}, on_scene=failed.append)
+        predict_files(None, expand_scene_paths([missing]), ChartJob(tmp_path / "out", {}), on_scene=failed.append)
     [outcome] = failed
     assert outcome.file == missing and outcome.message.startswith(f"path: does not exist ({missing})")
     assert "naming" not in outcome.message

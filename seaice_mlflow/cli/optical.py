@@ -132,7 +132,7 @@ def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, **options) -> N
 
     settings = OpticalEvaluateDefaults(**options)
     result = evaluate(model_uri, data_dir, settings.classes, settings.masks, settings.device, settings.tile,
-                      warn=lambda line: click.echo(line, err=True))  # fmt: skip
+                      settings.overlap, warn=lambda line: click.echo(line, err=True))  # fmt: skip
     s = result.scores
     if settings.json:
         click.echo(json.dumps(s.as_dict(), indent=1))
@@ -157,7 +157,7 @@ def predict_command(model_uri: tuple[str, ...], images: tuple[str, ...], **optio
     from seaice_mlflow.tasks.optical.steps.predict import predict
 
     settings = OpticalPredictDefaults(**options)
-    result = predict(model_uri, split_paths(images), settings.out, settings.device, settings.tile,
+    result = predict(model_uri, split_paths(images), settings.out, settings.device, settings.tile, settings.overlap,
                      echo=lambda line: click.echo(line, err=True))  # fmt: skip
     click.echo(f"run {result.run_id}: {len(result.written)} file(s) in {settings.out}")
     if result.failed:

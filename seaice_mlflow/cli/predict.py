@@ -29,6 +29,9 @@ def predict_command(
     format: str,
     crs: str,
     pixel_size: float,
+    uncertainty: bool,
+    dask: str,
+    overwrite: bool,
     device: str,
     tile: int,
     overlap: int,
@@ -40,7 +43,9 @@ def predict_command(
     flag_meanings, 255 outside the swath, lat/lon tie points, provenance attributes) and a
     quicklook. --format geotiff,vector adds a GeoTIFF per chart (colour table, tie points as GCPs,
     or warped to --crs) and polygons with SIGRID-3 codes (GeoPackage). A bad scene is reported and
-    skipped, the others are written, and the exit status is 1.
+    skipped, the others are written, and the exit status is 1. A re-run skips the scenes whose products
+    exist from the same model(s) (--overwrite charts them again); --dask local:N or tcp://HOST:PORT charts
+    the scenes as tasks on a Dask cluster, each worker loading the model(s) once.
     """
     from seaice_mlflow.core.engine import TileOptions
     from seaice_mlflow.tasks.autoice.gis import GisOptions
@@ -51,6 +56,8 @@ def predict_command(
             products = [p for p in outcome.outputs if p.suffix != ".png"]
             names = ", ".join([str(products[0]), *(p.name for p in products[1:])])
             click.echo(f"wrote   {names} ({outcome.seconds:.1f} s)")
+        elif outcome.status == "skipped":
+            click.echo(f"skipped {outcome.message}")
         else:
             click.echo(f"FAILED  {outcome.file}: {outcome.message}", err=True)
 
@@ -65,10 +72,15 @@ def predict_command(
         on_scene=report,
         format=format,
         gis=GisOptions(crs=crs, pixel_size=pixel_size),
+        uncertainty=uncertainty,
+        dask=dask,
+        overwrite=overwrite,
+        on_cluster=click.echo,
     )
     written = done.result.having("written")
     click.echo(
         f"run {done.run_id}: {len(written)} scene(s) charted in {done.out}"
+        + (f", {len(skipped)} skipped (products exist)" if (skipped := done.result.having("skipped")) else "")
         + (f"; upload package {done.result.upload_package}" if done.result.upload_package else "")
     )
     if done.failed:

@@ -30,6 +30,7 @@ from seaice_mlflow.core.engine import ChartPrediction
 from seaice_mlflow.core.errors import SceneError, SeaIceError
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.ensemble import SceneCharter
+from seaice_mlflow.tasks.autoice.files.naming import parse_scene_name
 from seaice_mlflow.tasks.autoice.files.windowed import open_scene
 from seaice_mlflow.tasks.autoice.products import masked
 from seaice_mlflow.tasks.autoice.scene import Scene
@@ -133,6 +134,14 @@ class QuicklookSink(SceneSink):
         return [plots.save(figure, self.folder / self.name(scene.scene_id), dpi=80)]
 
 
+def scene_key(path: Path) -> str:
+    """The scene id a file's name gives, or ``""`` when the name is not an AI4Arctic one."""
+    try:
+        return parse_scene_name(path).key
+    except SeaIceError:
+        return ""
+
+
 def chart_scenes(
     files: Iterable[Path],
     charter: SceneCharter,
@@ -140,24 +149,34 @@ def chart_scenes(
     rules: ChartingRules,
     with_scores: bool = False,
     on_scene: Callable[[SceneOutcome], None] | None = None,
+    uncertainty: bool = False,
+    skip: Callable[[Path], str] | None = None,
 ) -> list[SceneOutcome]:
     """Chart every file and hand each scene to ``sinks`` (see the module doc); a :class:`SeaIceError`
     (``rules.nothing_done``) when no scene could be charted. ``with_scores``: predictions carry
-    probabilities (or SIC values) too."""
+    probabilities (or SIC values) too, ``uncertainty``: per-pixel uncertainty layers. ``skip`` says why a
+    file need not be charted (its products exist), or ``""``: such files are ``skipped`` without being
+    opened, and a loop whose files were all skipped so succeeds."""
     files = list(files)
     outcomes: list[SceneOutcome] = []
     done: set[str] = set()
+    kept = 0  # files skipped because their products exist
     with ExitStack() as stack:
         for sink in sinks:
             stack.enter_context(sink)
         for path in files:
-            outcome = chart_file(path, charter, sinks, rules, with_scores, done)
+            reason = skip(path) if skip is not None else ""
+            if reason:
+                outcome = SceneOutcome(path, "skipped", reason, scene_key(path))
+                kept += 1
+            else:
+                outcome = chart_file(path, charter, sinks, rules, with_scores, done, uncertainty)
             if outcome.status == rules.done:
                 done.add(outcome.scene_id)
             outcomes.append(outcome)
             if on_scene is not None:
                 on_scene(outcome)
-        if not done:
+        if not done and not kept:
             raise SeaIceError(rules.nothing_done(files, outcomes))
     return outcomes
 
@@ -169,6 +188,7 @@ def chart_file(
     rules: ChartingRules,
     with_scores: bool,
     done: set[str],
+    uncertainty: bool = False,
 ) -> SceneOutcome:
     """One file through the model(s) and the sinks; ``done`` holds the scenes charted before."""
     started = time.perf_counter()
@@ -180,7 +200,7 @@ def chart_file(
                 raise SceneError(
                     path, f"scene {scene.scene_id} was already {rules.verb} from another file", rules.repeat_remedy
                 )
-            prediction = charter.predict_scene(scene, with_scores=with_scores, progress=True)
+            prediction = charter.predict_scene(scene, with_scores=with_scores, uncertainty=uncertainty, progress=True)
             outputs = [file for sink in sinks for file in sink.add(scene, prediction)]
     except SeaIceError as err:
         return SceneOutcome(path, "failed", str(err))

@@ -204,6 +204,20 @@ class PredictDefaults(InferenceDefaults):
         "Pixel size of GeoTIFFs warped to --crs, in its units (metres for EPSG:3413); 0: rasterio's default "
         "(about the scene's 80 m).",
     )
+    uncertainty: bool = option(
+        False,
+        "Also write per-pixel uncertainty layers in every product: <chart>_confidence (maximum probability) and "
+        "<chart>_entropy, SIC_spread for a regressed SIC (across tile overlaps and members) and, for an ensemble, "
+        "<chart>_disagreement (members' mutual information).",
+    )
+    dask: str = option(
+        "",
+        "Chart the scenes as Dask tasks: local:N (a LocalCluster of N worker processes on this machine) or a "
+        "scheduler address (tcp://HOST:PORT); empty: one after another in this process.",
+    )
+    overwrite: bool = option(
+        False, "Chart every scene again; by default a scene whose products exist from the same model is skipped."
+    )
 
 
 @dataclass(frozen=True)

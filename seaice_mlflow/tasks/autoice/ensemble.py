@@ -1,17 +1,18 @@
 """One model or an ensemble of logged models, ready to chart whole scenes on their 80 m grid.
 
 Ensemble members must see a scene alike (same input variables in the same order, same working
-grid); their probabilities are averaged by :class:`~seaice_mlflow.core.engine.ChartPredictor`.
+grid); their probabilities, each at its recipe's temperatures, are averaged by
+:class:`~seaice_mlflow.core.engine.ChartPredictor`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from seaice_mlflow.core.engine import ChartPrediction, ChartPredictor, TileOptions
+from seaice_mlflow.core.engine import ChartPrediction, ChartPredictor, Member, TileOptions
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.tasks.autoice.grid import SceneSource
 from seaice_mlflow.tasks.autoice.recipe import Recipe
@@ -20,20 +21,25 @@ from seaice_mlflow.tasks.autoice.sources import SceneTiles
 
 @dataclass
 class SceneCharter:
-    """A predictor and the recipe its members share (inputs, working grid)."""
+    """A predictor and the recipe its members share (inputs, working grid); ``layers``: the
+    uncertainty layer kinds that ``uncertainty=True`` asks for (None: those of the products)."""
 
     recipe: Recipe
     predictor: ChartPredictor
+    layers: Collection[str] | None = None
 
     @property
     def sic_value(self) -> bool:
         """SIC is predicted as a value (some member regresses it), not as class probabilities."""
         return "SIC" in self.predictor.values
 
-    def predict_scene(self, scene: SceneSource, with_scores: bool = False, progress: bool = False) -> ChartPrediction:
-        """Charts (and scores) of a whole scene on its 80 m grid, read tile by tile."""
+    def predict_scene(
+        self, scene: SceneSource, with_scores: bool = False, progress: bool = False, uncertainty: bool = False
+    ) -> ChartPrediction:
+        """Charts (and scores, uncertainty layers) of a whole scene on its 80 m grid, read tile by tile."""
         tiles = SceneTiles(scene, self.recipe.variables, self.recipe.downsample)
-        prediction = self.predictor.predict(tiles, with_scores, progress=progress)
+        layers = (True if self.layers is None else self.layers) if uncertainty else False
+        prediction = self.predictor.predict(tiles, with_scores, progress=progress, uncertainty=layers)
         return prediction.upsampled(self.recipe.downsample, tuple(scene.full_shape))
 
 
@@ -71,5 +77,7 @@ def combine(
                 f"at x{first.downsample}; ensemble only models trained on stores of the same "
                 "--downsample",
             )
-    predictor = ChartPredictor([(network, recipe.task) for recipe, network in members], device, options)
+    predictor = ChartPredictor(
+        [Member(network, recipe.task, recipe.temperatures) for recipe, network in members], device, options
+    )
     return SceneCharter(first, predictor)

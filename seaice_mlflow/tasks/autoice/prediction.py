@@ -23,7 +23,7 @@ from seaice_mlflow.tasks.autoice.products import quicklook_name, write_products
 from seaice_mlflow.tasks.autoice.scene import Scene
 from seaice_mlflow.tasks.autoice.upload import UPLOAD_PACKAGE
 
-PredictStatus = Literal["written", "failed"]
+PredictStatus = Literal["written", "skipped", "failed"]
 
 
 @dataclass
@@ -84,25 +84,42 @@ def expand_scene_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+@dataclass(frozen=True)
+class ChartJob:
+    """What charting any scene of a predict run needs besides the model: where and what to write
+    (``provenance``: the products' global attributes)."""
+
+    out: Path
+    provenance: Mapping[str, object]
+    probabilities: bool = False
+    uncertainty: bool = False
+    formats: tuple[ProductFormat, ...] = ("netcdf",)
+    gis: GisOptions = GisOptions()
+
+
+def scene_sinks(job: ChartJob, charter: SceneCharter) -> list[charting.SceneSink]:
+    """The per-scene sinks of predict: the products in ``job.formats`` and the quicklook."""
+    return [
+        ChartFileSink(job.out, job.provenance, charter, job.formats, job.gis),
+        charting.QuicklookSink(job.out, quicklook_name, blank_outside=True),
+    ]
+
+
 def predict_files(
     charter: SceneCharter,
     files: Iterable[Path],
-    out: str | Path,
-    provenance: Mapping[str, object],
-    probabilities: bool = False,
+    job: ChartJob,
     upload_package: bool = False,
     on_scene: Callable[[charting.SceneOutcome], None] | None = None,
-    formats: Sequence[ProductFormat] = ("netcdf",),
-    gis: GisOptions = GisOptions(),
+    skip: Callable[[Path], str] | None = None,
 ) -> PredictionResult:
-    """Chart every file into ``out`` (the products in ``formats``, ``<scene_id>_charts.png``, ``upload_package.nc``)."""
-    out = Path(out)
-    package = out / UPLOAD_PACKAGE if upload_package else None
-    sinks: list[charting.SceneSink] = [
-        ChartFileSink(out, provenance, charter, formats, gis),
-        charting.QuicklookSink(out, quicklook_name, blank_outside=True),
-    ]
+    """Chart every file into ``job.out`` (the products, ``<scene_id>_charts.png``, ``upload_package.nc``);
+    ``skip``: why a file need not be charted (:class:`~seaice_mlflow.tasks.autoice.rerun.ExistingProducts`)."""
+    package = Path(job.out) / UPLOAD_PACKAGE if upload_package else None
+    sinks = scene_sinks(job, charter)
     if package is not None:
         sinks.append(charting.UploadSink(package))
-    outcomes = charting.chart_scenes(files, charter, sinks, PREDICT, with_scores=probabilities, on_scene=on_scene)
+    outcomes = charting.chart_scenes(
+        files, charter, sinks, PREDICT, job.probabilities, on_scene, uncertainty=job.uncertainty, skip=skip
+    )
     return PredictionResult(outcomes, package)

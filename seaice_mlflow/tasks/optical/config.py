@@ -56,10 +56,20 @@ class OpticalTrainDefaults:
 
 @dataclass(frozen=True)
 class OpticalInferenceDefaults:
-    """Tiled inference of an optical command (``evaluate``, ``predict``)."""
+    """Tiled inference of an optical command (``evaluate``, ``predict``) and of the logged model.
+
+    640 px tiles with 160 px overlap agreed with one whole-photo pass on 99.98 % of the pixels of a
+    2048 x 1536 photo and took no longer than 512/64 (benchmarks/bench_optical.py, docs/experiments.md):
+    the encoders' context spans far, so the overlap's cut-off quarter must be wide.
+    """
 
     device: str = option("auto", "auto, cpu or cuda.", choices=DEVICES)
-    tile: int = option(512, "Inference tile size in photo pixels (memory follows the tile, not the photo).", minimum=32)
+    tile: int = option(640, "Inference tile size in photo pixels (memory follows the tile, not the photo).", minimum=32)
+    overlap: int = option(160, "Overlap of neighbouring tiles in photo pixels (blended; at most half a tile).",
+                          minimum=0)  # fmt: skip
+
+
+OPTICAL_INFERENCE = OpticalInferenceDefaults()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from seaice_mlflow.core.engine import TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.lists import split_values
+from seaice_mlflow.tasks.optical.config import OPTICAL_INFERENCE
 from seaice_mlflow.tasks.optical.floes.pyfunc import FloeModel
 from seaice_mlflow.tasks.optical.pyfunc import PhotoMaskModel
 from seaice_mlflow.tracking.model_refs import ModelRef, load_python_model
@@ -23,7 +24,11 @@ WHAT = "an optical model (logged by `seaice optical train`)"
 
 
 def load_optical_models(
-    uris: str | Sequence[str], device: str = "auto", tile: int = 512, overlap: int = 64, probabilities: bool = False
+    uris: str | Sequence[str],
+    device: str = OPTICAL_INFERENCE.device,
+    tile: int = OPTICAL_INFERENCE.tile,
+    overlap: int = OPTICAL_INFERENCE.overlap,
+    probabilities: bool = False,
 ) -> tuple[OpticalModel, list[ModelRef]]:
     """The model behind the URI(s): a :class:`PhotoMaskModel` (an ensemble for several URIs) or a
     :class:`FloeModel`, and a :class:`ModelRef` per URI."""

@@ -20,13 +20,22 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import Schema, TensorSpec
 
 from seaice_mlflow.core.engine import ChartPredictor, TileOptions
+from seaice_mlflow.tasks.optical.config import OPTICAL_INFERENCE
 from seaice_mlflow.tasks.optical.crops import HEAD, PhotoTiles
 from seaice_mlflow.tasks.optical.recipe import TASK, PhotoRecipe
 from seaice_mlflow.tracking.network_models import RECIPE_ARTIFACT, log_network
 from seaice_mlflow.tracking.runs import WEIGHTS_ARTIFACT
 
 ENTRY = Path(__file__).resolve().parent / "pyfunc_entry.py"
-MODEL_CONFIG = {"device": "auto", "tile": 512, "overlap": 64, "batch": 2, "amp": True, "probabilities": False}
+#: The logged model's tiling (the inference defaults), device and outputs; load-time model_config overrides them.
+MODEL_CONFIG = {
+    "device": OPTICAL_INFERENCE.device,
+    "tile": OPTICAL_INFERENCE.tile,
+    "overlap": OPTICAL_INFERENCE.overlap,
+    "batch": 2,
+    "amp": True,
+    "probabilities": False,
+}
 SIGNATURE = ModelSignature(
     inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
     outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1), HEAD)]),
@@ -43,8 +52,14 @@ class PhotoMaskModel(PythonModel):
         self.setup(recipe, [recipe.network(context.artifacts[WEIGHTS_ARTIFACT])], str(config["device"]), options,
                    bool(config["probabilities"]))  # fmt: skip
 
-    def setup(self, recipe: PhotoRecipe, networks: Sequence[torch.nn.Module], device: str | torch.device = "auto",
-              options: TileOptions = TileOptions(tile=512), probabilities: bool = False) -> PhotoMaskModel:  # fmt: skip
+    def setup(
+        self,
+        recipe: PhotoRecipe,
+        networks: Sequence[torch.nn.Module],
+        device: str | torch.device = "auto",
+        options: TileOptions = TileOptions(OPTICAL_INFERENCE.tile, OPTICAL_INFERENCE.overlap),
+        probabilities: bool = False,
+    ) -> PhotoMaskModel:
         """Ready the model for networks in hand (what load_context does for a logged one); several
         networks of one recipe's classes and scaling make an ensemble (probabilities averaged)."""
         self.recipe, self.probabilities = recipe, probabilities

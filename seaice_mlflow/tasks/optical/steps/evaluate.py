@@ -27,6 +27,7 @@ import mlflow
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.lists import split_values
 from seaice_mlflow.tasks.optical import plots
+from seaice_mlflow.tasks.optical.config import OPTICAL_INFERENCE
 from seaice_mlflow.tasks.optical.floes.pyfunc import FloeModel
 from seaice_mlflow.tasks.optical.floes.scores import FloeScores, score_floe_photos
 from seaice_mlflow.tasks.optical.logged_models import load_optical_models
@@ -44,7 +45,8 @@ class OpticalEvaluateRun:
 
 
 def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, classes: str = "", masks: MaskKind = "auto",
-             device: str = "auto", tile: int = 512,
+             device: str = OPTICAL_INFERENCE.device, tile: int = OPTICAL_INFERENCE.tile,
+             overlap: int = OPTICAL_INFERENCE.overlap,
              warn: Callable[[str], None] | None = None) -> OpticalEvaluateRun:  # fmt: skip
     """Score the model (or the ensemble of several) on every labelled photo of ``data_dir`` (all
     splits) in the active (or a new) run; ``warn`` gets one-line warnings (default: :func:`warnings.warn`)."""
@@ -53,13 +55,13 @@ def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, classes: str
     if not photos:
         raise ParameterError("data_dir", f"{data_dir} holds no labelled photo; check it with `seaice optical inspect`")
     uris = split_values(model_uris)
-    model, refs = load_optical_models(uris, device, tile)
+    model, refs = load_optical_models(uris, device, tile, overlap)
     own = model.recipe.table
     if (own.names, own.ids) != (folder.table.names, folder.table.ids):
         raise ParameterError("data_dir", f"the classes of {folder.table.describe()} are not the model's "
                              f"({', '.join(own.names)}); give the model's class table with --classes")  # fmt: skip
     params = {"model_uri": " ".join(uris), "data_dir": str(Path(data_dir).resolve()), "classes": classes,
-              "masks": masks, "device": device, "tile": tile}  # fmt: skip
+              "masks": masks, "device": device, "tile": tile, "overlap": overlap}  # fmt: skip
     lookup = folder.table.index_lookup()
     with step_run("optical_evaluate", params) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(model_tags(refs))

@@ -19,6 +19,7 @@ import mlflow
 from seaice_mlflow.core.errors import ParameterError, SeaIceError
 from seaice_mlflow.core.io import check_writable
 from seaice_mlflow.core.lists import split_values
+from seaice_mlflow.tasks.optical.config import OPTICAL_INFERENCE
 from seaice_mlflow.tasks.optical.floes.products import FLOES_SUFFIX, write_floe_sizes, write_floes
 from seaice_mlflow.tasks.optical.floes.pyfunc import FloeModel
 from seaice_mlflow.tasks.optical.logged_models import load_optical_models
@@ -54,16 +55,17 @@ def photo_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def predict(model_uris: str | Sequence[str], images: Sequence[str | Path], out: str | Path, device: str = "auto",
-            tile: int = 512, echo: Callable[[str], None] = print) -> OpticalPredictRun:  # fmt: skip
+            tile: int = OPTICAL_INFERENCE.tile, overlap: int = OPTICAL_INFERENCE.overlap,
+            echo: Callable[[str], None] = print) -> OpticalPredictRun:  # fmt: skip
     """Masks (or, for a floe detector, floe instances and sizes) of every photo in the active (or a
     new) run; several mask model URIs predict as their ensemble."""
     files = photo_files(images)
     target = check_writable(out, "out")
     uris = split_values(model_uris)
-    model, refs = load_optical_models(uris, device, tile)
+    model, refs = load_optical_models(uris, device, tile, overlap)
     floes = isinstance(model, FloeModel)
     params = {"model_uri": " ".join(uris), "images": " ".join(map(str, images)), "out": str(target),
-              "device": device, "tile": tile}  # fmt: skip
+              "device": device, "tile": tile, "overlap": overlap}  # fmt: skip
     with step_run("optical_predict", params) as run:
         mlflow.set_tags({**model_tags(refs), "seaice.product": "floes" if floes else "masks"})
         written, failed, fractions, records = [], {}, {}, []

@@ -1,0 +1,94 @@
+"""Which scenes a re-run of ``seaice predict`` skips: those whose products exist from the same model.
+
+Every product records a :func:`chart_signature` as a global attribute (netCDF), a dataset tag
+(GeoTIFF) or layer metadata (GeoPackage): the logged model(s) that charted it and the options that
+change its content (probabilities, uncertainty layers, the GIS grid). A scene is skipped when all of
+its products in the formats asked and its quicklook exist and the first of them records the
+signature of this run; anything else (a missing or unreadable file, another model, other options)
+charts it again, and ``--overwrite`` charts every scene. Tiling and device are not in the signature:
+they move a few pixels at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from seaice_mlflow.tasks.autoice.charting import scene_key
+from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.gis import GisOptions, ProductFormat, geotiff_name, vector_name
+from seaice_mlflow.tasks.autoice.products import product_name, quicklook_name
+from seaice_mlflow.tracking.model_refs import ModelRef
+
+#: The attribute (tag, metadata key) holding a product's signature.
+SIGNATURE = "chart_signature"
+
+
+def chart_signature(
+    refs: Sequence[ModelRef],
+    probabilities: bool,
+    uncertainty: bool,
+    formats: Sequence[ProductFormat],
+    gis: GisOptions,
+) -> str:
+    """What made a scene's products: the model(s) (logged model ids, else the pinned URIs) and the options
+    that change their content."""
+    models = ", ".join(r.canonical_uri for r in refs)
+    layers = ["charts"] + ["probabilities"] * probabilities + ["uncertainty"] * uncertainty
+    parts = [f"models {models}", f"layers {'+'.join(layers)}"]
+    if any(f != "netcdf" for f in formats):
+        parts.append(f"crs {gis.crs or 'GCPs/EPSG:4326'}, pixel size {gis.pixel_size:g}")
+    return "; ".join(parts)
+
+
+def product_files(folder: Path, scene_id: str, formats: Sequence[ProductFormat]) -> list[Path]:
+    """The files ``seaice predict`` writes for a scene in ``formats`` (the products, then the quicklook)."""
+    names: list[str] = []
+    if "netcdf" in formats:
+        names.append(product_name(scene_id))
+    if "geotiff" in formats:
+        names += [geotiff_name(scene_id, chart) for chart in CHART_NAMES]
+    if "vector" in formats:
+        names.append(vector_name(scene_id))
+    return [folder / name for name in [*names, quicklook_name(scene_id)]]
+
+
+def recorded_signature(path: Path) -> str | None:
+    """The signature a product file records, or None (none recorded, or the file cannot be read)."""
+    try:
+        if path.suffix == ".nc":
+            import netCDF4
+
+            with netCDF4.Dataset(path) as ds:
+                return str(ds.getncattr(SIGNATURE)) if SIGNATURE in ds.ncattrs() else None
+        if path.suffix == ".tif":
+            import rasterio
+
+            with rasterio.open(path) as src:
+                return src.tags().get(SIGNATURE)
+        if path.suffix == ".gpkg":
+            import pyogrio
+
+            from seaice_mlflow.tasks.autoice.gis.polygons import LAYER
+
+            return (pyogrio.read_info(path, layer=LAYER).get("layer_metadata") or {}).get(SIGNATURE)
+    except Exception:  # noqa: BLE001 - any unreadable product is charted again
+        return None
+    return None
+
+
+class ExistingProducts:
+    """The ``skip`` rule of :func:`~seaice_mlflow.tasks.autoice.charting.chart_scenes` for a re-run:
+    why a scene file need not be charted again, or ``""``."""
+
+    def __init__(self, folder: Path, formats: Sequence[ProductFormat], signature: str):
+        self.folder, self.formats, self.signature = Path(folder), tuple(formats), signature
+
+    def __call__(self, path: Path) -> str:
+        scene_id = scene_key(path)
+        if not scene_id:
+            return ""  # not an AI4Arctic name: charting reports it
+        files = product_files(self.folder, scene_id, self.formats)
+        if not all(f.is_file() for f in files) or recorded_signature(files[0]) != self.signature:
+            return ""
+        return f"{scene_id}: its products in {self.folder} are from the same model(s); --overwrite charts it again"
