@@ -11,7 +11,7 @@ held out (seed + 1000), both ``--size``, plus one held-out ``--big`` photo (seed
    same training split at that wall time: its pixel sample grows until a fit would overrun it, the
    last fit within it is kept (pixels and seconds printed; the search's own total too);
 3. both are scored on the held-out photos as ``seaice optical evaluate`` scores (the logged model
-   loaded back, tiled at the inference defaults: tile 640, overlap 160);
+   loaded back, tiled at the inference defaults: tile 1024, overlap 384);
 4. in a fresh process, the logged model (loaded as in 3, or at ``--tile``/``--overlap``) on the
    big held-out photo: tiled inference, photos per second (after a warm-up on one batch of tiles; ``--repeats`` timed
    predictions) and the process's peak RSS then (VmHWM: interpreter, torch, model, the photo and
@@ -26,7 +26,7 @@ fast as two) sets torch's threads and the booster's alike; 0 leaves the librarie
     python benchmarks/bench_optical.py [--train-photos 24] [--test-photos 8] [--size 256 384] [--epochs 4]
         [--batches-per-epoch 15] [--batch-size 8] [--patch-size 128] [--lr 0.001] [--model smp_unet]
         [--encoder resnet18] [--device auto] [--seed 0] [--big 1536 2048] [--threads 1] [--repeats 1]
-        [--tile 640] [--overlap 160] [--baseline-growth 4] [--work DIR]
+        [--tile 1024] [--overlap 384] [--baseline-growth 4] [--work DIR]
 """
 
 from __future__ import annotations

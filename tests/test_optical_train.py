@@ -17,10 +17,11 @@ from sklearn.metrics import jaccard_score
 from seaice_mlflow.cli import cli
 from seaice_mlflow.core.metrics import confusion_matrix, head_score
 from seaice_mlflow.core.tiling import Window
-from seaice_mlflow.tasks.optical.config import OpticalTrainDefaults
-from seaice_mlflow.tasks.optical.crops import MEAN, STD, PhotoCrops, PhotoTiles
+from seaice_mlflow.tasks.optical.config import OPTICAL_INFERENCE, OpticalTrainDefaults
+from seaice_mlflow.tasks.optical.crops import HEAD, MEAN, STD, PhotoCrops, PhotoTiles
 from seaice_mlflow.tasks.optical.labels import read_annotation_config
-from seaice_mlflow.tasks.optical.readers import open_folder, read_pair
+from seaice_mlflow.tasks.optical.logged_models import load_optical_models
+from seaice_mlflow.tasks.optical.readers import open_folder, read_image, read_pair
 from seaice_mlflow.tasks.optical.synthetic import synthesize_photos
 from seaice_mlflow.tasks.optical.training import PhotoTraining
 
@@ -135,6 +136,14 @@ def test_seaice_optical_train_tracks_a_run_with_checkpoints_and_the_recipe(photo
         )
     whole = np.array(ids, np.uint8)[scores["ice"].argmax(1)[0].numpy()]
     assert np.array_equal(masks[0], whole)
+    # at the inference defaults, a photo of 2 x 2 tiles: the blended tiles agree with one whole-photo pass
+    big = read_image(synthesize_photos(tmp_path / "big", 1, (1152, 1280), seed=9)[0])
+    photo_model, _ = load_optical_models(model_uri, "cpu")
+    tiled, _ = photo_model.predict_photo(big)
+    whole = photo_model.predictor.predict_whole(PhotoTiles(big, photo_model.recipe.mean, photo_model.recipe.std))
+    options = photo_model.predictor.options
+    assert (options.tile, options.overlap) == (OPTICAL_INFERENCE.tile, OPTICAL_INFERENCE.overlap) < big.shape[:2]
+    assert np.mean(tiled == photo_model.ids[whole.charts[HEAD]]) >= 0.999
 
 
 @pytest.mark.slow

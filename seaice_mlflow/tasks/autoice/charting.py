@@ -165,7 +165,7 @@ def chart_scenes(
         for sink in sinks:
             stack.enter_context(sink)
         for path in files:
-            reason = skip(path) if skip is not None else ""
+            reason = skip(path) if skip is not None and scene_key(path) not in done else ""
             if reason:
                 outcome = SceneOutcome(path, "skipped", reason, scene_key(path))
                 kept += 1

@@ -7,10 +7,20 @@ window, :func:`~seaice_mlflow.tasks.autoice.files.windowed.open_scene`), and cou
 land in ``out``: the AutoICE ``upload_package.nc`` (written scene by scene; the same score comes
 out of ``seaice score`` on it), ``scores_per_scene.csv``, ``per_class_metrics.csv`` (every
 chart's classes: precision, recall, F1, IoU, reference pixels), confusion matrices (PNG, counts as
-JSON) and a quicklook per scene. A scene that cannot be read is reported and skipped.
+JSON), a quicklook per scene and the reliability diagram of each classified chart
+(``reliability.png``, its bins in ``reliability.json``). A scene that cannot be read is reported and
+skipped.
 
-The loop is :func:`~seaice_mlflow.tasks.autoice.charting.chart_scenes` with three sinks: the score
-board (:class:`ScoreSink`), the upload package and the quicklooks; the tables come from the board.
+Calibration: for each classified chart the expected calibration error (top-label, 15 bins, percent;
+:mod:`~seaice_mlflow.core.calibration`) over the scored pixels, with the models' temperatures
+(``<chart>_ece``) and at temperature 1 (``<chart>_ece_uncalibrated``); the predictor gives both
+confidences in one pass (the ``confidence`` and ``confidence_uncalibrated`` layers), and a pixel is
+right when its chart class is the reference (for one model the class does not depend on the
+temperature).
+
+The loop is :func:`~seaice_mlflow.tasks.autoice.charting.chart_scenes` with four sinks: the score
+board (:class:`ScoreSink`), the reliability tables (:class:`CalibrationSink`), the upload package and
+the quicklooks; the tables come from the board.
 """
 
 from __future__ import annotations
@@ -18,15 +28,17 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from seaice_mlflow.core.calibration import ReliabilityTable
 from seaice_mlflow.core.engine import ChartPrediction
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.core.metrics import MetricTable, ScoreBoard, Scores
+from seaice_mlflow.core.uncertainty import LayerKind, layer_name
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.charting import (
     ChartingRules,
@@ -37,7 +49,7 @@ from seaice_mlflow.tasks.autoice.charting import (
     UploadSink,
     chart_scenes,
 )
-from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS
+from seaice_mlflow.tasks.autoice.charts import AUTOICE, CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.ensemble import SceneCharter
 from seaice_mlflow.tasks.autoice.scene import Scene
 from seaice_mlflow.tasks.autoice.upload import UPLOAD_PACKAGE
@@ -47,6 +59,9 @@ PER_CLASS_CSV = "per_class_metrics.csv"
 CONFUSION_JSON = "confusion_matrices.json"
 CONFUSION_PNG = {"counts": "confusion_counts.png", "normalised": "confusion_normalised.png"}
 QUICKLOOKS = "quicklooks"
+RELIABILITY_PNG, RELIABILITY_JSON = "reliability.png", "reliability.json"
+#: The uncertainty layers evaluate asks for, by reliability variant: the confidence with and without temperatures.
+CALIBRATION_LAYERS: dict[str, LayerKind] = {"uncalibrated": "confidence_uncalibrated", "calibrated": "confidence"}
 EvaluateStatus = Literal["scored", "skipped", "failed"]
 
 
@@ -55,6 +70,8 @@ class EvaluationResult(Outcomes[EvaluateStatus]):
     board: ScoreBoard
     out: Path
     records: list[dict]  # scored scenes: id, kind, full_shape, source file
+    #: Per classified chart, the pooled reliability table of each variant (``calibrated``, ``uncalibrated``).
+    reliability: dict[str, dict[str, ReliabilityTable]] = field(default_factory=dict)
 
     @property
     def pooled(self) -> Scores:
@@ -68,6 +85,16 @@ class EvaluationResult(Outcomes[EvaluateStatus]):
     @property
     def upload_package(self) -> Path:
         return self.out / UPLOAD_PACKAGE
+
+    def calibration_metrics(self, prefix: str) -> dict[str, float]:
+        """``<prefix>_<chart>_ece`` and ``<prefix>_<chart>_ece_uncalibrated`` (percent) of each classified chart."""
+        suffixes = {"calibrated": "ece", "uncalibrated": "ece_uncalibrated"}
+        return {
+            f"{prefix}_{chart}_{suffixes[variant]}": table.ece()
+            for chart, tables in self.reliability.items()
+            for variant, table in tables.items()
+            if table.pixels
+        }
 
 
 class ScoreSink(SceneSink):
@@ -87,6 +114,25 @@ class ScoreSink(SceneSink):
                 "source": {"file": str(scene.source)},
             }
         )
+        return []
+
+
+class CalibrationSink(SceneSink):
+    """Pools, per classified chart, a reliability table of each confidence layer the prediction has
+    (:data:`CALIBRATION_LAYERS`) over the scored pixels: those whose reference is not 255."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, ReliabilityTable]] = {}
+
+    def add(self, scene: Scene, prediction: ChartPrediction) -> list[Path]:
+        layers = prediction.uncertainty or {}
+        for chart, reference in scene.charts.items():
+            scored = reference != IGNORE_INDEX
+            correct = prediction.charts[chart][scored] == reference[scored]
+            for variant, kind in CALIBRATION_LAYERS.items():
+                if layer_name(chart, kind) in layers:
+                    table = self.tables.setdefault(chart, {}).setdefault(variant, ReliabilityTable())
+                    table.add(layers[layer_name(chart, kind)][scored], correct)
         return []
 
 
@@ -120,10 +166,11 @@ def evaluate_files(
 ) -> EvaluationResult:
     """Chart and score every file with reference charts; outputs under ``out`` (see module doc)."""
     out = Path(out)
-    scores = ScoreSink(ScoreBoard(AUTOICE))
-    sinks = [scores, UploadSink(out / UPLOAD_PACKAGE), QuicklookSink(out / QUICKLOOKS, quicklook_file)]
-    outcomes = chart_scenes(files, charter, sinks, EVALUATE, on_scene=on_scene)
-    result = EvaluationResult(outcomes, scores.board, out, scores.records)
+    scores, calibration = ScoreSink(ScoreBoard(AUTOICE)), CalibrationSink()
+    sinks = [scores, calibration, UploadSink(out / UPLOAD_PACKAGE), QuicklookSink(out / QUICKLOOKS, quicklook_file)]
+    charter = replace(charter, layers=tuple(CALIBRATION_LAYERS.values()))
+    outcomes = chart_scenes(files, charter, sinks, EVALUATE, on_scene=on_scene, uncertainty=True)
+    result = EvaluationResult(outcomes, scores.board, out, scores.records, calibration.tables)
     write_tables(result)
     return result
 
@@ -162,6 +209,10 @@ def write_tables(result: EvaluationResult) -> None:
         tmp.write_text(json.dumps({c: confusion_table(c, cm) for c, cm in confusions.items()}, indent=1))
     for kind, name in CONFUSION_PNG.items():
         plots.save(plots.confusion_matrices(confusions, normalise=kind == "normalised"), out / name)
+    reliability = {c: {v: t.as_dict() for v, t in tables.items()} for c, tables in result.reliability.items()}
+    with atomic_path(out / RELIABILITY_JSON) as tmp:
+        tmp.write_text(json.dumps(reliability, indent=1))
+    plots.save(plots.reliability_diagram(result.reliability), out / RELIABILITY_PNG)
 
 
 def write_per_class(table: MetricTable, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Figures logged as MLflow artifacts: class histograms, learning curves, quicklooks, confusions.
+"""Figures logged as MLflow artifacts: class histograms, learning curves, quicklooks, confusions,
+reliability diagrams.
 
 Figures are built with matplotlib's object API (no pyplot state) and saved atomically.
 """
@@ -19,6 +20,7 @@ from seaice_mlflow.tasks.autoice.strata import StratumScore
 
 if TYPE_CHECKING:  # the study module imports Optuna, which a plot does not need
     from seaice_mlflow.core.attribution import Importance
+    from seaice_mlflow.core.calibration import ReliabilityTable
     from seaice_mlflow.tasks.autoice.study import SettingResult
 
 
@@ -137,6 +139,31 @@ def confusion_matrices(confusions: Mapping[str, np.ndarray], normalise: bool) ->
         ax.set_ylabel("reference")
         ax.set_title(f"{chart} ({'row-normalised' if normalise else 'pixels'})")
         figure.colorbar(image, ax=ax, fraction=0.046)
+    return figure
+
+
+def reliability_diagram(tables: Mapping[str, Mapping[str, ReliabilityTable]]) -> Figure:
+    """Accuracy against mean confidence per confidence bin of each chart (``tables[chart][variant]``,
+    e.g. ``uncalibrated`` and ``calibrated``), the diagonal of perfect calibration, the ECE in the legend."""
+    charts = list(tables) or [""]
+    figure = Figure(figsize=(5 * len(charts), 5))
+    axes = np.atleast_1d(figure.subplots(1, len(charts)))
+    for ax, chart in zip(axes, charts):
+        ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
+        for variant, table in tables.get(chart, {}).items():
+            filled = table.counts > 0
+            ax.plot(
+                table.mean_confidence()[filled],
+                table.accuracy()[filled],
+                marker="o",
+                label=f"{variant} (ECE {table.ece():.2f} %)",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (maximum probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{chart}: reliability" if chart else "no classified chart")
+        ax.legend(loc="upper left")
     return figure
 
 

@@ -17,6 +17,10 @@ Variables, on the scene's 80 m grid (dims ``sar_lines``, ``sar_samples``):
   every classified chart; a SIC regression model (or an ensemble with one) gives ``SIC_value``
   instead: float32 concentration in percent (10 x the class index as a continuous value, NaN
   outside the swath).
+* with uncertainty layers (``--uncertainty``): ``<chart>_confidence``, ``<chart>_entropy``, for an
+  ensemble ``<chart>_disagreement`` and for a regressed SIC ``SIC_spread`` (in percent concentration),
+  each uint8 percent (0-100) with ``_FillValue`` 255 outside the swath
+  (:mod:`~seaice_mlflow.tasks.autoice.uncertainty_layers`).
 
 Global attributes record provenance: model URI(s) as given and as loaded (logged model id,
 source run, registered name and version), the source scene file, the software version, the
@@ -43,6 +47,7 @@ from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.files.variables import LATITUDE, LONGITUDE, SAR_DIMS, TIE_POINT_DIMS
 from seaice_mlflow.tasks.autoice.gis import GIS_FORMATS, GisOptions, ProductFormat
 from seaice_mlflow.tasks.autoice.scene import Scene
+from seaice_mlflow.tasks.autoice.uncertainty_layers import ProductLayer, product_layers
 
 CONVENTIONS = "CF-1.8"
 FILL = IGNORE_INDEX
@@ -124,6 +129,21 @@ def score_variables(chart: str, scores: np.ndarray, valid: np.ndarray, sic_value
     }
 
 
+def layer_variable(layer: ProductLayer) -> xr.DataArray:
+    """One uncertainty layer: uint8 percent, 255 where the scene has no SAR data."""
+    return xr.DataArray(
+        layer.values,
+        dims=SAR_DIMS,
+        attrs={
+            "long_name": layer.long_name,
+            "units": "%",
+            "valid_range": np.array([0, 100], dtype=np.uint8),
+            "coverage_content_type": "qualityInformation",
+            "comment": f"{layer.comment}; rounded to whole percent; {FILL}: no SAR data",
+        },
+    )
+
+
 def tie_point_coordinates(scene: Scene) -> dict[str, xr.DataArray]:
     """The 80 m line and sample of the tie-point rows and columns (they span the scene evenly)."""
     grid = np.shape(scene.latitude)
@@ -186,14 +206,18 @@ def chart_dataset(
     provenance: Mapping[str, object],
     sic_value: bool = True,
     attrs: Mapping[str, object] | None = None,
+    layers: Sequence[ProductLayer] | None = None,
 ) -> xr.Dataset:
-    """The product of ``scene``: charts (and scores, when ``prediction`` has them) on its grid;
-    ``attrs``: the global attributes, when already made (:func:`product_attributes`)."""
+    """The product of ``scene``: charts (and scores, uncertainty layers, when ``prediction`` has them)
+    on its grid; ``attrs``: the global attributes, ``layers``: the uncertainty layers, when already
+    made (:func:`product_attributes`, :func:`~seaice_mlflow.tasks.autoice.uncertainty_layers.product_layers`)."""
     valid = scene.sar_valid
     variables: dict[str, xr.DataArray] = {c: chart_variable(c, prediction.charts[c], valid) for c in CHART_NAMES}
     if prediction.scores is not None:
         for chart in CHART_NAMES:
             variables.update(score_variables(chart, prediction.scores[chart], valid, sic_value))
+    layers = product_layers(prediction.uncertainty, valid) if layers is None else layers
+    variables.update({layer.name: layer_variable(layer) for layer in layers})
     for name, grid, unit, standard in (
         (LATITUDE, scene.latitude, "degrees_north", "latitude"),
         (LONGITUDE, scene.longitude, "degrees_east", "longitude"),
@@ -254,20 +278,21 @@ def write_products(
     gis: GisOptions = GisOptions(),
 ) -> list[Path]:
     """The products of ``scene`` in ``formats`` (``netcdf``: ``<scene_id>_charts.nc``; ``geotiff``,
-    ``vector``: :mod:`~seaice_mlflow.tasks.autoice.gis`) with the same global attributes, each written
-    atomically; the files in format order."""
+    ``vector``: :mod:`~seaice_mlflow.tasks.autoice.gis`) with the same global attributes and, when
+    ``prediction`` has them, the uncertainty layers, each written atomically; the files in format order."""
     folder = Path(folder)
     attrs = product_attributes(scene, provenance)
+    valid = scene.sar_valid
+    layers = product_layers(prediction.uncertainty, valid)
     written: list[Path] = []
     if "netcdf" in formats:
-        dataset = chart_dataset(scene, prediction, provenance, sic_value, attrs)
+        dataset = chart_dataset(scene, prediction, provenance, sic_value, attrs, layers)
         written.append(write_chart_product(folder / product_name(scene.scene_id), dataset))
     if any(f in GIS_FORMATS for f in formats):
         from seaice_mlflow.tasks.autoice.gis.writer import write_gis_products  # GDAL only when asked
 
-        valid = scene.sar_valid
         charts = {chart: masked(prediction.charts[chart], valid) for chart in CHART_NAMES}
         written += write_gis_products(
-            folder, scene.scene_id, charts, scene.latitude, scene.longitude, formats, gis, attrs
+            folder, scene.scene_id, charts, scene.latitude, scene.longitude, formats, gis, attrs, layers
         )
     return written

@@ -2,8 +2,9 @@
 
 Logged from code (``pyfunc_entry.py``) with the package as ``code_paths``, the state_dict and the
 recipe as artifacts, an explicit signature (float32 ``(-1, C, -1, -1)`` in, uint8 class maps
-out), explicit pip requirements and a ``model_config`` (device, tiling, probabilities) that
-``mlflow.pyfunc.load_model(uri, model_config=...)`` can override.
+out), explicit pip requirements and a ``model_config`` (device, tiling, probabilities, uncertainty
+layers) that ``mlflow.pyfunc.load_model(uri, model_config=...)`` can override. Probabilities are
+calibrated with the recipe's temperatures (T = 1 for models logged before calibration).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from seaice_mlflow.core.engine import ChartPrediction, ChartPredictor, TileOptions
+from seaice_mlflow.core.engine import ChartPrediction, ChartPredictor, Member, TileOptions
 from seaice_mlflow.core.task import TaskSpec
 from seaice_mlflow.tasks.autoice.grid import SceneSource
 from seaice_mlflow.tasks.autoice.recipe import Recipe, load_network
@@ -34,12 +35,14 @@ MODEL_CONFIG = {
     "batch": TileOptions.batch,
     "amp": True,
     "probabilities": False,
+    "uncertainty": False,
 }
 
 
 class SeaIceChartModel(mlflow.pyfunc.PythonModel):
-    """predict(float32 (N, C, H, W)) -> {"SIC", "SOD", "FLOE": uint8 (N, H, W)} and, with
-    ``probabilities``, ``<chart>_scores`` float32 (N, K, H, W)."""
+    """predict(float32 (N, C, H, W)) -> {"SIC", "SOD", "FLOE": uint8 (N, H, W)}; with
+    ``probabilities``, ``<chart>_scores`` float32 (N, K, H, W); with ``uncertainty``, the layers
+    (``<chart>_confidence``, ``_entropy``, ``SIC_spread`` for a regressed SIC) float32 (N, H, W)."""
 
     def load_context(self, context) -> None:
         config = {**MODEL_CONFIG, **(context.model_config or {})}
@@ -51,6 +54,7 @@ class SeaIceChartModel(mlflow.pyfunc.PythonModel):
             str(config["device"]),
             options,
             bool(config["probabilities"]),
+            bool(config["uncertainty"]),
         )
 
     def setup(
@@ -60,11 +64,12 @@ class SeaIceChartModel(mlflow.pyfunc.PythonModel):
         device: str = "auto",
         options: TileOptions = TileOptions(),
         probabilities: bool = False,
+        uncertainty: bool = False,
     ) -> SeaIceChartModel:
         """Ready the model for a network in hand (what load_context does for a logged one)."""
         recipe.check_normalisation()
-        self.recipe, self.probabilities = recipe, probabilities
-        self.predictor = ChartPredictor([(network, recipe.task)], device, options)
+        self.recipe, self.probabilities, self.uncertainty = recipe, probabilities, uncertainty
+        self.predictor = ChartPredictor([Member(network, recipe.task, recipe.temperatures)], device, options)
         return self
 
     def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> dict[str, np.ndarray]:
@@ -74,17 +79,20 @@ class SeaIceChartModel(mlflow.pyfunc.PythonModel):
         out = {c: np.stack([r.charts[c] for r in results]) for c in heads}
         if self.probabilities:
             out.update({f"{c}_scores": np.stack([r.scores[c] for r in results]) for c in heads})
+        if self.uncertainty:
+            out.update({name: np.stack([r.uncertainty[name] for r in results]) for name in results[0].uncertainty})
         return out
 
     def predict_stack(self, stack: np.ndarray) -> ChartPrediction:
         """One input stack (C, H, W) at 80 m, channels in the recipe's order."""
         tiles = ArrayTiles(stack, self.recipe.variables, self.recipe.downsample)
-        return self.predictor.predict(tiles, self.probabilities).upsampled(self.recipe.downsample, stack.shape[1:])
+        prediction = self.predictor.predict(tiles, self.probabilities, uncertainty=self.uncertainty)
+        return prediction.upsampled(self.recipe.downsample, stack.shape[1:])
 
     def predict_scene(self, scene: SceneSource, progress: bool = False) -> ChartPrediction:
         """A whole scene read tile by tile (memory set by the tile size), on its 80 m grid."""
         tiles = SceneTiles(scene, self.recipe.variables, self.recipe.downsample)
-        prediction = self.predictor.predict(tiles, self.probabilities, progress=progress)
+        prediction = self.predictor.predict(tiles, self.probabilities, progress=progress, uncertainty=self.uncertainty)
         return prediction.upsampled(self.recipe.downsample, tuple(scene.full_shape))
 
 

@@ -4,7 +4,9 @@ The recipe travels inside every logged model (``recipe.json``), so evaluation an
 feed it raw scenes exactly as it was trained: same channels in the same order, same
 downsampling, same normalisation table. It also names the scenes the model was fitted on
 (``scenes``: training and validation scene ids), so that scoring a model on them can be told,
-and the task's head kinds (SIC regressed or classified).
+the task's head kinds (SIC regressed or classified) and the temperature of each classified head
+(``temperatures``: fitted on the validation scenes at the end of training,
+:mod:`~seaice_mlflow.core.calibration`; a head not named, as in every model logged before, has 1).
 
 Version 2 stores the task and the generic model spec (architecture, outputs per head, the
 architecture's options); version 1 recipes (models logged before the task seam) are read too.
@@ -20,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from seaice_mlflow.core.calibration import check_temperatures
 from seaice_mlflow.core.task import TaskSpec
 from seaice_mlflow.models import ModelSpec, load_trained, spec_from_options
 from seaice_mlflow.tasks.autoice.charts import AUTOICE, autoice_task
@@ -45,6 +48,8 @@ class Recipe:
     scenes: Mapping[FittedSplit, tuple[str, ...]] = field(default_factory=dict)
     #: The task as the model predicts it (head kinds); the model's outputs must be its outputs.
     task: TaskSpec = AUTOICE
+    #: Temperature of each calibrated classified head (probabilities are softmax(logits / T)); others: 1.
+    temperatures: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if dict(self.model.outputs) != self.task.outputs():
@@ -52,6 +57,7 @@ class Recipe:
                 f"the model's outputs {dict(self.model.outputs)} are not those of the task "
                 f"{self.task.name} ({self.task.outputs()})"
             )
+        check_temperatures(self.task, self.temperatures)
 
     @property
     def seen_scenes(self) -> frozenset[str]:
@@ -69,6 +75,7 @@ class Recipe:
             "mean_std": {k: list(v) for k, v in self.mean_std.items()},
             "store_digest": self.store_digest,
             "scenes": {split: list(ids) for split, ids in self.scenes.items()},
+            "temperatures": dict(self.temperatures),
         }
 
     @classmethod
@@ -94,6 +101,7 @@ class Recipe:
             mean_std={k: tuple(v) for k, v in data["mean_std"].items()},
             store_digest=data.get("store_digest"),
             scenes={split: tuple(ids) for split, ids in data.get("scenes", {}).items()},
+            temperatures={head: float(t) for head, t in data.get("temperatures", {}).items()},
         )
 
     def save(self, path: str | Path) -> Path:

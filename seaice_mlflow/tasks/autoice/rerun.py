@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from seaice_mlflow.tasks.autoice.charting import scene_key
+from seaice_mlflow.core.errors import SceneError
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
+from seaice_mlflow.tasks.autoice.files.naming import REFERENCE, parse_scene_name
 from seaice_mlflow.tasks.autoice.gis import GisOptions, ProductFormat, geotiff_name, vector_name
 from seaice_mlflow.tasks.autoice.products import product_name, quicklook_name
 from seaice_mlflow.tracking.model_refs import ModelRef
@@ -85,9 +86,13 @@ class ExistingProducts:
         self.folder, self.formats, self.signature = Path(folder), tuple(formats), signature
 
     def __call__(self, path: Path) -> str:
-        scene_id = scene_key(path)
-        if not scene_id:
+        try:
+            name = parse_scene_name(path)
+        except SceneError:
             return ""  # not an AI4Arctic name: charting reports it
+        if name.file_kind == REFERENCE:
+            return ""  # not a scene: charting reports it
+        scene_id = name.key
         files = product_files(self.folder, scene_id, self.formats)
         if not all(f.is_file() for f in files) or recorded_signature(files[0]) != self.signature:
             return ""

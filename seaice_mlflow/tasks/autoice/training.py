@@ -3,7 +3,8 @@ testable alone, handed to the generic loop (:class:`~seaice_mlflow.core.trainer.
 
 :meth:`ChartTraining.build` calls them in an order that is part of the exact-resume and same-seed
 contract: the network's weights are drawn right after ``torch.manual_seed(config.seed)``; the
-patch sampler draws from its own generator (``PatchDataset(seed=...)``).
+patch sampler draws from its own generator (``PatchDataset(seed=...)``). After the loop,
+:meth:`ChartTraining.calibrate` fits a temperature per classified head on the validation scenes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seaice_mlflow.core.calibration import HeadCalibration, calibrate, sample_logits
 from seaice_mlflow.core.distributed import Distributed
 from seaice_mlflow.core.engine import ChartPrediction, ChartPredictor, TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError, option_name
@@ -212,6 +214,18 @@ class ChartTraining:
             predictions[scene.scene_id] = prediction
         self.network.train()
         return board.pooled(), predictions
+
+    def calibrate(self) -> dict[str, HeadCalibration]:
+        """Temperature scaling of the current network's classified heads on a random sample of the
+        validation scenes' valid pixels (drawn with ``--seed``); empty without validation scenes."""
+        if not self.val_scenes:
+            return {}
+        scenes = (
+            (SceneTiles(scene, self.recipe.variables, scene.downsample), dict(zip(CHART_NAMES, scene.read_charts())))
+            for scene in self.val_scenes
+        )
+        task, device = self.recipe.task, self.trainer.device
+        return calibrate(sample_logits(self.network, task, scenes, device, self.config.val_tile, seed=self.config.seed))
 
     def patch_metrics(self, split: str = "val") -> dict[str, float]:
         """A patch classifier's patch-level metrics on the homogeneous patches of ``split``

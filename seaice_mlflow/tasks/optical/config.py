@@ -58,14 +58,16 @@ class OpticalTrainDefaults:
 class OpticalInferenceDefaults:
     """Tiled inference of an optical command (``evaluate``, ``predict``) and of the logged model.
 
-    640 px tiles with 160 px overlap agreed with one whole-photo pass on 99.98 % of the pixels of a
-    2048 x 1536 photo and took no longer than 512/64 (benchmarks/bench_optical.py, docs/experiments.md):
-    the encoders' context spans far, so the overlap's cut-off quarter must be wide.
+    1024 px tiles with 384 px overlap agreed with one whole-photo pass on 99.999 % of the pixels of a
+    2048 x 1536 photo with the bench's trained U-Net (512/64: 99.44 %, 640/160: 99.70 %, 768/256: 99.96 %)
+    and took no longer than 512/64 (benchmarks/bench_optical.py, docs/experiments.md): the encoders'
+    context spans far, so the cut-off quarter of the overlap must be wide.
     """
 
     device: str = option("auto", "auto, cpu or cuda.", choices=DEVICES)
-    tile: int = option(640, "Inference tile size in photo pixels (memory follows the tile, not the photo).", minimum=32)
-    overlap: int = option(160, "Overlap of neighbouring tiles in photo pixels (blended; at most half a tile).",
+    tile: int = option(1024, "Inference tile size in photo pixels (memory follows the tile, not the photo).",
+                       minimum=32)  # fmt: skip
+    overlap: int = option(384, "Overlap of neighbouring tiles in photo pixels (blended; at most half a tile).",
                           minimum=0)  # fmt: skip
 
 

@@ -1,11 +1,14 @@
-"""GeoTIFF per chart: ``<scene_id>_<chart>.tif``, uint8 class indices georeferenced from the tie points.
+"""GeoTIFF per chart: ``<scene_id>_<chart>.tif``, uint8 class indices georeferenced from the tie points;
+and per uncertainty layer: ``<scene_id>_<layer>.tif``, uint8 percent, georeferenced alike.
 
 Each file holds one band of AutoICE class indices (as in the netCDF product), nodata 255 where the
 scene has no SAR data, a colour table with the chart's WMO colours (:data:`~seaice_mlflow.tasks.autoice.charts.CHARTS`;
 nodata transparent), the band description and, as band tags, ``CLASS_NAMES`` (a JSON list, index =
 class value), CF-style ``FLAG_VALUES`` / ``FLAG_MEANINGS`` and ``NODATA_MEANING``; the dataset tags carry
 the product's provenance (scene id, model, software version, MLflow run). Deflate-compressed, tiled,
-with nearest-neighbour overviews.
+with nearest-neighbour overviews. A layer's file has no colour table; its band tags are ``LAYER``,
+``UNITS`` (%), ``COMMENT`` and ``NODATA_MEANING``
+(:mod:`~seaice_mlflow.tasks.autoice.uncertainty_layers`).
 
 Without a CRS the file keeps the scene grid and carries the 21 x 21 tie points as GCPs in EPSG:4326
 (:mod:`.georef`), which GIS software warps on display. With one, the charts are warped to a map grid in
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +36,10 @@ from rasterio.warp import calculate_default_transform, reproject
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.tasks.autoice.charts import CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.gis.georef import GEOGRAPHIC, map_gcps, warp_method
+from seaice_mlflow.tasks.autoice.uncertainty_layers import ProductLayer
 
 NODATA = IGNORE_INDEX
+NODATA_MEANING = f"{NODATA}: no SAR data (outside the swath or land)"
 BLOCK = 256
 
 
@@ -51,8 +57,28 @@ def band_tags(chart: str) -> dict[str, str]:
         "CLASS_NAMES": json.dumps(list(info.class_names)),
         "FLAG_VALUES": " ".join(map(str, info.flag_values)),
         "FLAG_MEANINGS": info.flag_meanings,
-        "NODATA_MEANING": f"{NODATA}: no SAR data (outside the swath or land)",
+        "NODATA_MEANING": NODATA_MEANING,
     }
+
+
+@dataclass(frozen=True)
+class Band:
+    """How a GeoTIFF describes its one band: description, band tags and, for a chart, its colour table."""
+
+    description: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    colours: Mapping[int, tuple[int, int, int, int]] | None = None
+
+
+def chart_band(chart: str) -> Band:
+    """The band of a chart: class names, flags and WMO colours."""
+    return Band(f"{chart}: {CHARTS[chart].long_name} (AutoICE class index)", band_tags(chart), colour_table(chart))
+
+
+def layer_band(layer: ProductLayer) -> Band:
+    """The band of an uncertainty layer: what it is, in percent."""
+    tags = {"LAYER": layer.name, "UNITS": "%", "COMMENT": layer.comment, "NODATA_MEANING": NODATA_MEANING}
+    return Band(f"{layer.name}: {layer.long_name} (%)", tags)
 
 
 def warp_charts(
@@ -83,15 +109,15 @@ def warp_charts(
 
 def write_geotiff(
     path: str | Path,
-    chart: str,
+    band: Band,
     values: np.ndarray,
     tags: Mapping[str, str],
     gcps: list[GroundControlPoint] | None = None,
     crs: CRS | None = None,
     transform: Affine | None = None,
 ) -> Path:
-    """Write one chart (uint8, 255 = nodata) atomically: on the scene grid with ``gcps``, or on a map
-    grid (``crs``, ``transform``)."""
+    """Write one chart or layer (uint8, 255 = nodata) as ``band`` atomically: on the scene grid with
+    ``gcps``, or on a map grid (``crs``, ``transform``)."""
     path = Path(path)
     height, width = values.shape
     profile: dict[str, object] = {
@@ -112,27 +138,33 @@ def write_geotiff(
         profile.update(crs=crs, transform=transform)
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(values, 1)
-        dst.write_colormap(1, colour_table(chart))
-        dst.set_band_description(1, f"{chart}: {CHARTS[chart].long_name} (AutoICE class index)")
+        if band.colours is not None:
+            dst.write_colormap(1, band.colours)
+        dst.set_band_description(1, band.description)
         dst.update_tags(**tags)
-        dst.update_tags(1, **band_tags(chart))
+        dst.update_tags(1, **band.tags)
         factors = [f for f in (2, 4, 8, 16, 32) if max(height, width) // f >= BLOCK]
         if factors:
             dst.build_overviews(factors, Resampling.nearest)
     return path
 
 
-def write_chart_geotiffs(
+def write_geotiffs(
     paths: Mapping[str, Path],
-    charts: Mapping[str, np.ndarray],
+    rasters: Mapping[str, np.ndarray],
+    bands: Mapping[str, Band],
     gcps: list[GroundControlPoint],
     tags: Mapping[str, str],
     crs: CRS | None = None,
     pixel_size: float = 0.0,
 ) -> list[Path]:
-    """One GeoTIFF per chart of ``paths`` (chart -> file): GCPs only, or warped to ``crs`` once for all charts."""
+    """One GeoTIFF per name of ``paths`` (name -> file) of its raster (uint8, 255 = nodata) described by
+    its band: GCPs only, or warped to ``crs`` once for all."""
     names = list(paths)
     if crs is None:
-        return [write_geotiff(paths[c], c, charts[c], tags, gcps=gcps) for c in names]
-    warped, transform = warp_charts(np.stack([charts[c] for c in names]), gcps, crs, pixel_size)
-    return [write_geotiff(paths[c], c, band, tags, crs=crs, transform=transform) for c, band in zip(names, warped)]
+        return [write_geotiff(paths[n], bands[n], rasters[n], tags, gcps=gcps) for n in names]
+    warped, transform = warp_charts(np.stack([rasters[n] for n in names]), gcps, crs, pixel_size)
+    return [
+        write_geotiff(paths[n], bands[n], values, tags, crs=crs, transform=transform)
+        for n, values in zip(names, warped)
+    ]

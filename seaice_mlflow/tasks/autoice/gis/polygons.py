@@ -10,13 +10,16 @@ latitude, bilinear between the tie points (:mod:`.georef`), or on to ``--crs``.
 
 Attributes (:mod:`.sigrid`): the SIGRID-3 egg-code fields (``CT``, ``CA``, ``SA``, ``FA``, ...,
 ``POLY_TYPE``), each chart's class index and name, and ``PIXELS``, the region's 80 m pixels before
-simplification. The layer (``charts``) carries the product's provenance as GeoPackage metadata.
+simplification. With uncertainty layers, each layer's mean over the polygon's pixels, in percent
+(:data:`ATTRIBUTE_SUFFIXES`: ``SIC_conf``, ``SOD_conf``, ``FLOE_conf``, ``SOD_entropy``, ``SIC_spread``,
+...; NaN where none of its pixels has a value). The layer (``charts``) carries the product's provenance
+as GeoPackage metadata.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +33,13 @@ from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.gis.georef import GEOGRAPHIC, pixel_to_crs
 from seaice_mlflow.tasks.autoice.gis.sigrid import sigrid_attributes
+from seaice_mlflow.tasks.autoice.uncertainty_layers import FILL, ProductLayer
 
 LAYER = "charts"
 CONNECTIVITY = 4
+#: The attribute of a layer's polygon means is ``<chart>_<suffix>``.
+ATTRIBUTE_SUFFIXES = {"confidence": "conf", "entropy": "entropy", "disagreement": "disagree", "spread": "spread",
+                      "confidence_uncalibrated": "conf_uncal"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,24 @@ def chart_regions(charts: Mapping[str, np.ndarray], min_pixels: int = 16) -> Reg
     return Regions(polygons, split_codes(values))
 
 
+def region_means(polygons: np.ndarray, shape: tuple[int, int], layers: Sequence[ProductLayer]) -> dict[str, np.ndarray]:
+    """Per polygon (in pixel coordinates, not simplified), the mean of each layer over the pixels whose
+    centre it holds and that have a value (float32 percent; NaN where none has), as polygon attributes."""
+    if not layers:
+        return {}
+    labels = np.zeros(shape, np.int32)
+    if len(polygons):
+        features.rasterize(((p, i + 1) for i, p in enumerate(polygons)), out=labels)  # 0: no polygon
+    means = {}
+    for layer in layers:
+        known = layer.values != FILL
+        counts = np.bincount(labels[known], minlength=len(polygons) + 1)
+        sums = np.bincount(labels[known], weights=layer.values[known], minlength=len(polygons) + 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[f"{layer.chart}_{ATTRIBUTE_SUFFIXES[layer.kind]}"] = (sums / counts)[1:].astype(np.float32)
+    return means
+
+
 def simplified(polygons: np.ndarray, tolerance: float) -> np.ndarray:
     """Polygons of a coverage simplified together (shared borders stay shared); ``tolerance`` 0: as given."""
     if tolerance <= 0 or len(polygons) == 0:
@@ -111,13 +136,19 @@ def write_chart_polygons(
     crs: CRS | None = None,
     simplify: float = 1.0,
     min_pixels: int = 16,
+    layers: Sequence[ProductLayer] = (),
 ) -> Path:
-    """Write the chart polygons with SIGRID-3 attributes as a GeoPackage, atomically."""
+    """Write the chart polygons with SIGRID-3 attributes (and the mean of each uncertainty layer) as a
+    GeoPackage, atomically."""
     path = Path(path)
     regions = chart_regions(charts, min_pixels)
     shape = charts[CHART_NAMES[0]].shape
     polygons = to_map(simplified(regions.polygons, simplify), latitude, longitude, shape, crs)
-    columns = {**sigrid_attributes(regions.classes), "PIXELS": regions.pixels}
+    columns = {
+        **sigrid_attributes(regions.classes),
+        "PIXELS": regions.pixels,
+        **region_means(regions.polygons, shape, layers),
+    }
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # the temporary name does not end in .gpkg; the renamed file does
         warnings.filterwarnings("ignore", message=".*extension.*")

@@ -7,6 +7,9 @@ per chart, ``test_<chart>_<metric>`` for every head-level metric of
 :class:`~seaice_mlflow.core.metrics.HeadMetrics` (``accuracy``, ``precision``, ``recall``, ``f1``,
 ``macro_precision``, ``macro_recall``, ``macro_f1``, ``iou``, ``mean_iou``; for SIC also ``r2``,
 ``rmse`` and ``mae``, these two in class steps). Per-class values are in ``per_class_metrics.csv``.
+Calibration, per classified chart: ``test_<chart>_ece`` (expected calibration error in percent, with
+the models' temperatures) and ``test_<chart>_ece_uncalibrated`` (at temperature 1); the artifact
+``reliability.png`` draws both reliability curves.
 
 Scenes a model was trained or validated on (its recipe names them) are still scored, with a
 warning; the run is then tagged ``seaice.scored_on_training_scenes=true`` (``eval_training_scenes``
@@ -104,7 +107,11 @@ def evaluate(
         )
         with tempfile.TemporaryDirectory(prefix="seaice-evaluate-") as tmp:
             result = evaluate_files(charter, files, Path(tmp), on_scene)
-            metrics = {**result.metric_table.metrics("test"), **result.pooled.metrics("test")}
+            metrics = {
+                **result.metric_table.metrics("test"),
+                **result.pooled.metrics("test"),
+                **result.calibration_metrics("test"),
+            }
             strata = strata_of_files(board=result.board, files=[r["source"]["file"] for r in result.records], by=by,
                                      seasons=seasons)  # fmt: skip
             if strata:

@@ -1,5 +1,13 @@
 """A training run in MLflow: params, tags, dataset, per-epoch metrics, checkpoints, plots, the model.
 
+At the end, the best checkpoint's classified heads are calibrated on the validation scenes
+(temperature scaling, :meth:`~seaice_mlflow.tasks.autoice.training.ChartTraining.calibrate`): the
+metrics ``temperature_<chart>``, ``calibration_pixels_<chart>`` and ``best_val_<chart>_ece`` /
+``best_val_<chart>_ece_uncalibrated`` (percent, on those pixels) are logged and the temperatures
+go into the logged model's recipe. Without validation scenes every temperature stays 1, and so does
+that of a chart whose validation pixels hold one class only (the tag ``seaice.calibration`` and a
+warning say so).
+
 A resumed run is tagged with the run it continues (``seaice.resumed_from``, a run id), and that
 run, if it was left RUNNING by a kill, is marked KILLED. An interrupted training (SIGTERM,
 Ctrl-C) ends its run KILLED and names the ``--resume`` command; per-epoch logging survives the
@@ -11,8 +19,8 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -21,6 +29,7 @@ import torch
 from mlflow.exceptions import MlflowException
 
 import seaice_mlflow
+from seaice_mlflow.core.calibration import HeadCalibration
 from seaice_mlflow.core.checkpoint import BEST, LAST, RUN_ID, load_checkpoint, resolve_resume
 from seaice_mlflow.core.distributed import setup, teardown
 from seaice_mlflow.core.errors import Interrupted
@@ -30,6 +39,7 @@ from seaice_mlflow.core.trainer import EpochReport, TrainingState
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
 from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
+from seaice_mlflow.tasks.autoice.recipe import Recipe
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.training import ChartTraining
 from seaice_mlflow.tracking.outage import EpochLog, training_patience
@@ -140,7 +150,7 @@ def train(
                 ) from None
             log.wait()
             try:
-                return log_trained_model(training, state, run.info.run_id)
+                return log_trained_model(training, state, run.info.run_id, echo)
             except MlflowException as err:
                 raise TrackingUnavailable(
                     f"logging the trained model failed ({connection_problem(err)}); the checkpoints are kept: {hint}"
@@ -171,8 +181,11 @@ def mark_resumed(run_id: str, previous: str | None, checkpoint: Path) -> None:
         pass
 
 
-def log_trained_model(training: ChartTraining, state: TrainingState, run_id: str) -> TrainResult:
-    """The best checkpoint's scores, quicklooks and learning curves, and the logged pyfunc model."""
+def log_trained_model(
+    training: ChartTraining, state: TrainingState, run_id: str, echo: Callable[[str], None] = stderr_line
+) -> TrainResult:
+    """The best checkpoint's scores, quicklooks and learning curves, its calibration, and the logged
+    pyfunc model (``echo`` gets the warning of a model left uncalibrated)."""
     config = training.config
     best = load_checkpoint(Path(config.out) / BEST)
     training.network.load_state_dict(best["model"])
@@ -182,15 +195,51 @@ def log_trained_model(training: ChartTraining, state: TrainingState, run_id: str
         summary.update({f"best_{k}": v for k, v in scores.metrics("val").items()})
         summary.update({f"best_val_{k}": v for k, v in training.patch_metrics("val").items()})
         log_quicklooks(training, predictions)
+    recipe, calibration = calibrated_recipe(training, echo)
+    summary.update(calibration)
     manifest = training.patch_manifest()
     if manifest:
         mlflow.log_table(pd.DataFrame(manifest), "patches/train_manifest.json")
     mlflow.log_metrics(summary)
     mlflow.log_artifact(str(Path(config.out) / BEST), "checkpoints")
     mlflow.log_figure(plots.learning_curves(state.history), "learning_curves.png")
-    info = log_chart_model(training.network, training.recipe)
+    mlflow.log_dict(recipe.as_dict(), "recipe.json")  # with the temperatures
+    info = log_chart_model(training.network, recipe)
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
     return TrainResult(run_id, info.model_uri, summary.get("best_val_combined"), state.epoch)
+
+
+def calibrated_recipe(training: ChartTraining, echo: Callable[[str], None]) -> tuple[Recipe, dict[str, float]]:
+    """The recipe with the temperatures fitted on the validation scenes (the network as it is: the best
+    checkpoint's) and their metrics (:func:`calibration_metrics`); the tag ``seaice.calibration`` and,
+    for charts left at temperature 1, a warning to ``echo`` say how it went."""
+    if not training.val_scenes:
+        note = "no validation scenes: the model is not calibrated (temperatures 1)"
+        mlflow.set_tag("seaice.calibration", note)
+        echo(f"warning: {note}; hold out scenes with `seaice preprocess --val-scenes N` to calibrate")
+        return training.recipe, {}
+    calibration = training.calibrate()
+    note = "temperature scaling on the validation scenes"
+    single = [head for head, c in calibration.items() if not c.fitted]
+    if single:
+        left = f"{', '.join(single)} left at temperature 1: their validation pixels hold fewer than 2 classes"
+        note = f"{note}; {left}"
+        echo(f"warning: {left}; hold out more varied scenes with `seaice preprocess --val-scenes N`")
+    mlflow.set_tag("seaice.calibration", note)
+    temperatures = {head: c.temperature for head, c in calibration.items() if c.fitted}
+    return replace(training.recipe, temperatures=temperatures), calibration_metrics(calibration)
+
+
+def calibration_metrics(calibration: Mapping[str, HeadCalibration]) -> dict[str, float]:
+    """``temperature_<chart>``, ``calibration_pixels_<chart>`` and, on those pixels, ``best_val_<chart>_ece``
+    and ``best_val_<chart>_ece_uncalibrated`` (percent; none for a chart without validation pixels)."""
+    metrics: dict[str, float] = {}
+    for head, c in calibration.items():
+        metrics[f"temperature_{head}"] = c.temperature
+        metrics[f"calibration_pixels_{head}"] = c.pixels
+        if c.pixels:
+            metrics[f"best_val_{head}_ece"], metrics[f"best_val_{head}_ece_uncalibrated"] = c.ece, c.ece_uncalibrated
+    return metrics
 
 
 def log_quicklooks(training: ChartTraining, predictions: dict) -> None:
