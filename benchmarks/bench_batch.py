@@ -3,13 +3,15 @@
 Eight synthetic 2000 x 2000 test scenes (cached in .bench/) are charted by the default U-Net (all
 24 inputs; random weights, which cost the same as trained ones), logged once to a sqlite store in a
 temporary folder. Each case is a ``seaice predict`` command of its own, into an empty folder, with
-``--overwrite``: first in one process, then with ``--dask local:N`` (``--workers``, default 2).
+``--overwrite``: in one process (torch's threads: one per core), in one process of one thread
+(what each worker runs: the nanny sets ``OMP_NUM_THREADS=1``), then with ``--dask local:N``
+(``--workers``, default 2).
 Printed per case: wall seconds of the command (interpreter start, model loading, cluster start and
 every scene), scenes per minute by that wall time and by the run's summed per-scene seconds
 (``scene_seconds``), and peak RSS: of the process for the single one (``wait4``), of the largest
 worker for the cluster (the run's ``dask_worker_peak_rss_gib``). Then the ratio of scenes per
-minute, cluster against one process (the project's target on the 2-core machine: >= 1.6x), and
-whether the two cases wrote the same charts.
+minute, cluster against one process (the project's target on the 2-core machine: >= 1.6x) and
+against one process of one thread, and whether every case wrote the same charts.
 
     python benchmarks/bench_batch.py [--scenes 8] [--size 2000 2000] [--workers 2] [--seed 5]
         [--format netcdf] [--tile 768]
@@ -30,8 +32,9 @@ from common import synthetic_split
 EXPERIMENT = "bench-batch"
 
 
-def log_default_model(uri: str) -> str:
-    """The default U-Net with random weights, logged to ``uri``; its models:/ URI."""
+def log_default_model(uri: str, artifacts: Path) -> str:
+    """The default U-Net with random weights, logged to ``uri`` (artifacts in the folder ``artifacts``);
+    its models:/ URI."""
     import mlflow
     import torch
 
@@ -47,20 +50,25 @@ def log_default_model(uri: str) -> str:
     recipe = Recipe(ModelSpec("unet", len(variables), AUTOICE.outputs(), UNetOptions(filters)), variables)
     torch.manual_seed(0)
     mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    if client.get_experiment_by_name(EXPERIMENT) is None:  # artifacts beside the store, not in ./mlruns
+        client.create_experiment(EXPERIMENT, artifact_location=(artifacts / "artifacts").resolve().as_uri())
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name="bench-batch-model"):
         return log_chart_model(build_model(recipe.model), recipe).model_uri
 
 
-def predict_case(model_uri: str, scenes: Path, out: Path, args: argparse.Namespace, dask: str) -> dict:
-    """One ``seaice predict`` command; its wall seconds, peak RSS and run id."""
+def predict_case(model_uri: str, scenes: Path, out: Path, args: argparse.Namespace, dask: str, threads: int) -> dict:
+    """One ``seaice predict`` command (``threads``: its torch threads, 0: torch's default); its wall
+    seconds, peak RSS and run id."""
     command = [sys.executable, "-m", "seaice_mlflow", "predict", "--model-uri", model_uri, "--scenes", str(scenes),
                "--out", str(out), "--format", args.format, "--tile", str(args.tile), "--device", "cpu",
                "--overwrite"] + (["--dask", dask] if dask else [])  # fmt: skip
     log = out.parent / f"{out.name}.log"
     clock = time.perf_counter()
     with open(log, "w") as stream:
-        proc = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, text=True)
+        env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+        proc = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, text=True, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak RSS
     seconds = time.perf_counter() - clock
     stdout = log.read_text()
@@ -103,11 +111,12 @@ def main() -> None:
         uri = f"sqlite:///{(work / 'mlflow.db').resolve()}"
         os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME=EXPERIMENT)
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        model_uri = log_default_model(uri)
+        model_uri = log_default_model(uri, work)
         cases = {}
-        for label, dask in (("one process", ""), (f"local:{args.workers}", f"local:{args.workers}")):
+        cluster = f"local:{args.workers}"
+        for label, dask, threads in (("one process", "", 0), ("1 thread", "", 1), (cluster, cluster, 0)):
             out = work / label.replace(" ", "-").replace(":", "")
-            case = predict_case(model_uri, scenes, out, args, dask)
+            case = predict_case(model_uri, scenes, out, args, dask, threads)
             run = mlflow.get_run(case["run_id"])
             steps = mlflow.MlflowClient().get_metric_history(case["run_id"], "scene_seconds")
             charted = int(run.data.metrics["predict_scenes"])
@@ -126,14 +135,19 @@ def main() -> None:
           f"{'peak RSS GiB':>13}")  # fmt: skip
     for label, c in cases.items():
         per_scene = c["scene_seconds"] / c["charted"]
-        workers = 1 if label == "one process" else args.workers
+        workers = args.workers if label == cluster else 1
         print(f"{label:<12} {c['seconds']:7.1f} {60 * c['charted'] / c['seconds']:11.2f} {per_scene:12.1f} "
               f"{60 * workers / per_scene:22.2f} {c['rss']:13.2f}")  # fmt: skip
-    one, many = cases.values()
-    ratio = (many["charted"] / many["seconds"]) / (one["charted"] / one["seconds"])
-    print(f"ratio of scenes/min (local:{args.workers} / one process, wall): {ratio:.2f}x (target >= 1.6x)")
+    one, single, many = cases.values()
+
+    def ratio(a: dict, b: dict) -> float:
+        return (a["charted"] / a["seconds"]) / (b["charted"] / b["seconds"])
+
+    print(f"ratio of scenes/min (wall), {cluster} / one process: {ratio(many, one):.2f}x (target >= 1.6x); "
+          f"{cluster} / one process of one thread (a worker's own): {ratio(many, single):.2f}x")  # fmt: skip
     print("peak RSS: the process for one process, the largest worker for the cluster")
-    print(f"same charts in both cases: {one['charts'] == many['charts']} ({len(one['charts'])} products)")
+    same = one["charts"] == many["charts"] == single["charts"]
+    print(f"same charts in every case: {same} ({len(one['charts'])} products)")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Close-range optical ice segmentation: the default model against a per-pixel baseline, tiling and throughput.
 
+The defaults are the optical pipeline's demo profile (``seaice optical pipeline --profile demo``).
 Synthetic photos (``seaice optical synth``): ``--train-photos`` for training (seed ``--seed``; the
 model trains on their 80 % split and picks its checkpoint on the other 20 %) and ``--test-photos``
 held out (seed + 1000), both ``--size``, plus one held-out ``--big`` photo (seed + 2000). Then:
@@ -23,8 +24,8 @@ Timings are of this run on this machine (a shared CPU gives rough ones). ``--thr
 1: on the shared 2-core VM one thread ran torch training steps and gradient boosting about twice as
 fast as two) sets torch's threads and the booster's alike; 0 leaves the libraries' defaults.
 
-    python benchmarks/bench_optical.py [--train-photos 24] [--test-photos 8] [--size 256 384] [--epochs 4]
-        [--batches-per-epoch 15] [--batch-size 8] [--patch-size 128] [--lr 0.001] [--model smp_unet]
+    python benchmarks/bench_optical.py [--train-photos 24] [--test-photos 8] [--size 256 384] [--epochs 8]
+        [--batches-per-epoch 40] [--batch-size 8] [--patch-size 128] [--lr 0.001] [--model smp_unet]
         [--encoder resnet18] [--device auto] [--seed 0] [--big 1536 2048] [--threads 1] [--repeats 1]
         [--tile 1024] [--overlap 384] [--baseline-growth 4] [--work DIR]
 """
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from seaice_mlflow.tasks.optical.config import OPTICAL_INFERENCE
+from seaice_mlflow.tasks.optical.steps.main import PROFILES
 
 EXPERIMENT = "bench-optical"
 
@@ -238,14 +240,15 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
 
 def main() -> None:
+    demo = PROFILES["demo"]  # the defaults: the optical pipeline's demo profile
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-photos", type=int, default=24)
-    parser.add_argument("--test-photos", type=int, default=8)
-    parser.add_argument("--size", type=int, nargs=2, default=[256, 384], metavar=("H", "W"))
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batches-per-epoch", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--train-photos", type=int, default=demo.train_photos)
+    parser.add_argument("--test-photos", type=int, default=demo.test_photos)
+    parser.add_argument("--size", type=int, nargs=2, default=list(demo.size), metavar=("H", "W"))
+    parser.add_argument("--epochs", type=int, default=demo.train["epochs"])
+    parser.add_argument("--batches-per-epoch", type=int, default=demo.train["batches_per_epoch"])
+    parser.add_argument("--batch-size", type=int, default=demo.train["batch_size"])
+    parser.add_argument("--patch-size", type=int, default=demo.train["patch_size"])
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--model", default="smp_unet")
     parser.add_argument("--encoder", default="resnet18")

@@ -84,11 +84,12 @@ def test_rerun_skips_scenes_charted_by_the_same_model(model_uri, tracking, test_
     run = run_of(again.output)
     assert run.data.metrics["predict_scenes"] == 0 and run.data.metrics["predict_scenes_skipped"] == len(scenes)
     # other layers, or --overwrite, chart them again
-    layered = predict(model_uri, scenes, out, "--probabilities")
+    layered = predict(model_uri, scenes, out, "--probabilities", "--uncertainty")
     assert layered.exit_code == 0 and not skipped(layered.output), layered.output
     with xr.open_dataset(out / f"{scenes[0].name.removesuffix('_prep.nc')}_charts.nc") as ds:
-        assert "SOD_probability" in ds and "probabilities" in ds.attrs[SIGNATURE]
-    overwritten = predict(model_uri, scenes, out, "--probabilities", "--overwrite")
+        assert {"SOD_probability", "SOD_confidence", "FLOE_entropy", "SIC_spread"} <= set(ds.data_vars)
+        assert ds.attrs[SIGNATURE].endswith("layers charts+probabilities+uncertainty")
+    overwritten = predict(model_uri, scenes, out, "--probabilities", "--uncertainty", "--overwrite")
     assert overwritten.exit_code == 0 and not skipped(overwritten.output), overwritten.output
 
 

@@ -20,7 +20,9 @@ class FakeCharter:
     def __init__(self):
         self.asked: list[tuple[str, bool]] = []
 
-    def predict_scene(self, scene, with_scores: bool = False, progress: bool = False) -> ChartPrediction:
+    def predict_scene(
+        self, scene, with_scores: bool = False, progress: bool = False, uncertainty: bool = False
+    ) -> ChartPrediction:
         self.asked.append((scene.scene_id, with_scores))
         return ChartPrediction({})
 

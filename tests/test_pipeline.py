@@ -1,7 +1,6 @@
-"""The `main` pipeline end to end at smoke size, and the quickstart notebook executed with nbclient."""
+"""The quickstart notebook executed with nbclient: the `main` pipeline end to end at smoke size."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -49,44 +48,9 @@ def test_steps_run_with_this_interpreter_without_the_venv_on_path(tmp_path, proj
     assert os.environ["PATH"] == BARE_PATH and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
 
 
-def test_main_pipeline_runs_every_step_as_child_runs(tmp_path, project_env):
-    """`.venv/bin/seaice pipeline` with the venv not on PATH (as a user who did not activate it)."""
-    env = {**os.environ, "PATH": BARE_PATH, "MLFLOW_EXPERIMENT_NAME": "main"}
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "seaice"),
-            "pipeline",
-            "--profile",
-            "smoke",
-            "--out",
-            str(tmp_path / "work"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    [parent] = mlflow.search_runs(
-        experiment_names=["main"], output_format="list", filter_string="tags.`seaice.entry_point` = 'main'"
-    )
-    assert parent.info.status == "FINISHED"
-    children = mlflow.search_runs(
-        experiment_names=["main"],
-        output_format="list",
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-    )
-    steps = {run.data.tags["seaice.entry_point"] for run in children}
-    assert steps == {"preprocess", "train", "evaluate", "register", "predict"}
-    assert all(run.info.status == "FINISHED" for run in children)
-    assert parent.data.tags["seaice.champion_uri"] == "models:/seaice-charts@champion"
-    assert parent.data.tags["seaice.model_uri"].startswith("models:/m-")
-    for metric in ("test_combined", "test_SIC_r2", "baseline_test_combined"):
-        assert metric in parent.data.metrics
-    assert list((tmp_path / "work" / "charts").glob("*_charts.nc"))
-
-
-def test_quickstart_notebook_runs(tmp_path, project_env, monkeypatch):
+def test_quickstart_notebook_runs_the_main_pipeline_as_child_runs(tmp_path, project_env, monkeypatch):
+    """The notebook runs `mlflow run . -e main` (smoke profile), whose steps are child runs; that steps
+    run without the venv on PATH is the probe test above."""
     monkeypatch.setenv("SEAICE_PROFILE", "smoke")
     monkeypatch.setenv("SEAICE_WORKDIR", str(tmp_path / "notebook"))
     notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
@@ -96,6 +60,23 @@ def test_quickstart_notebook_runs(tmp_path, project_env, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
+    [parent] = mlflow.search_runs(
+        experiment_names=["quickstart"], output_format="list", filter_string="tags.`seaice.entry_point` = 'main'"
+    )
+    assert parent.info.status == "FINISHED"
+    children = mlflow.search_runs(
+        experiment_names=["quickstart"],
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    steps = {run.data.tags["seaice.entry_point"] for run in children}
+    assert steps == {"preprocess", "train", "evaluate", "register", "predict"}
+    assert all(run.info.status == "FINISHED" for run in children)
+    assert parent.data.tags["seaice.champion_uri"] == "models:/quickstart-charts@champion"
+    assert parent.data.tags["seaice.model_uri"].startswith("models:/m-")
+    for metric in ("test_combined", "test_SIC_r2", "baseline_test_combined"):
+        assert metric in parent.data.metrics
+    assert list((tmp_path / "notebook" / "pipeline" / "charts").glob("*_charts.nc"))
 
 
 @pytest.mark.parametrize("name", list(PROFILES))

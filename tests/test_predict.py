@@ -74,7 +74,7 @@ def test_chart_files_are_cf_netcdf_with_provenance(registered, tracking, test_di
         product = out / f"{scene.scene_id}_charts.nc"
         assert (out / f"{scene.scene_id}_charts.png").stat().st_size > 0
         with xr.open_dataset(product, mask_and_scale=False) as ds:
-            assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["scene_id"] == scene.scene_id
+            assert ds.attrs["Conventions"] == "CF-1.9" and ds.attrs["scene_id"] == scene.scene_id
             assert ds.attrs["model_uri"] == f"models:/{NAME}/Production"
             assert ds.attrs["model_id"] == model_uri.removeprefix("models:/")
             assert ds.attrs["registered_model_name"] == NAME and ds.attrs["registered_model_version"] == version

@@ -199,6 +199,7 @@ def test_a_chart_left_at_temperature_one_is_named(tracking):
     training = SimpleNamespace(val_scenes=["val"], recipe=Recipe.load(LEGACY_RECIPE),
                                calibrate=lambda: {"SOD": fitted, "FLOE": single})  # fmt: skip
     lines: list[str] = []
+    mlflow.set_experiment(EXPERIMENT)  # not an experiment id that an earlier test left active
     with mlflow.start_run() as run:
         recipe, metrics = calibrated_recipe(training, lines.append)
     assert recipe.temperatures == {"SOD": 1.7} and metrics["temperature_FLOE"] == 1.0

@@ -1,5 +1,5 @@
-"""The chart product of a scene: ``<scene_id>_charts.nc`` (CF-1.8 netCDF-4); its quicklook shows
-the same charts (:class:`~seaice_mlflow.tasks.autoice.charting.QuicklookSink`).
+"""The chart product of a scene: ``<scene_id>_charts.nc`` (CF-1.9 netCDF-4: the first CF version with
+unsigned types); its quicklook shows the same charts (:class:`~seaice_mlflow.tasks.autoice.charting.QuicklookSink`).
 
 Variables, on the scene's 80 m grid (dims ``sar_lines``, ``sar_samples``):
 
@@ -10,7 +10,7 @@ Variables, on the scene's 80 m grid (dims ``sar_lines``, ``sar_samples``):
 * ``sar_grid2d_latitude``, ``sar_grid2d_longitude``: the scene's 21 x 21 geolocation tie points, with
   CF ``coordinates`` naming ``sar_grid2d_line`` and ``sar_grid2d_sample``: the 80 m line and sample
   (0 = centre of the first pixel) of each tie-point row and column, so the tie points are tied to the
-  chart grid (CF-1.8 has no other way to relate a coarser, non-integer tie-point grid to the data:
+  chart grid (CF has no other way to relate a coarser, non-integer tie-point grid to the data:
   CF-1.9 coordinate subsampling needs tie points at whole pixels).
 * with probabilities: ``<chart>_probability`` uint8 percent (0-100, rounded, so a pixel's
   classes sum to 100 +- a few), dims (``<chart>_class``, ``sar_lines``, ``sar_samples``), for
@@ -24,7 +24,7 @@ Variables, on the scene's 80 m grid (dims ``sar_lines``, ``sar_samples``):
 
 Global attributes record provenance: model URI(s) as given and as loaded (logged model id,
 source run, registered name and version), the source scene file, the software version, the
-MLflow run, the tiling, the creation time and ``Conventions = "CF-1.8"``; ACDD ``geospatial_*``
+MLflow run, the tiling, the creation time and ``Conventions = "CF-1.9"``; ACDD ``geospatial_*``
 attributes give the scene's latitude/longitude extent and outline (WKT, EPSG:4326).
 
 :func:`write_products` writes a scene's products in the formats asked: this netCDF file and the GIS
@@ -49,7 +49,7 @@ from seaice_mlflow.tasks.autoice.gis import GIS_FORMATS, GisOptions, ProductForm
 from seaice_mlflow.tasks.autoice.scene import Scene
 from seaice_mlflow.tasks.autoice.uncertainty_layers import ProductLayer, product_layers
 
-CONVENTIONS = "CF-1.8"
+CONVENTIONS = "CF-1.9"
 FILL = IGNORE_INDEX
 #: Tie-point line and sample coordinates (the CF ``coordinates`` of the latitude and longitude).
 TIE_POINT_LINE, TIE_POINT_SAMPLE = "sar_grid2d_line", "sar_grid2d_sample"
