@@ -18,6 +18,9 @@ from tests.mlflow_server import TrackingServer, free_port
 from tests.tiny_model import TINY_TRAIN
 
 TINY = [*TINY_TRAIN]
+#: Epochs of the outage test: the server stops after the first and is back before the last, or the
+#: training waits for it at the end (SEAICE_TRACKING_WAIT); the resume trains the rest.
+EPOCHS = 10
 
 
 def test_an_unreachable_server_fails_in_seconds_naming_the_uri(train_store, tmp_path, monkeypatch):
@@ -101,24 +104,24 @@ def test_training_outlives_the_tracking_server_going_away(train_store, tmp_path,
             str(out),
             *TINY,
             "--epochs",
-            "30",
+            str(EPOCHS),
             "--early-stopping",
             "0",
         ]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         stdout, stderr = Lines(proc.stdout), Lines(proc.stderr)
-        stdout.wait_for("epoch 1/30")
+        stdout.wait_for(f"epoch 1/{EPOCHS}")
         server.stop()
         stderr.wait_for("does not answer")  # at once, not after minutes
         server.start()
         assert proc.wait(timeout=300) == 0, stderr.rest()[-3000:]
         err = stderr.rest()
         assert err.count("does not answer") == 1 and "is back" in err and "Traceback" not in err
-        assert "epoch 30/30" in "".join(stdout.seen) + stdout.rest()
+        assert f"epoch {EPOCHS}/{EPOCHS}" in "".join(stdout.seen) + stdout.rest()
         [run] = mlflow.search_runs(experiment_names=["outage"], output_format="list")
         assert run.info.status == "FINISHED" and "best_val_combined" in run.data.metrics
         history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
-        assert sorted(m.step for m in history) == list(range(30))
+        assert sorted(m.step for m in history) == list(range(EPOCHS))
         assert mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
 
         # it does not come back in time: one line with the resume command, then the resume is marked
@@ -128,7 +131,7 @@ def test_training_outlives_the_tracking_server_going_away(train_store, tmp_path,
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "SEAICE_TRACKING_WAIT": "2"}
         )
         stdout, stderr = Lines(proc.stdout), Lines(proc.stderr)
-        stdout.wait_for("epoch 1/30")
+        stdout.wait_for(f"epoch 1/{EPOCHS}")
         server.stop()
         assert proc.wait(timeout=300) == 1
         err = stderr.rest()
