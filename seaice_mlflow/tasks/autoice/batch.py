@@ -83,9 +83,8 @@ def predict_on_cluster(
     register_resource(client, CHARTER, factory)
     outcomes: dict[Path, charting.SceneOutcome] = repeated_scenes(files)
     for path in files:
-        reason = skip(path) if skip is not None and path not in outcomes else ""
-        if reason:
-            outcomes[path] = charting.SceneOutcome(path, "skipped", reason, charting.scene_key(path))
+        if path not in outcomes and (skipped := charting.skipped_file(path, skip)) is not None:
+            outcomes[path] = skipped
     for outcome in outcomes.values():
         if on_scene is not None:
             on_scene(outcome)

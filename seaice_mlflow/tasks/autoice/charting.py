@@ -142,6 +142,12 @@ def scene_key(path: Path) -> str:
         return ""
 
 
+def skipped_file(path: Path, skip: Callable[[Path], str] | None) -> SceneOutcome | None:
+    """The ``skipped`` outcome of a file that ``skip`` says need not be charted (its products exist), or None."""
+    reason = skip(path) if skip is not None else ""
+    return SceneOutcome(path, "skipped", reason, scene_key(path)) if reason else None
+
+
 def chart_scenes(
     files: Iterable[Path],
     charter: SceneCharter,
@@ -165,9 +171,9 @@ def chart_scenes(
         for sink in sinks:
             stack.enter_context(sink)
         for path in files:
-            reason = skip(path) if skip is not None and scene_key(path) not in done else ""
-            if reason:
-                outcome = SceneOutcome(path, "skipped", reason, scene_key(path))
+            # a scene charted earlier in this loop is not skipped: chart_file reports the repeat
+            outcome = skipped_file(path, skip) if scene_key(path) not in done else None
+            if outcome is not None:
                 kept += 1
             else:
                 outcome = chart_file(path, charter, sinks, rules, with_scores, done, uncertainty)
