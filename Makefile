@@ -25,10 +25,12 @@ demo: $(STAMP)
 	@echo "charts: $(CURDIR)/outputs/main/charts"
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db  (http://127.0.0.1:5000)"
 
+# pytest-xdist: one worker per core of the 2-core CI machine, a test file per worker (its module
+# fixtures made once); tests/conftest.py gives each worker one thread
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q --durations=25
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 
 clean:
 	rm -rf $(VENV) .pytest_cache outputs mlruns mlartifacts mlflow.db

@@ -9,6 +9,12 @@ full input stack). Prints the figures and the tiled/whole ratios measured in thi
 the 2-core CPU machine: tiled peak RSS <= 4 GiB and flat in scene size, tiled throughput >= 0.9x
 the whole-scene pass; on a GPU, under one second of compute per 5000 px scene with AMP.
 
+The ``forward`` case times the network alone on the tiled case's batches (the same tiles, read and
+laid out channels_last outside the clock), so ``tiled / forward`` is the engine's own overhead:
+reading and assembling the inputs, the layout change, softmax, blending and decoding. Each case
+also reports its CPU seconds (process time): on a shared machine wall times move by tens of
+percent from run to run, CPU times much less.
+
 ``--format raw`` runs the same cases on raw 40 m files (reduced to 80 m when opened, as evaluate
 and predict read them).
 
@@ -32,6 +38,8 @@ from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
 from seaice_mlflow.tasks.autoice.synthetic import FORMATS
 
 SIZES = {"large": (5000, 5200), "small": (2500, 2500)}
+#: The tiled engine, one whole-scene pass, and the network alone on the tiled case's batches.
+CASES = ("tiled", "whole", "forward")
 
 
 def run_case(case: str, scene_path: Path, args: argparse.Namespace) -> dict:
@@ -60,23 +68,55 @@ def run_case(case: str, scene_path: Path, args: argparse.Namespace) -> dict:
         if device.type == "cuda":  # warm-up: cuDNN autotuning and the CUDA context are not per scene
             charter.predict_scene(scene)
             torch.cuda.synchronize()
-        start = time.perf_counter()
-        if case == "tiled":
-            charts = charter.predict_scene(scene).charts
+        if case == "forward":
+            seconds, cpu_seconds = bare_forward(charter.predictor, SceneTiles(scene, variables))
         else:
-            charts = charter.predictor.predict_whole(SceneTiles(scene, variables)).charts
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
+            start, cpu_start = time.perf_counter(), time.process_time()
+            if case == "tiled":
+                charts = charter.predict_scene(scene).charts
+            else:
+                charts = charter.predictor.predict_whole(SceneTiles(scene, variables)).charts
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+            assert charts["SIC"].shape == scene.shape
         pixels = scene.shape[0] * scene.shape[1]
-        assert charts["SIC"].shape == scene.shape
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "mpix_per_s": pixels / 1e6 / seconds,
         "device": str(device),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
     }
+
+
+def bare_forward(predictor, source) -> tuple[float, float]:
+    """Wall and CPU seconds of the network's forward passes alone over the batches of tiles that
+    :meth:`ChartPredictor.predict` makes of ``source``; reading the tiles and laying them out as the
+    engine does (channels_last) are outside the clock."""
+    import numpy as np
+    import torch
+
+    from seaice_mlflow.core.engine import batch_groups
+    from seaice_mlflow.core.tiling import Window
+
+    (network,), device = predictor.models, predictor.device
+    rows, heights, cols, widths = predictor.layout(source.shape)
+    seconds = cpu_seconds = 0.0
+    with torch.inference_mode():
+        for r, th in zip(rows, heights):
+            for group in batch_groups(widths, predictor.options.batch):
+                batch = np.stack([source.read(Window(r, cols[j], th, widths[j])) for j in group])
+                x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+                start, cpu_start = time.perf_counter(), time.process_time()
+                with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+                    network(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds += time.perf_counter() - start
+                cpu_seconds += time.process_time() - cpu_start
+    return seconds, cpu_seconds
 
 
 def in_subprocess(case: str, scene: Path, args: argparse.Namespace) -> dict | None:
@@ -123,7 +163,7 @@ def main() -> None:
         default="ready",
         help="scene files: ready-to-train (80 m) or raw (40 m, reduced to 80 m when opened)",
     )
-    parser.add_argument("--case", choices=["tiled", "whole"], help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:  # a child process: one measurement, printed as JSON
@@ -142,21 +182,27 @@ def main() -> None:
     )
     results = {}
     for name, scene in scenes.items():
-        for case in ("tiled", "whole"):
+        for case in CASES:
             if case == "whole" and name == "large" and args.skip_whole_large:
                 continue
             results[name, case] = found = in_subprocess(case, scene, args)
             if found:
                 gpu = f", GPU peak {found['gpu_peak_gib']:.2f} GiB" if found["gpu_peak_gib"] is not None else ""
                 print(
-                    f"  {case:<5} {'x'.join(map(str, SIZES[name])):>9} px: {found['seconds']:7.2f} s  "
-                    f"{found['mpix_per_s']:6.2f} Mpixel/s  peak RSS {found['peak_rss_gib']:5.2f} GiB  "
-                    f"({found['device']}{gpu})",
+                    f"  {case:<7} {'x'.join(map(str, SIZES[name])):>9} px: {found['seconds']:7.2f} s "
+                    f"(CPU {found['cpu_seconds']:7.2f} s)  {found['mpix_per_s']:6.2f} Mpixel/s  "
+                    f"peak RSS {found['peak_rss_gib']:5.2f} GiB  ({found['device']}{gpu})",
                     flush=True,
                 )
     print()
     for name in scenes:
-        tiled, whole = results.get((name, "tiled")), results.get((name, "whole"))
+        tiled, whole, forward = (results.get((name, case)) for case in CASES)
+        if tiled and forward:
+            print(
+                f"{name} scene: engine overhead, tiled / bare forward on the same tiles: "
+                f"{tiled['seconds'] / forward['seconds']:.2f}x wall, "
+                f"{tiled['cpu_seconds'] / forward['cpu_seconds']:.2f}x CPU"
+            )
         if tiled and whole:
             print(
                 f"{name} scene: tiled/whole throughput {tiled['mpix_per_s'] / whole['mpix_per_s']:.2f}x "

@@ -10,6 +10,10 @@ import pytest
 from seaice_mlflow.tasks.autoice.synthetic import synthesize
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist worker per core: one thread each (torch and the processes
+    # a test starts) instead of two workers fighting over both cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SIZE = (96, 128)
 SEED = 11

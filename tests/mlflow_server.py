@@ -72,9 +72,22 @@ def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -
     raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
-def stop_group(proc: subprocess.Popen | None) -> None:
+def stop_group(proc: subprocess.Popen | None, timeout: float = 30) -> None:
     """SIGTERM to a process started with ``start_new_session`` and its children (a server, its
-    uvicorn workers and job runner), by its PID."""
-    if proc is not None and proc.poll() is None:
+    uvicorn workers and job runner), by its PID, also when the process itself has ended and left
+    children behind (a shell script's background server); waits until the group is gone."""
+    if proc is None:
+        return
+    try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    except ProcessLookupError:  # nothing of the group is left
+        return
+    if proc.poll() is None:
+        proc.wait(timeout=timeout)
+    deadline = time.time() + timeout
+    while time.time() < deadline:  # the children of an ended process are not ours to wait for
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -14,7 +18,7 @@ from seaice_mlflow.cli import cli
 from seaice_mlflow.core.cluster import ClusterSpec, parse_cluster
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
-from seaice_mlflow.tasks.autoice.rerun import SIGNATURE
+from seaice_mlflow.tasks.autoice.rerun import SIGNATURE, recorded_signature
 from tests.conftest import prep_files
 from tests.tiny_model import train_tiny_model
 
@@ -93,6 +97,36 @@ def test_rerun_skips_scenes_charted_by_the_same_model(model_uri, tracking, test_
     assert overwritten.exit_code == 0 and not skipped(overwritten.output), overwritten.output
 
 
+def signatures(folder, scene_id: str) -> dict[str, str | None]:
+    """The signature each product of a scene records (netCDF attribute, GeoTIFF tag, GeoPackage metadata)."""
+    return {
+        path.name: recorded_signature(path) for path in sorted(folder.glob(f"{scene_id}_*")) if path.suffix != ".png"
+    }
+
+
+def test_rerun_checks_every_product_and_uncertainty_layer(model_uri, tracking, test_dir, tmp_path):
+    scenes, out = prep_files(test_dir)[:1], tmp_path / "charts"
+    scene_id = scenes[0].name.removesuffix("_prep.nc")
+    every = ("--format", "netcdf,geotiff,vector", "--uncertainty")
+    first = predict(model_uri, scenes, out, *every)
+    assert first.exit_code == 0, first.output
+    signature = signatures(out, scene_id)[f"{scene_id}_charts.nc"]
+    layer = out / f"{scene_id}_SOD_entropy.tif"
+    assert layer.is_file() and set(signatures(out, scene_id).values()) == {signature}
+    # the GeoTIFFs (charts and layers) rewritten by another run; the netCDF product is still the first run's
+    other = predict(model_uri, scenes, out, "--format", "geotiff", "--uncertainty", "--crs", "EPSG:3413")
+    assert other.exit_code == 0 and not skipped(other.output), other.output
+    assert len(set(signatures(out, scene_id).values())) == 2
+    again = predict(model_uri, scenes, out, *every)
+    assert again.exit_code == 0 and not skipped(again.output), again.output
+    assert set(signatures(out, scene_id).values()) == {signature}  # every product charted again
+    # an uncertainty-layer GeoTIFF deleted by hand is charted again
+    layer.unlink()
+    missing = predict(model_uri, scenes, out, *every)
+    assert missing.exit_code == 0 and not skipped(missing.output) and layer.is_file(), missing.output
+    assert skipped(predict(model_uri, scenes, out, *every).output) == 1  # all there, all the same: skipped
+
+
 def test_local_cluster_writes_the_single_process_charts(model_uri, tracking, test_dir, tmp_path):
     scenes = prep_files(test_dir)
     bad = tmp_path / "20990101T000000_dmi_prep.nc"
@@ -127,3 +161,37 @@ def test_local_cluster_writes_the_single_process_charts(model_uri, tracking, tes
 def test_upload_package_is_not_written_from_a_cluster(model_uri, tracking, test_dir, tmp_path):
     result = predict(model_uri, prep_files(test_dir), tmp_path / "out", "--dask", "local:1", "--upload-package")
     assert result.exit_code != 0 and "option --upload-package: " in result.output and "--dask" in result.output
+
+
+@pytest.mark.parametrize("command, signum", [("evaluate", signal.SIGTERM), ("predict", signal.SIGINT)])
+def test_an_interrupt_ends_the_command_killed_and_a_rerun_skips_the_scenes_done(
+    command, signum, model_uri, tracking, test_dir, tmp_path, monkeypatch
+):
+    scenes, out = prep_files(test_dir), tmp_path / "charts"
+    opened = xr.open_dataset
+
+    def interrupted_while_opening(path, *args, **kwargs):  # the signal lands inside the reader's error handling
+        if Path(path).name == scenes[1].name:
+            monkeypatch.setattr(xr, "open_dataset", opened)
+            os.kill(os.getpid(), signum)
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(xr, "open_dataset", interrupted_while_opening)
+    if command == "evaluate":
+        args = ["evaluate", "--model-uri", model_uri, "--data-dir", str(test_dir), *FAST]
+        result = CliRunner().invoke(cli, args)
+    else:
+        result = predict(model_uri, scenes, out)
+    name = signal.Signals(signum).name
+    assert result.exit_code == 128 + signum, result.output
+    assert f"{command} interrupted by {name}" in result.output and "Traceback" not in result.output
+    assert "FAILED" not in result.output and "download it again" not in result.output
+    run = mlflow.get_run(re.search(r"run (\w+) ends KILLED", result.output).group(1))
+    assert run.info.status == "KILLED" and not any(m.startswith("test_") for m in run.data.metrics)
+    if command == "predict":  # the first scene's products are kept; the re-run charts only the second
+        assert (out / f"{scenes[0].name.removesuffix('_prep.nc')}_charts.nc").is_file()
+        assert not (out / f"{scenes[1].name.removesuffix('_prep.nc')}_charts.nc").exists()
+        assert not list(out.glob(".*.tmp"))
+        again = predict(model_uri, scenes, out)
+        assert again.exit_code == 0 and skipped(again.output) == 1, again.output
+        assert run_of(again.output).data.metrics["predict_scenes"] == 1

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from seaice_mlflow.core.engine import ChartPrediction
-from seaice_mlflow.core.errors import SeaIceError
+from seaice_mlflow.core.errors import Interrupted, SeaIceError
+from seaice_mlflow.core.interrupts import signals_interrupt
 from seaice_mlflow.tasks.autoice.charting import ChartingRules, SceneOutcome, SceneSink, chart_scenes
 from tests.conftest import prep_files
 
@@ -96,3 +99,24 @@ def test_scenes_without_charts_are_skipped_and_nothing_done_fails_inside_the_sin
         ChartingRules(done="written", verb="charted", repeat_remedy="", out_of_memory="", nothing_done=nothing),
     )
     assert [o.status for o in charted] == ["written"] and sink.added[0][1] is False
+
+
+class SignalledSink(FakeSink):
+    """Sends ``signum`` to this process while it takes its first scene (a scheduler's SIGTERM, Ctrl-C)."""
+
+    def __init__(self, signum: int):
+        super().__init__("signalled")
+        self.signum = signum
+
+    def add(self, scene, prediction) -> list[Path]:
+        os.kill(os.getpid(), self.signum)
+        return super().add(scene, prediction)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupt_stops_the_loop_instead_of_failing_one_scene(ready_dir, signum):
+    sink, seen = SignalledSink(signum), []
+    with pytest.raises(Interrupted) as stopped, signals_interrupt():
+        chart_scenes(prep_files(ready_dir), FakeCharter(), [sink], RULES, on_scene=seen.append)
+    assert stopped.value.exit_code == 128 + signum
+    assert seen == [] and sink.added == [] and sink.left_with is Interrupted  # no scene after it, none failed

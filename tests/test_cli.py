@@ -8,6 +8,7 @@ from dataclasses import fields
 import click
 import pytest
 from click.testing import CliRunner
+from mlflow import MlflowClient
 
 from seaice_mlflow.cli import cli
 from seaice_mlflow.core.defaults import RegisterDefaults, ServeDefaults
@@ -96,7 +97,7 @@ def test_inspect_names_a_missing_path(tmp_path):
     missing = tmp_path / "missing"
     result = CliRunner().invoke(cli, ["inspect", str(missing)])
     assert result.exit_code == 1
-    assert f"BAD {missing}: missing: does not exist ({missing})" in result.output
+    assert f"BAD {missing}: missing: does not exist: {missing}." in result.output
     assert "naming" not in result.output and "Traceback" not in result.output
 
 
@@ -131,3 +132,59 @@ def test_options_come_from_one_definition(command):
 
 def test_the_pipeline_profiles_are_the_listed_choices():
     assert tuple(PROFILES) == PROFILE_NAMES
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["preprocess", "--data-dir", "{missing}"],
+        ["train", "--store", "{missing}"],
+        ["evaluate", "--model-uri", "runs:/0123/model", "--data-dir", "{missing}"],
+        ["explain", "--model-uri", "runs:/0123/model", "--data-dir", "{missing}"],
+        ["inspect", "{missing}/S1A_x_prep.nc"],
+        ["optical", "inspect", "{missing}"],
+        ["optical", "predict", "--model-uri", "runs:/0123/model", "--images", "{missing}"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_a_missing_relative_path_under_mlflow_run_shows_where_it_was_looked_for(command, tmp_path, monkeypatch):
+    """`mlflow run` runs a step in the project folder, not where it was started: the error shows the
+    absolute path looked at and says so."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    step = MlflowClient(uri).create_run(MlflowClient(uri).create_experiment("steps"))  # as `mlflow run` makes it
+    monkeypatch.setenv("MLFLOW_RUN_ID", step.info.run_id)  # what `mlflow run` sets for its step
+    missing = "scenes/of-2024"
+    result = CliRunner().invoke(cli, [arg.format(missing=missing) for arg in command])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert str(tmp_path / missing) in result.output  # the absolute path, under the working folder
+    assert "under `mlflow run` a relative path starts in the project folder" in result.output
+
+
+#: Libraries that take seconds to import; `seaice --help` and every command's help need none of them.
+HEAVY = {"torch", "torchvision", "captum", "mlflow", "xarray", "netCDF4", "scipy", "pandas", "matplotlib", "sklearn"}
+HEAVY |= {"optuna", "rasterio", "segmentation_models_pytorch", "dask", "distributed", "PIL", "shapely", "pyogrio"}
+HELP_EVERYWHERE = """
+import json, sys
+import click
+from click.testing import CliRunner
+from seaice_mlflow.cli import cli
+
+def helps(group, path):
+    yield [*path, "--help"]
+    for name, command in group.commands.items():
+        yield from helps(command, [*path, name]) if isinstance(command, click.Group) else [[*path, name, "--help"]]
+
+runner = CliRunner()
+failed = [args for args in [["--version"], *helps(cli, [])] if runner.invoke(cli, args).exit_code != 0]
+print(json.dumps({"failed": failed, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_the_command_line_starts_without_heavy_libraries():
+    """Start-up took 14-19 s for any command, `--help` included, while torch, torchvision and captum
+    were imported up front; each command imports what it uses when it runs."""
+    out = subprocess.run([sys.executable, "-c", HELP_EVERYWHERE], capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.splitlines()[-1])
+    assert seen["failed"] == []
+    assert sorted({m.split(".")[0] for m in seen["modules"]} & HEAVY) == []

@@ -54,6 +54,7 @@ def test_logged_scores_equal_seaice_score_of_the_logged_package(request, data, t
     assert result.exit_code == 0, result.output
     run = mlflow.get_run(run_id_of(result.output))
     assert run.info.status == "FINISHED" and run.data.tags["seaice.entry_point"] == "evaluate"
+    assert run.info.run_name == f"evaluate {model_uri.removeprefix('models:/')[:10]} on 2 scenes"
     assert run.data.params["model_uri"] == model_uri and run.data.params["tile"] == "64"
     tags = run.data.tags
     assert tags["seaice.model_uri"] == model_uri and tags["seaice.model_id"] == model_uri.removeprefix("models:/")

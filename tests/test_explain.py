@@ -26,9 +26,19 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.gradcam import cam_targets, tile_windows
 from seaice_mlflow.core.permutation import perturbed_scores, replaced
 from seaice_mlflow.models import architectures, build_model, spec_from_options
+from seaice_mlflow.tasks.autoice import explain as explain_module
 from seaice_mlflow.tasks.autoice.charts import AUTOICE
-from seaice_mlflow.tasks.autoice.explain import DEFAULT_GROUPS, features_of, parse_classes, sample_patches
-from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES
+from seaice_mlflow.tasks.autoice.downsample import downsample_chart
+from seaice_mlflow.tasks.autoice.explain import (
+    DEFAULT_GROUPS,
+    PatchBatches,
+    features_of,
+    parse_classes,
+    sample_patches,
+    scene_windows,
+)
+from seaice_mlflow.tasks.autoice.files.variables import INPUT_VARIABLES, SCENE_VARIABLES
+from seaice_mlflow.tasks.autoice.pyfunc import log_chart_model
 from seaice_mlflow.tasks.autoice.recipe import Recipe
 from seaice_mlflow.tasks.autoice.sources import SceneTiles
 from seaice_mlflow.tasks.autoice.synthetic import synthesize
@@ -189,9 +199,12 @@ def test_patches_are_the_models_inputs_on_valid_charts_and_repeat_with_the_seed(
     recipe = Recipe(spec_from_options("unet", 6, AUTOICE.outputs(), {"unet_filters": (4, 4, 8, 8)}),
                     ("nersc_sar_primary", "nersc_sar_secondary", "btemp_18_7h", "month", "sin_lat", "cos_lon"),
                     downsample=2)  # fmt: skip
-    patches, records = sample_patches(files, recipe, ["SOD", "FLOE"], 5, 16, seed=3)
-    again, same = sample_patches(files, recipe, ["SOD", "FLOE"], 5, 16, seed=3)
-    assert records == same and torch.equal(patches.inputs, again.inputs) and len(records) == 5
+    sample = sample_patches(files, recipe, ["SOD", "FLOE"], 5, 16, seed=3)
+    [patches] = PatchBatches(sample, recipe, ["SOD", "FLOE"])
+    again = sample_patches(files, recipe, ["SOD", "FLOE"], 5, 16, seed=3)
+    [same] = PatchBatches(again, recipe, ["SOD", "FLOE"])
+    records = sample.records
+    assert records == again.records and torch.equal(patches.inputs, same.inputs) and len(records) == 5
     assert patches.inputs.shape == (5, 6, 16, 16) and {r.scene_id for r in records} == {
         f.name.removesuffix("_prep.nc") for f in files
     }
@@ -207,6 +220,73 @@ def test_patches_are_the_models_inputs_on_valid_charts_and_repeat_with_the_seed(
     assert ((patches.references["SOD"] != 255).flatten(1).any(1)).all() and (centre != 255).any()
     with pytest.raises(ParameterError, match="option --patch-size: no scene of 2 with charts holds a 400 px"):
         sample_patches(files, recipe, ["SOD"], 5, 400, seed=3)
+
+
+def test_patches_are_distinct_capped_at_what_the_scenes_hold_and_read_a_batch_at_a_time(ready_dir):
+    files = sorted(ready_dir.glob("*_prep.nc"))
+    recipe = Recipe(spec_from_options("unet", 3, AUTOICE.outputs(), {"unet_filters": (4, 4, 8, 8)}),
+                    ("nersc_sar_primary", "btemp_36_5h", "month"), downsample=4)  # fmt: skip
+    from seaice_mlflow.tasks.autoice.files.windowed import open_scene
+
+    held, size = 0, 22  # distinct windows centred (clipped) on pixels where SOD has a class, counted here
+    for path in files:
+        with open_scene(path) as scene:
+            sod = downsample_chart(scene.charts["SOD"], 4)  # the x4 working grid, 24 x 32
+            rows, cols = np.nonzero(sod != 255)
+            held += len({(min(max(r - size // 2, 0), sod.shape[0] - size), min(max(c - size // 2, 0),
+                          sod.shape[1] - size)) for r, c in zip(rows, cols)})  # fmt: skip
+            assert len(scene_windows(scene, recipe, ["SOD"], size)) > 0
+    sample = sample_patches(files, recipe, ["SOD"], 8000, size, seed=1)
+    corners = [(r.scene_id, r.row, r.col) for r in sample.records]
+    assert len(corners) == len(set(corners)) == held < 8000  # drawn without replacement, all the scenes hold
+    assert f"8000 patches asked for, but the 2 scene(s) with charts hold {held} distinct {size} px" in sample.note
+    small = sample_patches(files, recipe, ["SOD"], 7, size, seed=1)
+    assert (
+        len(small.records) == 7
+        and not small.note
+        and {r.scene_id for r in small.records} == {f.name.removesuffix("_prep.nc") for f in files}
+    )  # spread over both scenes
+    batches = PatchBatches(sample, recipe, ["SOD"], batch=8)
+    read = list(batches)
+    assert len(read) == len(batches) == -(-held // 8) > 1 and all(len(b.inputs) <= 8 for b in read)
+    assert [b.offset for b in read] == list(range(0, held, 8))
+    [whole] = PatchBatches(sample, recipe, ["SOD"], batch=held)
+    assert torch.equal(torch.cat([b.inputs for b in read]), whole.inputs)
+    network = OneChannel(k=1).eval()
+    features = [Feature(v, (i,), "variable") for i, v in enumerate(recipe.variables)]
+    by_batch, at_once = (attribution_table(network, AUTOICE, patches, ["SOD"], {}, features, ["ig", "permutation"],
+                                           Settings(steps=2, repeats=1))
+                         for patches in (read, whole))  # fmt: skip
+    assert [(r.method, r.feature, r.patches) for r in by_batch] == [(r.method, r.feature, r.patches) for r in at_once]
+    assert {r.patches for r in by_batch} == {held}
+    ig = [r for r in by_batch if r.method == "ig"]  # per patch: the same whatever the batch
+    np.testing.assert_allclose([r.share for r in ig], [r.share for r in at_once if r.method == "ig"], atol=1e-5)
+    dropped = {r.feature: r.value for r in by_batch if r.method == "permutation"}  # pooled over the batches
+    assert dropped["btemp_36_5h"] != 0 and dropped["nersc_sar_primary"] == dropped["month"] == 0
+
+
+def test_explain_attributes_patches_in_batches_and_says_when_the_scenes_hold_fewer(
+    ready_dir, tmp_path, tracking, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "explain-batches")  # not the runs other tests of EXPERIMENT count
+    mlflow.set_experiment("explain-batches")
+    spec = spec_from_options("unet", len(SCENE_VARIABLES), AUTOICE.outputs(), {"unet_filters": (2, 2)})
+    with mlflow.start_run():
+        uri = log_chart_model(build_model(spec), Recipe(spec, SCENE_VARIABLES)).model_uri
+    monkeypatch.setattr(explain_module, "BATCH_BYTES", 24 * 96 * 96 * 4 * 10)  # 10 patches per batch
+    out = tmp_path / "explain"
+    result = CliRunner().invoke(cli, ["explain", "--model-uri", uri, "--data-dir", str(ready_dir), "--patches", "100",
+                                      "--patch-size", "96", "--methods", "ig", "--steps", "2", "--charts", "SOD",
+                                      "--classes", "none", "--out", str(out), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    patches = (out / "patches.csv").read_text().splitlines()[1:]
+    assert len(patches) == len(set(patches)) < 100  # distinct windows, no more than the scenes hold
+    assert f"note: 100 patches asked for, but the 2 scene(s) with charts hold {len(patches)} distinct" in result.output
+    assert "drawing 100 patches of 96 px from 2 scene file(s)" in result.output  # a line per long step
+    assert f"ig: {len(patches)} patches in {-(-len(patches) // 10)} batch(es)" in result.output
+    [run] = mlflow.search_runs(experiment_names=["explain-batches"], output_format="list",
+                               filter_string="tags.`seaice.entry_point` = 'explain'")  # fmt: skip
+    assert run.data.metrics["explain_patches"] == len(patches)
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +352,8 @@ def test_the_decisive_input_ranks_top_two_with_every_method_and_ablating_it_cost
 
     model, _ = load_model(uri, "cpu", TileOptions())
     network, recipe = model.predictor.models[0], model.recipe
-    patches, _ = sample_patches(sorted(data.glob("*_prep.nc")), recipe, ["SOD"], 12, 48, seed=0)
+    [patches] = PatchBatches(sample_patches(sorted(data.glob("*_prep.nc")), recipe, ["SOD"], 12, 48, seed=0), recipe,
+                             ["SOD"])  # fmt: skip
     groups = {f.name: f for f in features_of("default", recipe.variables) if f.level == "group"}
     ig = sorted((r for r in rows if r["method"] == "ig" and r["level"] == "group" and r["target"] == "all"),
                 key=lambda r: -r["share"])  # fmt: skip

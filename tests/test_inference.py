@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from seaice_mlflow.core.engine import (
     ChartPredictor,
@@ -242,6 +243,46 @@ def test_memory_is_bounded_by_the_tile(scenes):
     for w in spy.windows:
         covered[w.slices] = True
     assert covered.all() and prediction.charts["SOD"].shape == scenes[0].shape
+
+
+class AtenOps(TorchDispatchMode):
+    """The names of the aten operations run inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+class OutputsOnly(nn.Module):
+    """Ones for every head of AUTOICE; forgets the operations recorded until it returns, so that what
+    ``ops`` holds afterwards is what the engine does with a network's outputs."""
+
+    stride = 1
+
+    def __init__(self, ops: AtenOps):
+        super().__init__()
+        self.ops, self.heads = ops, nn.ModuleDict()
+
+    def forward(self, x):
+        out = {head: torch.ones(len(x), k, *x.shape[-2:]) for head, k in AUTOICE.outputs().items()}
+        self.ops.names.clear()
+        return out
+
+
+def test_one_model_without_layers_only_decodes_its_outputs():
+    """The per-tile path of bench_inference (one model, no uncertainty layer asked): a softmax per classified
+    head and one join of the heads, no averaging of a single member, no layer parts (issue 30, item 18)."""
+    ops = AtenOps()
+    predictor = ChartPredictor([(OutputsOnly(ops), AUTOICE)], "cpu")
+    with ops:
+        parts = predictor.outputs(np.zeros((2, 3, 8, 8), np.float32))
+    assert set(parts) == {"scores"} and parts["scores"].shape == (2, 14, 8, 8)
+    assert ops.names.count("softmax") == 2 and ops.names.count("cat") == 1
+    assert not {"add", "div", "mul", "sum", "mean", "stack", "clone", "copy_"} & set(ops.names), ops.names
 
 
 # --- ensembles --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Every folder here is written by hand (small PNGs from numpy arrays) in the layou
 """
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -22,12 +23,14 @@ from seaice_mlflow.tasks.optical.labels import (
     read_annotation_config,
     read_class_file,
 )
+from seaice_mlflow.tasks.optical.plots import overlay
 from seaice_mlflow.tasks.optical.readers import (
     decode_label,
     list_photos,
     open_folder,
     read_image,
     read_label,
+    read_mask,
     read_pair,
 )
 from seaice_mlflow.tasks.optical.synthetic import render_photo, synthesize_photos
@@ -171,6 +174,35 @@ def test_class_tables_refuse_what_they_cannot_map(tmp_path):
     (tmp_path / "config.json").unlink()
     with pytest.raises(PhotoFileError, match=r"holds 2 class files \(classes_a.txt, classes_b.txt\)"):
         find_class_table(tmp_path)
+
+
+@pytest.mark.parametrize("file", ["config.json", "classes.txt"])
+def test_class_names_that_would_share_a_metric_name_are_refused(file, tmp_path):
+    """`ice floe` and `ice-floe` would both be logged as test_iou_ice_floe, one overwriting the other."""
+    if file == "config.json":
+        write_config(tmp_path, {"labels": {**CONFIG["labels"], "ice-floe": {"color": [1, 2, 3], "id": 9}}})
+    else:
+        (tmp_path / file).write_text("sky 135 206 235\nice floe 255 255 0\nice-floe 1 2 3\n")
+    write_png(tmp_path / "a.png", photo_pixels())
+    write_png(tmp_path / "a_watershed_mask.png", rgb_of(np.full((6, 8), 2)))  # a valid label: inspect passes
+    result = CliRunner().invoke(cli, ["optical", "inspect", str(tmp_path)])
+    assert result.exit_code == 1 and f"{tmp_path / file}: names 'ice floe' and 'ice-floe'" in result.output
+    assert "ice_floe" in result.output and "Traceback" not in result.output
+
+
+def test_overlays_have_a_legend_of_the_classes_they_show():
+    table = ClassTable((PhotoClass(1, "sky", (135, 206, 235)), PhotoClass(4, "ice floe", (255, 255, 0)),
+                        PhotoClass(7, "open water", (0, 0, 255))))  # fmt: skip
+    ids = np.full((6, 8), 4, np.uint8)  # predicted label ids: sky and ice floe
+    ids[:, :2] = 1
+    reference = np.full((6, 8), 1, np.uint8)  # reference class indices: ice floe, a row not labelled
+    reference[0] = IGNORE
+    [legend] = overlay(photo_pixels(), ids, reference, table, "a photo").legends
+    assert [text.get_text() for text in legend.get_texts()] == ["sky", "ice floe", "not labelled"]
+    colours = [tuple(round(255 * c) for c in handle.get_facecolor()[:3]) for handle in legend.legend_handles]
+    assert colours == [(135, 206, 235), (255, 255, 0), (0, 0, 0)]
+    [legend] = overlay(photo_pixels(), ids, None, table, "a photo").legends
+    assert [text.get_text() for text in legend.get_texts()] == ["sky", "ice floe"]
 
 
 # ---- layout 1: PixelAnnotationTool -------------------------------------------------------------------------
@@ -327,6 +359,29 @@ def test_images_are_read_as_rgb_bytes(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(PhotoFileError, match="broken.png: cannot be read as an image"):
         read_image(tmp_path / "broken.png")
+
+
+def test_large_photos_are_read_without_pillows_warning_up_to_the_readers_limit(tmp_path, monkeypatch):
+    """Pillow warns above 89 Mpixel and refuses twice that (its guard against decompression bombs from the
+    web), so a 10000 x 10000 drone photo printed its raw warning. Its limit is lowered here to stand for that."""
+    from seaice_mlflow.tasks.optical import readers
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    write_png(tmp_path / "warned.png", photo_pixels(10, 15, 90))  # 150 px: Pillow's warning
+    write_png(tmp_path / "refused.png", photo_pixels(12, 20, 90))  # 240 px: Pillow's error
+    write_png(tmp_path / "refused_mask.png", np.full((12, 20), 3, np.uint8), "L")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "warned.png").shape == (10, 15, 3)
+        assert read_image(tmp_path / "refused.png").shape == (12, 20, 3)
+        assert (read_mask(tmp_path / "refused_mask.png") == 3).all()
+    assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's own limit is left as it was
+    monkeypatch.setattr(readers, "MAX_PHOTO_PIXELS", 200)
+    for read in (read_image, read_mask):
+        with pytest.raises(
+            PhotoFileError, match=r"refused.*png: is 12x20 px \(0.00024 Mpixel\), more than the 0.0002 Mpixel"
+        ):
+            read(tmp_path / ("refused.png" if read is read_image else "refused_mask.png"))
 
 
 def test_folders_and_files_that_cannot_be_read(tmp_path):

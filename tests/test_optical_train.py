@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields
 
 import mlflow
 import numpy as np
@@ -15,9 +16,15 @@ from PIL import Image
 from sklearn.metrics import jaccard_score
 
 from seaice_mlflow.cli import cli
+from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.metrics import confusion_matrix, head_score
 from seaice_mlflow.core.tiling import Window
-from seaice_mlflow.tasks.optical.config import OPTICAL_INFERENCE, OpticalTrainDefaults
+from seaice_mlflow.tasks.optical.config import (
+    OPTICAL_INFERENCE,
+    OpticalEvaluateDefaults,
+    OpticalPredictDefaults,
+    OpticalTrainDefaults,
+)
 from seaice_mlflow.tasks.optical.crops import HEAD, MEAN, STD, PhotoCrops, PhotoTiles
 from seaice_mlflow.tasks.optical.labels import read_annotation_config
 from seaice_mlflow.tasks.optical.logged_models import load_optical_models
@@ -106,11 +113,16 @@ def test_seaice_optical_train_tracks_a_run_with_checkpoints_and_the_recipe(photo
             "--out", str(tmp_path / "c")]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+    for epoch, left in ((1, r"\d+\.\d"), (2, "0.0")):  # a line per epoch with the time left, as `seaice train`
+        assert re.search(rf"^epoch {epoch}/2  loss [\d.]+  val mIoU [\d.]+( best)?  [\d.]+ s  ETA {left} min$",
+                         result.output, re.M), result.output  # fmt: skip
     run_id = re.search(r"^run (\w+): best val mIoU", result.output, re.M).group(1)
     mlflow.set_tracking_uri(uri)
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["seaice.entry_point"] == "optical_train"
     assert run.data.params["model"] == "smp_unet" and run.data.metrics["epochs_trained"] == 2
+    assert run.info.run_name == f"optical train smp_unet {photos.name}"
+    assert "encoder" in run.data.params and not {"floe_classes", "min_floe_pixels"} & set(run.data.params)  # maskrcnn's
     assert "best_val_combined" in run.data.metrics
     history = mlflow.MlflowClient().get_metric_history(run_id, "val_ice_miou")
     assert [m.step for m in history] == [0, 1]
@@ -162,6 +174,9 @@ def test_evaluate_scores_the_written_masks_as_sklearn_does_and_predict_writes_to
                                     str(out), "--device", "cpu", "--tile", "64"])  # fmt: skip
     assert predicted.exit_code == 0, predicted.output
     stems = sorted(p.stem for p in photos.glob("*.png") if "_mask" not in p.name)
+    for number, stem in enumerate(stems, start=1):  # a line per photo: which, its size, how long it took
+        assert re.search(rf"^photo {number}/6 {stem}.png \(96x128 px\): [\d.]+ s, wrote .*{stem}_color_mask.png$",
+                         predicted.output, re.M), predicted.output  # fmt: skip
     assert sorted(p.name for p in out.glob("*_color_mask.png")) == [f"{s}_color_mask.png" for s in stems]
     fractions = json.loads((out / "class_fractions.json").read_text())
     assert set(fractions) == {f"{s}.png" for s in stems}
@@ -185,6 +200,61 @@ def test_evaluate_scores_the_written_masks_as_sklearn_does_and_predict_writes_to
     assert scores["pixel_accuracy"] == pytest.approx(100 * float((reference == prediction).mean()), abs=1e-3)
     assert set(scores["per_class"]) == set(folder.table.names) and scores["photos"] == 6
     assert scores["miou_without_background"] != scores["miou"]  # sky is left out
+
+
+@pytest.mark.parametrize(
+    "option, value, problem",
+    [
+        ("--lr", "nan", "must be a finite number, got nan"),
+        ("--lr", "-1", "must be > 0, got -1.0"),
+        ("--lr", "0", "must be > 0, got 0.0"),
+        ("--weight-decay", "nan", "must be a finite number, got nan"),
+        ("--weight-decay", "-1", "must be >= 0, got -1.0"),
+    ],
+)
+def test_optical_train_refuses_unusable_numbers_before_any_run(option, value, problem, photos, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    args = ["optical", "train", "--data-dir", str(photos), "--epochs", "1", "--batches-per-epoch", "1",
+            "--batch-size", "1", "--patch-size", "32", "--workers", "0", "--device", "cpu",
+            "--out", str(tmp_path / "c"), option, value]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and f"option {option}: {problem}" in result.output, result.output
+    assert isinstance(result.exception, SystemExit)  # a one-line error, not an exception's traceback
+    assert not (tmp_path / "mlflow.db").exists()  # refused before MLflow was called: no run
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(OpticalTrainDefaults) if isinstance(f.default, float)])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_every_float_option_of_optical_train_refuses_nan_and_inf(name, value):
+    with pytest.raises(ParameterError, match=f"option --{name.replace('_', '-')}: must be a finite number"):
+        OpticalTrainDefaults(**{name: value})
+
+
+def test_optical_inference_options_are_checked_when_made():
+    with pytest.raises(ParameterError, match="option --tile: must be >= 32, got 8"):
+        OpticalPredictDefaults(tile=8)
+    with pytest.raises(ParameterError, match="option --device: 'tpu' is not one of auto, cpu, cuda"):
+        OpticalEvaluateDefaults(device="tpu")
+
+
+@pytest.mark.parametrize("names", [("same.png", "same.jpg"), ("a/same.png", "b/same.png"), ("Same.png", "same.tif")])
+def test_optical_predict_refuses_photos_whose_masks_would_share_a_name(names, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name)
+    folders = sorted({str((tmp_path / name).parent) for name in names})
+    out = tmp_path / "masks"
+    result = CliRunner().invoke(cli, ["optical", "predict", "--model-uri", "models:/nothing/1", "--images",
+                                      ",".join(folders), "--out", str(out)])  # fmt: skip
+    first, second = (str(tmp_path / name) for name in names)
+    assert result.exit_code == 1 and "option --images:" in result.output, result.output
+    assert f"{first} and {second}" in result.output or f"{second} and {first}" in result.output
+    assert "same_mask.png" in result.output.lower() and not out.exists()
+    assert not (tmp_path / "mlflow.db").exists()  # refused before MLflow was called: no run
 
 
 class Echo(mlflow.pyfunc.PythonModel):

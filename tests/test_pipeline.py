@@ -74,6 +74,10 @@ def test_quickstart_notebook_runs_the_main_pipeline_as_child_runs(tmp_path, proj
     assert all(run.info.status == "FINISHED" for run in children)
     assert parent.data.tags["seaice.champion_uri"] == "models:/quickstart-charts@champion"
     assert parent.data.tags["seaice.model_uri"].startswith("models:/m-")
+    trained = parent.data.tags["seaice.model_uri"]  # a new experiment: the model trained now is champion
+    assert parent.data.tags["seaice.model_used.evaluate"] == trained
+    assert parent.data.tags["seaice.model_used.predict"] == f"models:/quickstart-charts/1 ({trained})"
+    assert parent.data.tags["seaice.trained_is_champion"] == "true"
     for metric in ("test_combined", "test_SIC_r2", "baseline_test_combined"):
         assert metric in parent.data.metrics
     assert list((tmp_path / "notebook" / "pipeline" / "charts").glob("*_charts.nc"))

@@ -92,7 +92,8 @@ def test_chart_files_are_cf_netcdf_with_provenance(registered, tracking, test_di
                 assert np.all(values[~valid] == 255) and values[valid].max() < CHARTS[chart].n_classes
                 np.testing.assert_array_equal(values[valid], package[scene.scene_id][chart][valid])
             np.testing.assert_allclose(ds["sar_grid2d_latitude"].values, scene.latitude)
-            assert ds["sar_grid2d_longitude"].attrs["units"] == "degrees_east"
+            assert ds["sar_grid2d_longitude"].attrs["long_name"].startswith("longitude (degrees east) of the 21 x 21")
+            np.testing.assert_allclose(ds["longitude"].values[[0, -1], [0, -1]], scene.longitude[[0, -1], [0, -1]])
             assert "SOD_probability" not in ds
         with xr.open_dataset(product) as decoded:  # CF decoding masks the fill value
             assert np.isnan(decoded["SOD"].values[~valid]).all()
@@ -200,7 +201,7 @@ def test_missing_scene_path_is_reported_as_missing(tmp_path):
     with pytest.raises(SeaIceError, match=r"none of the 1 scene file\(s\) could be charted \(path: does not exist"):
         predict_files(None, expand_scene_paths([missing]), ChartJob(tmp_path / "out", {}), on_scene=failed.append)
     [outcome] = failed
-    assert outcome.file == missing and outcome.message.startswith(f"path: does not exist ({missing})")
+    assert outcome.file == missing and outcome.message.startswith(f"path: does not exist: {missing}.")
     assert "naming" not in outcome.message
 
 

@@ -177,7 +177,7 @@ def test_bad_names_and_references(test_dir, tmp_path):
 
 def test_missing_path_is_reported_as_missing(tmp_path):
     missing = tmp_path / "missing" / "path"
-    with pytest.raises(SceneError, match=rf"path: does not exist \({missing}\)"):
+    with pytest.raises(SceneError, match=rf"path: does not exist: {missing}\."):
         read_scene(missing)  # not "does not follow the AI4Arctic naming"
 
 

@@ -262,3 +262,22 @@ def test_register_command(tracking):
     assert "is champion" in result.output
     loaded = mlflow.pyfunc.load_model("models:/cli-charts@champion")
     assert loaded.metadata.get_input_schema().inputs[0].shape[1] == len(SCENE_VARIABLES)
+
+
+def test_a_deleted_run_neither_keeps_nor_blocks_the_champion(tracking):
+    kept = train_run("deleted", 50.0)
+    deleted = train_run("deleted", 60.0)
+    evaluate_run("deleted", deleted, 70.0)  # an evaluation of the deleted run's model stays
+    first = register_best("deleted", "deleted-charts")
+    assert source_runs("deleted-charts")[first.champion] == deleted
+    mlflow.MlflowClient().delete_run(deleted)
+    for collected in (False, True):  # deleted, then deleted for good by `mlflow gc`
+        if collected:
+            gc = subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", tracking],
+                                capture_output=True, text=True)  # fmt: skip
+            assert gc.returncode == 0, gc.stderr[-3000:]
+        promotion = register_best("deleted", "deleted-charts")
+        champion = promotion.champion
+        assert source_runs("deleted-charts")[champion] == kept
+        assert registry_state("deleted-charts") == (champion, [champion])
+        assert f"version {first.version} left out: its run {deleted} was deleted" in promotion.message

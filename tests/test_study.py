@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import re
+import shutil
 
 import mlflow
 import pytest
@@ -28,6 +29,7 @@ from seaice_mlflow.tasks.autoice.study import (
     split_values,
     table_rows,
 )
+from tests.conftest import prep_files
 
 EXPERIMENT = "study-test"
 #: The smoke profile on the tests' 96 x 128 px scenes (48 x 64 at its downsampling x2).
@@ -111,17 +113,35 @@ def test_a_patch_size_study_holds_the_pixels_per_batch_unless_told_otherwise(tmp
     assert {c.config.batch_size for c in plan_children(plan, tmp_path, tmp_path, tmp_path)} == {16}
 
 
-def test_children_share_a_store_unless_the_setting_changes_it_and_each_has_its_own_key(tmp_path):
+def test_children_share_a_store_unless_the_setting_changes_it_and_each_has_its_own_key(ready_dir, test_dir, tmp_path):
     plan = plan_study("downsample", StudyDefaults(values="2,4", seeds="0,1", profile="demo", fixed="epochs=3"))
-    children = plan_children(plan, tmp_path / "train", tmp_path / "test", tmp_path)
+    children = plan_children(plan, ready_dir, test_dir, tmp_path)
     assert len({c.store.out for c in children}) == 2 and len({c.key for c in children}) == 4
     assert [c.store.downsample for c in children] == [2, 2, 4, 4] and {c.config.epochs for c in children} == {3}
     assert len({c.config.out for c in children}) == 4
     plan = plan_study("data-size", StudyDefaults(values="0.5,1", profile="demo"))
-    assert len({c.store.out for c in plan_children(plan, tmp_path / "train", tmp_path / "test", tmp_path)}) == 1
-    keys = [c.key for c in plan_children(plan, tmp_path / "train", tmp_path / "test", tmp_path)]
-    assert keys == [c.key for c in plan_children(plan, tmp_path / "train", tmp_path / "test", tmp_path)]
-    assert keys != [c.key for c in plan_children(plan, tmp_path / "other", tmp_path / "test", tmp_path)]
+    assert len({c.store.out for c in plan_children(plan, ready_dir, test_dir, tmp_path)}) == 1
+    keys = [c.key for c in plan_children(plan, ready_dir, test_dir, tmp_path)]
+    assert keys == [c.key for c in plan_children(plan, ready_dir, test_dir, tmp_path)]
+
+
+def test_a_child_is_keyed_by_the_content_of_the_scenes_not_by_their_folder(ready_dir, test_dir, tmp_path):
+    """A re-run after scenes were swapped must train again; the same files in another folder need not."""
+    plan = plan_study("data-size", StudyDefaults(values="0.5,1", profile="demo"))
+    train, test = shutil.copytree(ready_dir, tmp_path / "train"), shutil.copytree(test_dir, tmp_path / "test")
+
+    def keys(train_dir, test_dir) -> list[str]:
+        return [c.key for c in plan_children(plan, train_dir, test_dir, tmp_path / "work")]
+
+    original = keys(ready_dir, test_dir)
+    assert keys(train, test) == original  # the same content elsewhere: the same children
+    first, second = prep_files(train)
+    shutil.copyfile(second, first)  # a scene swapped under the same name
+    swapped = keys(train, test)
+    assert len(set(swapped)) == 2 and not set(swapped) & set(original)
+    reference = sorted(test.glob("*_prep_reference.nc"))[0]
+    reference.write_bytes(reference.read_bytes()[:-1] + b"\0")  # other test references
+    assert not set(keys(train, test)) & set(swapped)
 
 
 @pytest.mark.parametrize(
@@ -161,6 +181,19 @@ def test_the_table_has_the_mean_and_spread_over_seeds():
     assert list(rows[0])[:5] == ["setting", "seeds", "runs", "test_combined_mean", "test_combined_std"]
     table = markdown_table("model", [one, two])
     assert "| a | 2 | 72.00 ± 2.83 |  | 60.00 |" in table and "| b | 1 | 80.00 | 90.00 |  |" in table
+    assert "below 0" not in table
+
+
+def test_a_table_with_negative_scores_says_what_they_mean():
+    poor = SettingResult(Setting("a"), (0,), ("r1",), ({"test_combined": -4.5, "test_SIC_r2": -61.0,
+                                                        "test_SOD_f1": 20.0},))  # fmt: skip
+    good = SettingResult(Setting("b"), (0,), ("r2",), ({"test_combined": 60.0, "test_SIC_r2": 40.0,
+                                                        "test_SOD_f1": 70.0},))  # fmt: skip
+    table = markdown_table("model", [poor, good])
+    assert "| a | 1 | -4.50 | -61.00 | 20.00 |" in table
+    notes = [line for line in table.splitlines() if not line.startswith("|")]
+    assert any("SIC_r2 below 0" in line and "worse than" in line and "mean" in line for line in notes), table
+    assert any("combined" in line and "not clipped" in line for line in notes), table
 
 
 def study_args(ready_dir, test_dir, out, *extra: str) -> list[str]:

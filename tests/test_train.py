@@ -69,8 +69,13 @@ def test_train_logs_everything_and_a_loadable_model(train_store, tmp_path, track
     )
     assert result.exit_code == 0, result.output
     [run] = mlflow.search_runs(experiment_names=["train-test"], output_format="list")
-    assert run.info.status == "FINISHED"
-    assert set(TrainConfig.option_names()) <= set(run.data.params)
+    assert run.info.status == "FINISHED" and run.info.run_name == f"train unet {train_store.name}"
+    # the options that act on a U-Net trained with AdamW, not those of other architectures, optimisers or schedules
+    inapplicable = {"deeplab_depth", "encoder", "pretrained", "patch_stride", "patch_charts", "patch_purity"}
+    inapplicable |= {"momentum", "season_table", "resume"}
+    assert set(run.data.params) & set(TrainConfig.option_names()) == set(TrainConfig.option_names()) - inapplicable
+    config = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config.json")  # the resolved config: everything
+    assert set(config) == set(TrainConfig.option_names()) and config["momentum"] == 0.9
     assert run.data.params["lr"] == "0.001" and run.data.tags["seaice.store_digest"]
     assert run.data.params["class_weights"] == "balanced:SOD"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
@@ -209,6 +214,7 @@ def test_mlflow_run_train(train_store, tmp_path, tracking):
     run = mlflow.get_run(submitted.run_id)
     assert run.info.status == "FINISHED" and run.data.params["lr"] == "1e-4"
     assert "best_val_combined" in run.data.metrics
+    assert run.info.run_name == f"train unet {train_store.name}"  # not MLflow's random name of `mlflow run`
 
 
 def test_distributed_training_logs_once(train_store, tmp_path, tracking):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from seaice_mlflow import __version__
-from seaice_mlflow.core.errors import SeaIceError
+from seaice_mlflow.core.errors import Interrupted, SeaIceError
 
 
 class SeaIceGroup(click.Group):
@@ -13,11 +13,13 @@ class SeaIceGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         from seaice_mlflow.core.interrupts import signals_interrupt
+        from seaice_mlflow.core.progress import quiet_bars_off_terminal
 
+        quiet_bars_off_terminal()
         try:
             with signals_interrupt():
                 return super().invoke(ctx)
-        except SeaIceError as err:
+        except (SeaIceError, Interrupted) as err:
             error = click.ClickException(str(err))
             error.exit_code = getattr(err, "exit_code", error.exit_code)
             raise error from None

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
+from seaice_mlflow.cli.output import echo_json
 from seaice_mlflow.core.errors import SeaIceError
-from seaice_mlflow.tasks.autoice.files.inspect import expand_paths, inspect_file
-from seaice_mlflow.tasks.autoice.synthetic.generate import (
-    DEFAULT_SIZE,
-    FORMATS,
-    MIN_SIZE,
-    SPLITS,
-    SYNTH_WORKERS,
-    synthesize,
-)
+from seaice_mlflow.core.progress import progress_bar
+from seaice_mlflow.tasks.autoice.synthetic import DEFAULT_SIZE, FORMATS, MIN_SIZE, SPLITS, SYNTH_WORKERS
 
 
 @click.command()
@@ -59,7 +51,9 @@ from seaice_mlflow.tasks.autoice.synthetic.generate import (
 )
 def synth(out_dir: Path, n_scenes: int, size: tuple[int, int], split: str, fmt: str, seed: int, workers: int) -> None:
     """Write synthetic AI4Arctic scenes to OUT_DIR in the real file layouts."""
-    with tqdm(total=n_scenes, desc="synthetic scenes", unit="scene", disable=None) as bar:
+    from seaice_mlflow.tasks.autoice.synthetic import synthesize
+
+    with progress_bar(total=n_scenes, desc="synthetic scenes", unit="scene") as bar:
         paths = synthesize(
             out_dir,
             n_scenes=n_scenes,
@@ -83,15 +77,17 @@ def inspect_command(paths: tuple[Path, ...], as_json: bool) -> None:
     Prints each file's kind, shape, variables, valid fraction and class histograms; exits
     non-zero after listing every bad file with its reason.
     """
+    from seaice_mlflow.tasks.autoice.files.inspect import expand_paths, inspect_file
+
     files = expand_paths(list(paths))
     if not files:
         raise SeaIceError(f"no .nc files in {', '.join(map(str, paths))}; give scene files or folders of them")
     reports = []
-    for path in tqdm(files, desc="inspecting", unit="file", disable=None, leave=False):
+    for path in progress_bar(files, desc="inspecting", unit="file", leave=False):
         reports.append(inspect_file(path))
     ok = all(r.ok for r in reports)
     if as_json:
-        click.echo(json.dumps({"ok": ok, "files": [r.as_dict() for r in reports]}))
+        echo_json({"ok": ok, "files": [r.as_dict() for r in reports]})
     else:
         for report in reports:
             click.echo(report.summary())

@@ -60,6 +60,8 @@ def evaluate_command(
     def report(outcome) -> None:
         if outcome.status == "scored":
             click.echo(f"scored  {outcome.scene_id} ({outcome.seconds:.1f} s)")
+            if outcome.message:  # input values that were not finite, masked or filled
+                click.echo(f"note    {outcome.scene_id}: {outcome.message}", err=True)
         elif outcome.status == "skipped":
             click.echo(f"skipped {outcome.file}: {outcome.message}", err=True)
         else:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.cli.output import echo_json
 from seaice_mlflow.tasks.autoice.config import ExplainDefaults
 
 
@@ -31,7 +31,7 @@ def explain_command(model_uri: str, data_dir: Path, **options) -> None:
     settings = ExplainDefaults(**options)
     result = explain(model_uri, data_dir, settings, echo=lambda line: click.echo(line, err=True))
     if settings.json:
-        click.echo(json.dumps([r.as_dict() for r in result.rows], indent=1))
+        echo_json([r.as_dict() for r in result.rows], indent=1)
         return
     for chart in dict.fromkeys(r.head for r in result.rows):
         for method in dict.fromkeys(r.method for r in result.rows):

@@ -4,25 +4,25 @@ champion, ``predict`` masks or floes, or the whole ``pipeline``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from seaice_mlflow.cli.options import options_from
+from seaice_mlflow.cli.output import echo_json
 from seaice_mlflow.cli.register import register_command_of
 from seaice_mlflow.core.lists import split_paths
+from seaice_mlflow.core.progress import progress_bar
 from seaice_mlflow.tasks.optical.config import (
+    MASK_KINDS,
+    SYNTH_MIN_SIZE,
+    SYNTH_SIZE,
     OpticalEvaluateDefaults,
     OpticalPipelineDefaults,
     OpticalPredictDefaults,
     OpticalRegisterDefaults,
     OpticalTrainDefaults,
 )
-from seaice_mlflow.tasks.optical.inspect import inspect_folder
-from seaice_mlflow.tasks.optical.readers import MASK_KINDS, open_folder
-from seaice_mlflow.tasks.optical.synthetic import DEFAULT_SIZE, MIN_SIZE, synthesize_photos
 
 
 @click.group("optical")
@@ -55,11 +55,14 @@ def inspect_command(folder: Path, classes: Path | None, masks: str, as_json: boo
     exits non-zero after listing every photo with a problem (unreadable, no label, a label of another size,
     ids or colours missing from the class table).
     """
+    from seaice_mlflow.tasks.optical.inspect import inspect_folder
+    from seaice_mlflow.tasks.optical.readers import open_folder
+
     opened = open_folder(folder, classes=classes, masks=masks)
-    with tqdm(opened.photos, desc="inspecting", unit="photo", disable=None, leave=False) as bar:
+    with progress_bar(opened.photos, desc="inspecting", unit="photo", leave=False) as bar:
         report = inspect_folder(opened, bar)
     if as_json:
-        click.echo(json.dumps(report.as_dict()))
+        echo_json(report.as_dict())
     else:
         for photo in report.photos:
             click.echo(photo.summary())
@@ -74,8 +77,8 @@ def inspect_command(folder: Path, classes: Path | None, masks: str, as_json: boo
 @click.option(
     "--size",
     nargs=2,
-    type=click.IntRange(min=MIN_SIZE),
-    default=DEFAULT_SIZE,
+    type=click.IntRange(min=SYNTH_MIN_SIZE),
+    default=SYNTH_SIZE,
     show_default=True,
     metavar="H W",
     help="Photo size in pixels (rows, columns).",
@@ -83,6 +86,8 @@ def inspect_command(folder: Path, classes: Path | None, masks: str, as_json: boo
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same photos.")
 def synth_command(out_dir: Path, n_images: int, size: tuple[int, int], seed: int) -> None:
     """Write synthetic ice photos to OUT_DIR in the PixelAnnotationTool layout (with config.json)."""
+    from seaice_mlflow.tasks.optical.synthetic import synthesize_photos
+
     for path in synthesize_photos(out_dir, n_images=n_images, size=size, seed=seed):
         click.echo(str(path))
 
@@ -98,18 +103,14 @@ def train_command(data_dir: Path, **options) -> None:
 
     Example: seaice optical train --data-dir photos --model upernet --encoder resnet34 --epochs 50
     """
+    from seaice_mlflow.cli.train import EpochLines
     from seaice_mlflow.models import get_architecture
     from seaice_mlflow.tasks.optical.steps.train import train
 
     settings = OpticalTrainDefaults(**options)
     score = "floe F1" if get_architecture(settings.model).level == "instance" else "mIoU"
-
-    def report(epoch) -> None:
-        m, value = epoch.metrics, epoch.metrics.get("val_combined", float("nan"))
-        click.echo(f"epoch {epoch.epoch + 1}  loss {m['train_loss']:.4f}  val {score} {value:.2f}  "
-                   f"{epoch.seconds:.1f} s", err=True)  # fmt: skip
-
-    result = train(data_dir, settings, on_epoch=report)
+    lines = EpochLines(settings.epochs, lambda metrics: f"val {score} {metrics['val_combined']:.2f}", err=True)
+    result = train(data_dir, settings, on_epoch=lines)
     click.echo(f"run {result.run_id}: best val {score} {result.best_val_combined} after {result.epochs} epoch(s); "
                f"model {result.model_uri}")  # fmt: skip
 
@@ -135,7 +136,7 @@ def evaluate_command(model_uri: tuple[str, ...], data_dir: Path, **options) -> N
                       settings.overlap, warn=lambda line: click.echo(line, err=True))  # fmt: skip
     s = result.scores
     if settings.json:
-        click.echo(json.dumps(s.as_dict(), indent=1))
+        echo_json(s.as_dict(), indent=1)
     elif isinstance(s, PhotoScores):
         click.echo(f"run {result.run_id}: mIoU {s.miou:.2f} ({s.miou_without_background:.2f} without sky/background),"
                    f" pixel accuracy {s.pixel_accuracy:.2f} on {s.photos} photo(s)")  # fmt: skip
@@ -178,5 +179,7 @@ def pipeline_command(**options) -> None:
     click.echo(f"test mIoU {result.scores.get('test_miou', float('nan')):.2f} "
                f"({result.scores.get('test_miou_without_background', float('nan')):.2f} without sky/background); "
                f"champion {result.champion_uri}")  # fmt: skip
+    for line in result.models.lines():
+        click.echo(line)
     click.echo(f"masks: {result.masks}")
     click.echo("open the MLflow UI: mlflow ui --backend-store-uri " + done.tracking_uri)

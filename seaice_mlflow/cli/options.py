@@ -26,9 +26,9 @@ def field_option(field: Field):
         return flag(name, meta["help"], default)
     if meta["choices"]:
         kind = click.Choice(meta["choices"])
-    elif meta["minimum"] is not None or meta["maximum"] is not None:
-        kind = click.IntRange(min=meta["minimum"], max=meta["maximum"])
-    else:
+    elif isinstance(default, int) and (meta["minimum"] is not None or meta["maximum"] is not None):
+        kind = click.IntRange(min=meta["minimum"], max=meta["maximum"], min_open=meta["min_open"])
+    else:  # a float's range is checked by its dataclass (core.defaults.check_value): nan passes click's FloatRange
         kind = type(default)
     return click.option(name, type=kind, default=default, show_default=True, help=meta["help"])
 

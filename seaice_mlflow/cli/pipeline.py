@@ -21,5 +21,7 @@ def pipeline_command(**options) -> None:
         f"test combined {scores.get('test_combined', float('nan')):.3f} (per-pixel baseline "
         f"{result.baseline['baseline_test_combined']:.3f}); champion {result.champion_uri}"
     )
+    for line in result.models.lines():
+        click.echo(line)
     click.echo(f"charts: {result.charts}")
     click.echo("open the MLflow UI: mlflow ui --backend-store-uri " + done.tracking_uri)

@@ -56,6 +56,8 @@ def predict_command(
             products = [p for p in outcome.outputs if p.suffix != ".png"]
             names = ", ".join([str(products[0]), *(p.name for p in products[1:])])
             click.echo(f"wrote   {names} ({outcome.seconds:.1f} s)")
+            if outcome.message:  # input values that were not finite, masked or filled
+                click.echo(f"note    {outcome.scene_id}: {outcome.message}", err=True)
         elif outcome.status == "skipped":
             click.echo(f"skipped {outcome.message}")
         else:

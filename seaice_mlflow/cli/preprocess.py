@@ -14,7 +14,7 @@ from seaice_mlflow.tasks.autoice.config import PreprocessDefaults
 @click.option(
     "--data-dir",
     required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     help="Folder of AI4Arctic scenes: ready-to-train, raw, or test files with their references.",
 )
 @options_from(PreprocessDefaults)

@@ -3,17 +3,14 @@ every metric per chart (accuracy, precision, recall, F1, IoU weighted and macro,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from seaice_mlflow.cli.output import echo_json
 from seaice_mlflow.core.metrics import METRIC_SETS, HeadMetrics, MetricSet
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
-from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
-from seaice_mlflow.tasks.autoice.files.reader import find_references
-from seaice_mlflow.tasks.autoice.leaderboard import score_summary, score_upload_package
-from seaice_mlflow.tasks.autoice.strata import BY_HELP, SEASON_TABLE_HELP, parse_strata_keys, strata_of_files
+from seaice_mlflow.tasks.autoice.config import BY_HELP, SEASON_TABLE_HELP
 
 METRICS_HELP = (
     "official (default): the AutoICE scores; all: also accuracy, precision, recall, F1 and IoU (weighted and "
@@ -58,6 +55,11 @@ def score(
 ) -> None:
     """Official score (combined, SIC R2, SOD and FLOE weighted F1), pooled and per scene; with
     ``--by``, pooled per stratum of the scenes too."""
+    from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
+    from seaice_mlflow.tasks.autoice.files.reader import find_references
+    from seaice_mlflow.tasks.autoice.leaderboard import score_summary, score_upload_package
+    from seaice_mlflow.tasks.autoice.strata import parse_strata_keys, strata_of_files
+
     board = score_upload_package(reference_dir, predictions, partial=partial)
     strata = []
     if parse_strata_keys(by):
@@ -68,7 +70,7 @@ def score(
         summary = score_summary(board, metric_set)
         if strata:
             summary["strata"] = [s.as_dict() for s in strata]
-        click.echo(json.dumps(summary))
+        echo_json(summary)
         return
     pooled, scenes = board.pooled(), board.per_scene()
     header = f"{'scene':<22}{'combined':>10}" + "".join(f"{c:>10}" for c in CHART_NAMES)

@@ -1,8 +1,8 @@
-"""``seaice serve``: a chart model over REST (``mlflow models serve``), with this interpreter."""
+"""``seaice serve``: a chart model over REST (MLflow's scoring server, as ``mlflow models serve`` runs it),
+with this interpreter and one-line error replies (:mod:`seaice_mlflow.tracking.serving`)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +12,7 @@ import click
 from seaice_mlflow.cli.evaluate import MODEL_URI_FORMS
 from seaice_mlflow.cli.options import options_from
 from seaice_mlflow.core.defaults import ServeDefaults
-from seaice_mlflow.core.errors import Interrupted
+from seaice_mlflow.core.errors import Interrupted, ParameterError, first_line
 
 
 @click.command("serve")
@@ -21,10 +21,16 @@ from seaice_mlflow.core.errors import Interrupted
 def serve_command(model_uri: str, host: str, port: int, workers: int) -> None:
     """Serve a chart model: POST {"inputs": (N, C, H, W) float32} to /invocations, get class maps.
 
-    Runs ``mlflow models serve --env-manager local`` with this interpreter's folder first on
-    PATH (MLflow starts ``uvicorn`` by name), so it works without the venv activated. A
-    registry URI (``models:/NAME@champion``) is pinned to the version it names now.
+    Runs MLflow's scoring server (what ``mlflow models serve --env-manager local`` runs) under this
+    interpreter's uvicorn, so it works without the venv activated, and answers a bad request (a
+    wrong channel count, NaN values) with one line instead of a dump of the request. A registry
+    URI (``models:/NAME@champion``) is pinned to the version it names now. C is the model's
+    input count: its signature's inputs, (-1, C, -1, -1).
     """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc.scoring_server import get_cmd
+
     from seaice_mlflow.core.processes import interpreter_path
     from seaice_mlflow.tracking.model_refs import registry_version
     from seaice_mlflow.tracking.runs import resolve_tracking_uri
@@ -37,24 +43,14 @@ def serve_command(model_uri: str, host: str, port: int, workers: int) -> None:
         + (f" ({model_uri})" if pinned != model_uri else "")
         + f" at http://{host}:{port}/invocations"
     )
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "--model-uri",
-        pinned,
-        "--env-manager",
-        "local",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    with subprocess.Popen(command, env={**os.environ, "PATH": interpreter_path()}) as server:
+    try:
+        folder = mlflow.artifacts.download_artifacts(pinned)
+    except MlflowException as err:
+        raise ParameterError("model_uri", f"{model_uri}: {first_line(err)}") from None
+    _, env = get_cmd(folder, port, host, None, workers)  # MLflow's environment: the model's folder, the timeout
+    command = [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port), "--workers", str(workers),
+               "--factory", "seaice_mlflow.tracking.serving:scoring_app"]  # fmt: skip
+    with subprocess.Popen(command, env={**env, "PATH": interpreter_path()}) as server:
         try:
             code = server.wait()
         except Interrupted:  # stop the server and its workers, then say so

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -47,28 +48,30 @@ def train_command(**options) -> None:
         )
 
 
+def chart_scores(metrics: dict[str, float]) -> str:
+    """The validation part of an AutoICE epoch line: ``val 80.12 (SIC 71.0 SOD 91.4 FLOE 80.4)``."""
+    from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS
+
+    charts = " ".join(f"{c} {metrics[f'val_{c}_{CHARTS[c].score_metric}']:.1f}" for c in CHART_NAMES)
+    return f"val {metrics['val_combined']:.2f} ({charts})"
+
+
 class EpochLines:
     """One line per epoch (loss, validation scores, seconds, time left), flushed, so that a log
-    file or nohup shows progress as a terminal does."""
+    file or nohup shows progress as a terminal does; ``scores`` writes the validation part from the
+    epoch's metrics (default: the AutoICE charts'), ``err``: the lines go to stderr."""
 
-    def __init__(self, epochs: int):
-        self.epochs, self.seconds = epochs, 0.0
+    def __init__(self, epochs: int, scores: Callable[[dict[str, float]], str] = chart_scores, err: bool = False):
+        self.epochs, self.scores, self.err, self.seconds = epochs, scores, err, 0.0
 
     def __call__(self, report: EpochReport) -> None:
-        from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS
-
         metrics, done = report.metrics, report.epoch + 1
         self.seconds += report.seconds
         line = f"epoch {done}/{self.epochs}  loss {metrics['train_loss']:.4f}"
         if "val_combined" in metrics:
-            line += (
-                f"  val {metrics['val_combined']:.2f} ("
-                + " ".join(f"{c} {metrics[f'val_{c}_{CHARTS[c].score_metric}']:.1f}" for c in CHART_NAMES)
-                + ")"
-            )
-            line += " best" if report.improved else ""
+            line += f"  {self.scores(metrics)}" + (" best" if report.improved else "")
         left = self.seconds / done * (self.epochs - done)
-        click.echo(f"{line}  {report.seconds:.1f} s  ETA {left / 60:.1f} min")
+        click.echo(f"{line}  {report.seconds:.1f} s  ETA {left / 60:.1f} min", err=self.err)
 
 
 def run_under_torchrun(config: TrainConfig) -> int:

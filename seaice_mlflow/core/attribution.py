@@ -12,23 +12,29 @@ sum of its channels' (so Integrated Gradients stays complete); the importance of
 patch is its absolute attribution over the sum of all features' absolute attributions (IceBench's
 L1 normalisation), and the table gives its mean and spread over the patches.
 
+Patches come in batches (:class:`Patches`, or any iterable of them read one at a time), so memory
+is bounded by a batch, not by the number of patches: 8000 patches of 128 px with 29 channels are
+15 GB of inputs, which stacked at once killed ``seaice explain``. Per-patch values are kept (a few
+numbers per patch and feature) and summarised at the end.
+
 * ``ig``, ``gradshap``, ``deepliftshap``: Captum's Integrated Gradients, GradientSHAP and
   DeepLIFT-SHAP (on a copy of the network whose activations are each called once per pass, see
   :func:`deeplift_ready`); the baseline is ``zero`` (the normalised inputs' mean), ``mean`` (each
   patch's channel means) or ``blur`` (a Gaussian-blurred patch), SHAP's distribution the baselines
-  of every sampled patch;
+  of the batch's patches (every sampled patch when they fit one batch);
 * ``ablation``: Captum's Feature Ablation of each feature (a channel, or a group's channels
   together) replaced by the baseline;
-* ``permutation``: model-agnostic; the feature's values are shuffled across all sampled pixels
-  and the head's official score (and per-class F1) recomputed on the patches; the importance is
-  the score drop in points, its spread over ``repeats`` shuffles.
+* ``permutation``: model-agnostic; the feature's values are shuffled across the sampled pixels
+  of each batch (all of them when they fit one batch) and the head's official score (and
+  per-class F1) recomputed on the patches, pooled over the batches; the importance is the score
+  drop in points, its spread over ``repeats`` shuffles.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -37,12 +43,11 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 
+from seaice_mlflow.core.defaults import Baseline
 from seaice_mlflow.core.task import Head, TaskSpec
 
 Method = Literal["ig", "ablation", "gradshap", "deepliftshap", "permutation"]
 METHODS: tuple[Method, ...] = get_args(Method)
-Baseline = Literal["zero", "mean", "blur"]
-BASELINES: tuple[Baseline, ...] = get_args(Baseline)
 Level = Literal["variable", "group"]
 #: The target of a head as a whole (each pixel's reference class).
 ALL = "all"
@@ -62,10 +67,12 @@ class Feature:
 @dataclass(frozen=True)
 class Patches:
     """Sampled model inputs (N, C, P, P) and each head's reference classes (N, P, P), the
-    task's ignore index where there is none."""
+    task's ignore index where there is none; ``offset``: the number of the first patch in the whole
+    sample when this is one batch of it (it seeds the batch's random draws)."""
 
     inputs: torch.Tensor
     references: Mapping[str, torch.Tensor]
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -204,10 +211,11 @@ SHAP_BASELINES = 8
 
 def _attribute(
     method: Method, model: HeadOutput, inputs: torch.Tensor, base: torch.Tensor, target: Target,
-    mask: torch.Tensor | None, settings: Settings,
+    mask: torch.Tensor | None, settings: Settings, offset: int = 0,
 ) -> torch.Tensor:  # fmt: skip
     """Captum's attribution (N, C, P, P) of one method for one target, ``settings.batch`` patches
-    at a time; ``base`` is each patch's baseline, for the SHAP methods the baselines' distribution."""
+    at a time; ``base`` is each patch's baseline, for the SHAP methods the baselines' distribution;
+    ``offset``: the number of the first of ``inputs`` in the whole sample (seeds GradientSHAP)."""
     from captum.attr import DeepLiftShap, FeatureAblation, GradientShap, IntegratedGradients  # 2 s to import
 
     # patches per call, so that about settings.batch inputs go through the network at once
@@ -229,10 +237,10 @@ def _attribute(
                                                               internal_batch_size=settings.batch))  # fmt: skip
         elif method == "gradshap":  # Captum draws its baselines and path points from numpy's global generator
             saved = np.random.get_state()
-            np.random.seed(settings.seed + start)
+            np.random.seed(settings.seed + offset + start)
             try:
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(settings.seed + start)
+                    torch.manual_seed(settings.seed + offset + start)
                     parts.append(GradientShap(model).attribute(x, baselines=base, n_samples=settings.steps,
                                                                additional_forward_args=args))  # fmt: skip
             finally:
@@ -292,45 +300,66 @@ def by_level(features: Sequence[Feature]) -> dict[Level, list[Feature]]:
 def attribution_table(
     network: nn.Module,
     task: TaskSpec,
-    patches: Patches,
+    patches: Patches | Iterable[Patches],
     heads: Sequence[str],
     classes: Mapping[str, Sequence[int]],
     features: Sequence[Feature],
     methods: Sequence[Method],
     settings: Settings = Settings(),
 ) -> list[Importance]:
-    """Every method's importance of every feature for every head and target (module docstring)."""
+    """Every method's importance of every feature for every head and target (module docstring);
+    ``patches``: one batch, or batches read one at a time (iterated once per method)."""
     network = network.eval()
+    batches = [patches] if isinstance(patches, Patches) else patches
     levels = by_level(features)
     rows: list[Importance] = []
     for method in methods:
         if method == "permutation":
             from seaice_mlflow.core.permutation import permutation_table  # it builds on this module's types
 
-            rows += permutation_table(network, task, patches, heads, classes, features, settings)
+            rows += permutation_table(network, task, batches, heads, classes, features, settings)
             continue
-        for name in heads:
+        values: dict[tuple[str, str, Level], list[np.ndarray]] = {}
+        for batch in batches:
+            for key, part in batch_values(method, network, task, batch, heads, classes, levels, settings):
+                values.setdefault(key, []).append(part)
+        for name in heads:  # in the order of heads, targets and levels, whichever batch a target first had
             head = task.head(name)
-            model = HeadOutput(network, head).eval()
-            for target in targets(head, patches.references[name], task.ignore_index, classes.get(name, ())):
-                keep = target.counted
-                if not keep.any():
-                    continue
-                sub, inputs = Target(target.name, target.classes[keep], target.weights[keep]), patches.inputs[keep]
-                base = baselines(inputs, settings.baseline)
-                if method in SHAP:
-                    base = shap_distribution(base, method, settings.seed)
-                gradients = (
-                    None if method == "ablation" else _attribute(method, model, inputs, base, sub, None, settings)
-                )
-                for chosen in levels.values():
-                    attribution = gradients
-                    if attribution is None:
-                        mask = feature_mask(chosen, inputs.shape[1])
-                        attribution = _attribute(method, model, inputs, base, sub, mask, settings)
-                    values = feature_values(method, attribution.detach(), chosen).cpu().numpy()
-                    rows += summarise(method, name, target.name, chosen, values)
+            for target in (ALL, *(head.class_names[c] for c in classes.get(name, ()))):
+                for level, chosen in levels.items():
+                    if (name, target, level) in values:
+                        rows += summarise(method, name, target, chosen, np.concatenate(values[name, target, level]))
     return rows
+
+
+def batch_values(
+    method: Method, network: nn.Module, task: TaskSpec, patches: Patches, heads: Sequence[str],
+    classes: Mapping[str, Sequence[int]], levels: Mapping[Level, Sequence[Feature]], settings: Settings,
+) -> Iterator[tuple[tuple[str, str, Level], np.ndarray]]:  # fmt: skip
+    """((head, target, level), the per-patch feature values (n, F)) of one gradient or ablation
+    method on one batch, for every target that has pixels in the batch."""
+    for name in heads:
+        head = task.head(name)
+        model = HeadOutput(network, head).eval()
+        for target in targets(head, patches.references[name], task.ignore_index, classes.get(name, ())):
+            keep = target.counted
+            if not keep.any():
+                continue
+            sub, inputs = Target(target.name, target.classes[keep], target.weights[keep]), patches.inputs[keep]
+            base = baselines(inputs, settings.baseline)
+            if method in SHAP:
+                base = shap_distribution(base, method, settings.seed + patches.offset)
+            gradients = (
+                None
+                if method == "ablation"
+                else _attribute(method, model, inputs, base, sub, None, settings, patches.offset)
+            )
+            for level, chosen in levels.items():
+                attribution = gradients
+                if attribution is None:
+                    mask = feature_mask(chosen, inputs.shape[1])
+                    attribution = _attribute(method, model, inputs, base, sub, mask, settings, patches.offset)
+                yield (name, target.name, level), feature_values(method, attribution.detach(), chosen).cpu().numpy()
 
 
 def feature_mask(features: Sequence[Feature], channels: int) -> torch.Tensor:

@@ -3,28 +3,112 @@
 
 Each task's commands define theirs the same way (for AutoICE, :mod:`seaice_mlflow.tasks.autoice.config`); the
 click options are built from the fields (:func:`seaice_mlflow.cli.options.options_from`) and the
-MLproject is checked against them.
+MLproject is checked against them. :func:`check_value` is the one check of a value against its allowed
+values (finite, range, choices), with one wording for every command; :class:`CheckedOptions` applies it
+to every field of an options dataclass when it is made. Integer ranges are also click's ``IntRange``;
+float options stay plain floats on the command line, because ``nan`` passes click's ``FloatRange`` (it
+fails every comparison): the check of the dataclass refuses them, naming the flag, before any run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+from seaice_mlflow.core.errors import ParameterError
 
 
 def option(
-    default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: int | None = None, maximum: int | None = None
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_open: bool = False,
+    applies: Callable[[Any], bool] | None = None,
 ) -> Any:
-    """A command option: its default, its help text and its allowed values, in one place. The
-    click options are built from these fields (:func:`seaice_mlflow.cli.options.options_from`);
-    the MLproject is checked against them."""
-    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum, "maximum": maximum})
+    """A command option: its default, its help text and its allowed values (``choices``, or a range
+    ``minimum``..``maximum``, ``min_open``: above the minimum), in one place. The click options are
+    built from these fields (:func:`seaice_mlflow.cli.options.options_from`); the MLproject is
+    checked against them; :class:`CheckedOptions` checks the values. ``applies``: when the option
+    acts at all, given all the options (e.g. ``--momentum`` with ``--optimizer sgd``; :func:`applicable`)."""
+    limits = {"choices": choices, "minimum": minimum, "maximum": maximum, "min_open": min_open}
+    return field(default=default, metadata={"help": help, **limits, "applies": applies})
+
+
+def applicable(options: Any) -> dict[str, Any]:
+    """The fields of the options dataclass instance ``options`` that act on this run: those without an
+    ``applies`` rule and those whose rule holds. A run logs these as its params (the MLflow UI then
+    shows what made the run) and the whole dataclass as its resolved config artifact."""
+    return {
+        item.name: getattr(options, item.name)
+        for item in fields(options)
+        if item.metadata.get("applies") is None or item.metadata["applies"](options)
+    }
+
+
+def check_value(
+    name: str,
+    value: Any,
+    *,
+    choices: Collection = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_open: bool = False,
+) -> None:
+    """A :class:`ParameterError` naming the option ``name`` when ``value`` is a float that is not finite
+    (``nan`` passes every comparison; ``inf`` diverges at once), not among ``choices``, or outside the range."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParameterError(name, f"must be a finite number, got {value}")
+    if choices and value not in choices:
+        raise ParameterError(name, f"{value!r} is not one of {', '.join(map(str, choices))}")
+    above = minimum is None or (value > minimum if min_open else value >= minimum)
+    if not (above and (maximum is None or value <= maximum)):
+        raise ParameterError(name, f"must be {range_text(minimum, maximum, min_open)}, got {value}")
+
+
+def range_text(minimum: float | None, maximum: float | None, min_open: bool = False) -> str:
+    """``> 0``, ``>= 1``, ``<= 9``, ``between 0 and 1`` or ``above 0 and at most 1``."""
+    if maximum is None:
+        return f"{'>' if min_open else '>='} {minimum}"
+    if minimum is None:
+        return f"<= {maximum}"
+    return f"above {minimum} and at most {maximum}" if min_open else f"between {minimum} and {maximum}"
+
+
+def check_options(options: Any) -> None:
+    """:func:`check_value` on every :func:`option` field of the dataclass instance ``options``."""
+    for item in fields(options):
+        if "help" in item.metadata:
+            meta = item.metadata
+            check_value(item.name, getattr(options, item.name), choices=meta["choices"], minimum=meta["minimum"],
+                        maximum=meta["maximum"], min_open=meta["min_open"])  # fmt: skip
+
+
+class CheckedOptions:
+    """Base of an options dataclass whose values are checked when it is made (:func:`check_options`):
+    the command line, the MLproject and the Python API refuse the same values with the same words."""
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Reference inputs of the attributions (:mod:`seaice_mlflow.core.attribution`, which imports torch).
+Baseline = Literal["zero", "mean", "blur"]
+BASELINES: tuple[Baseline, ...] = get_args(Baseline)
 STAGES = ("Production", "Staging", "none")  # legacy registry stages mirrored from the alias
 #: Task families of logged models (their ``seaice.task`` tag): SAR charts, photo masks, photo floe instances.
-TASK_FAMILIES = ("autoice", "optical", "optical_floes")
+TaskFamily = Literal["autoice", "optical", "optical_floes"]
+TASK_FAMILIES: tuple[TaskFamily, ...] = get_args(TaskFamily)
+#: The MLflow experiment of each family's runs when none is chosen (``--experiment``, ``MLFLOW_EXPERIMENT_NAME``
+#: or ``MLFLOW_EXPERIMENT_ID``): SAR charts in one, photo masks and floes in another, so that the UI lists one
+#: family's runs together and each family's ``register`` ranks its own experiment.
+DEFAULT_EXPERIMENTS: dict[TaskFamily, str] = {"autoice": "seaice", "optical": "seaice-optical",
+                                              "optical_floes": "seaice-optical"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,14 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import netCDF4
 from numpy.typing import DTypeLike
 
 from seaice_mlflow.core.errors import ParameterError
+
+if TYPE_CHECKING:  # netCDF4 is imported where a netCDF file is written (0.2-0.7 s), not with every writer
+    import netCDF4
 
 
 @contextmanager
@@ -37,6 +40,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_netcdf(path: str | Path) -> Iterator[netCDF4.Dataset]:
     """A new netCDF-4 file written under a temporary name, renamed into place when complete."""
     with atomic_path(path) as tmp:
+        import netCDF4
+
         ds = netCDF4.Dataset(tmp, "w", format="NETCDF4")
         try:
             yield ds

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from seaice_mlflow.core.checkpoint import (
     BEST,
@@ -37,6 +36,7 @@ from seaice_mlflow.core.checkpoint import (
 )
 from seaice_mlflow.core.distributed import Distributed
 from seaice_mlflow.core.errors import SeaIceError
+from seaice_mlflow.core.progress import progress_bar
 
 Scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts | torch.optim.lr_scheduler.ReduceLROnPlateau
 
@@ -219,12 +219,12 @@ class Trainer:
         totals = {"train_loss": 0.0, **{f"train_loss_{c}": 0.0 for c in parts.heads}}
         start = time.perf_counter()
         batches = parts.loader.epoch(epoch, cfg.batches_per_epoch, rank=self.dist.rank, world=self.dist.world)
-        bar = tqdm(
+        bar = progress_bar(
             batches,
             total=cfg.batches_per_epoch,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             unit="batch",
-            disable=None if self.dist.main else True,
+            enabled=self.dist.main,
             leave=False,
         )
         for step, batch in enumerate(bar):

@@ -9,11 +9,10 @@ floes in photos with torchvision's detection interface instead.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from seaice_mlflow.core.errors import ModelSpecError
-from seaice_mlflow.models.deeplab import DeepLabOptions, DeepLabV3
+from seaice_mlflow.models.options import DeepLabOptions, UNetOptions
 from seaice_mlflow.models.spec import (
     Architecture,
     ModelSpec,
@@ -25,12 +24,31 @@ from seaice_mlflow.models.spec import (
     load_trained,
     spec_from_options,
 )
-from seaice_mlflow.models.unet import UNet, UNetOptions
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from seaice_mlflow.models.deeplab import DeepLabV3
+    from seaice_mlflow.models.unet import UNet
+
+#: Network classes exported here, imported on first use (they import torch; the registry does not).
+_NETWORKS = {"UNet": "seaice_mlflow.models.unet", "DeepLabV3": "seaice_mlflow.models.deeplab"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NETWORKS:
+        from importlib import import_module
+
+        return getattr(import_module(_NETWORKS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def init_output_bias(model: nn.Module, head: str, value: float) -> None:
     """Start ``head``'s output at ``value`` everywhere: the bias of its last convolution (every
     network ends each head in one, see :class:`Network`). For a regression head, the training data's mean."""
+    import torch
+    from torch import nn
+
     last = [m for m in model.heads[head].modules() if isinstance(m, nn.Conv2d)][-1]
     if last.bias is None:
         raise ValueError(f"the {head} head's last convolution has no bias")

@@ -19,7 +19,6 @@ unchanged. ``stride`` is the network stride the tiled engine aligns its tiles on
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +26,7 @@ import torchvision
 from torch import Tensor, nn
 
 from seaice_mlflow.core.errors import ModelSpecError
+from seaice_mlflow.models.options import PATCH_BACKBONES, ClassifierOptions
 from seaice_mlflow.models.weights import load_fitting
 
 #: Windows classified per forward pass when sliding.
@@ -73,40 +73,14 @@ def _patchcnn(in_channels: int) -> tuple[nn.Module, int]:
     return net, 128
 
 
+def _builder(backbone: str) -> Callable[[int], tuple[nn.Module, int]]:
+    if backbone.startswith("resnet"):
+        return _resnet(int(backbone.removeprefix("resnet")))
+    return {"patchcnn": _patchcnn, "densenet121": _densenet121, "vgg16": _vgg16, "alexnet": _alexnet}[backbone]
+
+
 #: Backbone builders: in_channels -> (module mapping (N, C, P, P) to (N, width), width).
-BACKBONES: dict[str, Callable[[int], tuple[nn.Module, int]]] = {
-    "patchcnn": _patchcnn,
-    **{f"resnet{depth}": _resnet(depth) for depth in (18, 50, 101, 152)},
-    "densenet121": _densenet121,
-    "vgg16": _vgg16,
-    "alexnet": _alexnet,
-}
-
-
-@dataclass(frozen=True)
-class ClassifierOptions:
-    """A patch classifier's options: the patch size it classifies, the sliding step (0: a
-    quarter of the patch), an optional local torchvision state dict."""
-
-    patch_size: int = field(default=64, metadata={"option": "patch_size"})
-    stride: int = field(default=0, metadata={"option": "patch_stride"})
-    pretrained: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.patch_size < 16:
-            raise ModelSpecError("patch_size", f"a patch classifier needs 16 px patches or more, got {self.patch_size}")
-        if self.stride < 0 or self.stride > self.patch_size:
-            raise ModelSpecError("patch_stride", f"must be between 0 (a quarter of the patch) and the patch size "
-                                 f"{self.patch_size}, got {self.stride}")  # fmt: skip
-
-    @property
-    def step(self) -> int:
-        return patch_step(self.patch_size, self.stride)
-
-
-def patch_step(patch_size: int, stride: int = 0) -> int:
-    """The sliding (and patch-grid) step: ``stride``, or a quarter of the patch when 0."""
-    return stride or max(1, patch_size // 4)
+BACKBONES: dict[str, Callable[[int], tuple[nn.Module, int]]] = {name: _builder(name) for name in PATCH_BACKBONES}
 
 
 class PatchClassifier(nn.Module):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -19,18 +18,13 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 from torchvision.models.segmentation.deeplabv3 import ASPP, ASPPPooling
 
-from seaice_mlflow.core.errors import ModelSpecError, ParameterError
+from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.models.options import RESNET_DEPTHS, DeepLabOptions
 from seaice_mlflow.models.unet import pad_to_multiple
 from seaice_mlflow.models.weights import read_state_dict
 
 #: torchvision ResNet constructors by depth.
-RESNETS: Mapping[int, Callable[..., tvm.ResNet]] = {
-    18: tvm.resnet18,
-    34: tvm.resnet34,
-    50: tvm.resnet50,
-    101: tvm.resnet101,
-    152: tvm.resnet152,
-}
+RESNETS: Mapping[int, Callable[..., tvm.ResNet]] = {depth: getattr(tvm, f"resnet{depth}") for depth in RESNET_DEPTHS}
 ATROUS_RATES = (12, 24, 36)
 HEAD_CHANNELS = 32
 OUTPUT_STRIDE = 16
@@ -77,20 +71,6 @@ class DeepLabHead(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, out_channels, 1),
         )
-
-
-@dataclass(frozen=True)
-class DeepLabOptions:
-    """DeepLabV3's options: the ResNet depth, an optional local ResNet state dict for the backbone."""
-
-    depth: int = field(default=152, metadata={"option": "deeplab_depth"})
-    pretrained: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.depth not in RESNETS:
-            raise ModelSpecError(
-                "deeplab_depth", f"no ResNet of depth {self.depth!r}; choose among {', '.join(map(str, RESNETS))}"
-            )
 
 
 def build_deeplabv3(in_channels: int, outputs: Mapping[str, int], options: DeepLabOptions) -> DeepLabV3:

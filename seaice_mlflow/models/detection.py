@@ -21,8 +21,6 @@ transform resizes every image so that its short side is ``min_size`` (its long s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -31,28 +29,12 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from seaice_mlflow.core.errors import ModelSpecError
+from seaice_mlflow.models.options import FLOE_BACKBONES, FloeNetOptions
 from seaice_mlflow.models.weights import load_fitting
 
-#: ResNets the backbone may be (torchvision's, random initialisation).
-Backbone = Literal["resnet18", "resnet34", "resnet50"]
-BACKBONES: tuple[Backbone, ...] = get_args(Backbone)
 #: The one output of a floe detector and its classes (the background and a floe).
 FLOES = "floes"
 FLOE_OUTPUTS = {FLOES: 2}
-
-
-@dataclass(frozen=True)
-class FloeNetOptions:
-    """The backbone (``--encoder``), the transform's image size, the proposals per image that train
-    the box and mask heads (most of a training step's work), the detections kept per image and an
-    optional local state dict of the backbone."""
-
-    backbone: str = field(default="resnet18", metadata={"option": "encoder"})
-    min_size: int = 512  # short side of the images the detector sees (pixels)
-    max_size: int = 1024  # their long side at most
-    rois_per_image: int = 512  # proposals sampled per training image, a quarter of them floes at most
-    max_floes: int = 300  # detections kept per image
-    pretrained: str | None = None
 
 
 class FloeNet(MaskRCNN):
@@ -108,9 +90,9 @@ def build_maskrcnn(in_channels: int, outputs: Mapping[str, int], options: FloeNe
     if len(outputs) != 1 or min(outputs.values()) < 2:
         raise ModelSpecError("model", f"maskrcnn has one output of 2 or more classes with the background "
                              f"(e.g. {FLOE_OUTPUTS}), got {dict(outputs)}")  # fmt: skip
-    if options.backbone not in BACKBONES:
+    if options.backbone not in FLOE_BACKBONES:
         raise ModelSpecError("encoder", f"{options.backbone!r} is not a backbone of maskrcnn; choose among "
-                             f"{', '.join(BACKBONES)}")  # fmt: skip
+                             f"{', '.join(FLOE_BACKBONES)}")  # fmt: skip
     if not 32 <= options.min_size <= options.max_size:
         raise ModelSpecError("model", f"maskrcnn needs 32 <= min_size <= max_size, got {options.min_size} and "
                              f"{options.max_size}")  # fmt: skip

@@ -14,27 +14,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
 from seaice_mlflow.core.errors import ModelSpecError
+from seaice_mlflow.models.options import SMP_ARCHITECTURES, SmpOptions
 from seaice_mlflow.models.unet import pad_to_multiple
 from seaice_mlflow.models.weights import load_fitting
 
-#: Registry name -> the library's class name.
-SMP_ARCHITECTURES = {"smp_unet": "Unet", "pspnet": "PSPNet", "deeplabv3plus": "DeepLabV3Plus", "upernet": "UPerNet"}
 #: Inputs are padded to a multiple of this (every encoder's deepest feature is 1/32).
 SMP_STRIDE = 32
-
-
-@dataclass(frozen=True)
-class SmpOptions:
-    """The encoder (any name ``segmentation_models_pytorch`` knows) and an optional local state
-    dict of it."""
-
-    encoder: str = field(default="resnet34", metadata={"option": "encoder"})
-    pretrained: str | None = None
 
 
 def encoder_names() -> list[str]:

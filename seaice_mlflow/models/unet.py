@@ -14,13 +14,12 @@ depends on the input size and tiles disagree near class boundaries.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seaice_mlflow.core.errors import ModelSpecError
+from seaice_mlflow.models.options import UNetOptions
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -61,17 +60,6 @@ class Up(nn.Module):
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         return self.conv(torch.cat([x, skip], dim=1))
-
-
-@dataclass(frozen=True)
-class UNetOptions:
-    """The U-Net's options: channels of the encoder levels (one max-pool each)."""
-
-    filters: tuple[int, ...] = field(default=(32, 32, 64, 64), metadata={"option": "unet_filters"})
-
-    def __post_init__(self) -> None:
-        if not self.filters or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in self.filters):
-            raise ModelSpecError("unet_filters", f"must be positive integers, got {self.filters!r}")
 
 
 def build_unet(in_channels: int, outputs: Mapping[str, int], options: UNetOptions) -> UNet:

@@ -30,6 +30,11 @@ LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]+$")
 #: registry registers a model under a name of its own task only. Models without it are ``autoice``.
 TASK_TAG = "seaice.task"
 LEGACY_TASK = "autoice"
+#: Tag of a run that loaded model(s) by registry name: ``NAME/<version>`` each (comma-separated).
+REGISTERED_VERSION_TAG = "seaice.registered_model"
+#: Tags of a register run: the version of the candidate (the experiment's best model), and the line
+#: saying what happened to the champion.
+REGISTERED_URI_TAG, OUTCOME_TAG = "seaice.registered_uri", "seaice.register_outcome"
 #: How many items a warning names before "and N more".
 SHOWN = 5
 
@@ -147,7 +152,7 @@ def model_tags(refs: Sequence[ModelRef]) -> dict[str, str]:
     if any(r.run_id for r in refs):
         tags["seaice.source_run"] = joined(r.run_id for r in refs)
     if any(r.name for r in refs):
-        tags["seaice.registered_model"] = joined(f"{r.name}/{r.version}" if r.name else None for r in refs)
+        tags[REGISTERED_VERSION_TAG] = joined(f"{r.name}/{r.version}" if r.name else None for r in refs)
     return tags
 
 

@@ -12,7 +12,8 @@ import mlflow
 
 from seaice_mlflow.core.defaults import RegisterDefaults
 from seaice_mlflow.tracking import registry
-from seaice_mlflow.tracking.runs import resolve_tracking_uri, step_run
+from seaice_mlflow.tracking.model_refs import OUTCOME_TAG, REGISTERED_URI_TAG
+from seaice_mlflow.tracking.runs import resolve_tracking_uri, run_name, step_run
 
 
 @dataclass
@@ -25,7 +26,9 @@ def register(options: RegisterDefaults = RegisterDefaults()) -> RegisterRun:
     """Register the best model of ``options.experiment`` in a run of that experiment ("register")."""
     resolve_tracking_uri()
     registry.find_experiment(options.experiment)  # before the run starts: a typo must not create an experiment
-    with step_run("register", asdict(options), experiment=options.experiment) as run:
+    with step_run(
+        "register", asdict(options), experiment=options.experiment, name=run_name("register", options.model_name)
+    ) as run:
         # looked up on the module when called: tests hold concurrent calls at a barrier by replacing it
         promotion = registry.register_best(
             options.experiment,
@@ -50,6 +53,8 @@ def register(options: RegisterDefaults = RegisterDefaults()) -> RegisterRun:
                 "seaice.registered_model": options.model_name,
                 "seaice.champion_uri": f"models:/{options.model_name}@{options.alias}",
                 "seaice.ranked_by": promotion.metric,
+                REGISTERED_URI_TAG: f"models:/{options.model_name}/{promotion.version}",
+                OUTCOME_TAG: promotion.message,
             }
         )
         return RegisterRun(run.info.run_id, promotion)

@@ -5,7 +5,10 @@ Scores of a model
     among the FINISHED ``evaluate`` (or ``optical_evaluate``) runs of that model alone
     (``test_combined``; an ensemble's score is no single model's). Evaluate runs that scored
     scenes or photos the model was trained or validated on (tag
-    ``seaice.scored_on_training_scenes=true``) are ignored.
+    ``seaice.scored_on_training_scenes=true``) are ignored. A model whose training run was deleted
+    (in the trash, or removed for good by ``mlflow gc``) has no scores: its evaluations do not count,
+    and its versions are left out of the ranking (named in the message), so they neither keep the
+    alias nor make ``register`` fail.
 
 Ranking: models are compared on a metric they all have
     With ``--metric auto`` the ranking metric is ``test_combined`` when every model compared has
@@ -48,10 +51,11 @@ from typing import Generic, Literal, TypeVar
 
 import mlflow
 import torch
-from mlflow.entities import Experiment
+from mlflow.entities import Experiment, LifecycleStage
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from seaice_mlflow.core.checkpoint import non_finite_weights
 from seaice_mlflow.core.defaults import STAGES
@@ -155,8 +159,32 @@ def find_experiment(name: str) -> Experiment:
     return found
 
 
+def training_run(model_id: str) -> str | None:
+    """The run that logged the model ``model_id``; None when the logged model is gone."""
+    try:
+        return mlflow.get_logged_model(model_id).source_run_id
+    except MlflowException:
+        return None
+
+
+def deleted_run(run_id: str | None) -> bool:
+    """Whether the run ``run_id`` was deleted: in the trash, or removed for good by ``mlflow gc``."""
+    if not run_id:
+        return False
+    try:
+        return mlflow.get_run(run_id).info.lifecycle_stage == LifecycleStage.DELETED
+    except MlflowException as err:
+        if err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return True
+        raise
+
+
 def model_scores(model_id: str, metrics: Sequence[str]) -> Scores:
-    """The model's scores (see the module doc): its training run's, else its best clean evaluation's."""
+    """The model's scores (see the module doc): its training run's, else its best clean evaluation's;
+    none when its training run was deleted."""
+    source = training_run(model_id)  # None: the logged model was deleted, its evaluations remain
+    if deleted_run(source):
+        return {}
     evaluations = mlflow.search_runs(
         search_all_experiments=True,
         output_format="list",
@@ -171,10 +199,6 @@ def model_scores(model_id: str, metrics: Sequence[str]) -> Scores:
             value = run.data.metrics.get(metric, math.nan)
             if math.isfinite(value) and (metric not in scores or value > scores[metric].value):
                 scores[metric] = Score(float(value), run.info.run_id)
-    try:
-        source = mlflow.get_logged_model(model_id).source_run_id
-    except MlflowException:  # the logged model was deleted: its evaluations remain
-        source = None
     trained = mlflow.get_run(source) if source else None
     if trained is not None and trained.info.status == "FINISHED":
         scores |= {
@@ -363,13 +387,21 @@ def tag_version(client: mlflow.MlflowClient, name: str, version: str, candidate:
     )
 
 
-def version_scores(client: mlflow.MlflowClient, name: str, preference: Sequence[str]) -> dict[str, Scores]:
-    """Scores of the versions of ``name`` that may be champion (finite weights), oldest first."""
-    scores = {}
+def version_scores(
+    client: mlflow.MlflowClient, name: str, preference: Sequence[str]
+) -> tuple[dict[str, Scores], dict[str, str]]:
+    """Scores of the versions of ``name`` that may be champion (finite weights), oldest first, and the
+    versions left out because their training run was deleted (version -> run id)."""
+    scores, deleted = {}, {}
     for listed in versions_of(client, name):
         try:
             version = client.get_model_version(name, listed.version)
         except MlflowException:  # deleted meanwhile: a concurrent call's duplicate
+            continue
+        model_id = model_id_of(version)
+        run_id = (training_run(model_id) if model_id else None) or version.run_id or version.tags.get(SOURCE_RUN_TAG)
+        if deleted_run(run_id):
+            deleted[version.version] = run_id
             continue
         finite = version.tags.get(WEIGHTS_FINITE_TAG)
         if finite is None:
@@ -380,13 +412,12 @@ def version_scores(client: mlflow.MlflowClient, name: str, preference: Sequence[
             retrying(lambda: client.set_model_version_tag(name, version.version, WEIGHTS_FINITE_TAG, finite))
         if finite != "true":
             continue
-        model_id = model_id_of(version)
         found = model_scores(model_id, preference) if model_id else {}
-        for metric in preference:  # versions whose runs are gone keep the scores they were tagged with
+        for metric in preference:  # versions whose logged model is gone keep the scores they were tagged with
             if metric not in found and metric_tag(metric) in version.tags:
                 found[metric] = Score(float(version.tags[metric_tag(metric)]), version.tags.get(SOURCE_RUN_TAG, ""))
         scores[version.version] = found
-    return scores
+    return scores, deleted
 
 
 def champion_version(client: mlflow.MlflowClient, name: str, alias: str) -> str | None:
@@ -453,7 +484,8 @@ def register_best(
         )
     previous = champion_version(client, name, alias)
     for _ in range(RECONCILE_ROUNDS):  # converge with concurrent register calls
-        ranking = rank(version_scores(client, name, preference), preference)
+        scores, deleted = version_scores(client, name, preference)
+        ranking = rank(scores, preference)
         target = ranking.best or version
         if champion_version(client, name, alias) == target:
             break
@@ -466,25 +498,34 @@ def register_best(
         ranking.value(version),
         champion,
         champion == version,
-        promotion_message(ranking, version, previous, champion, alias),
+        promotion_message(ranking, version, previous, champion, alias, deleted),
         tuple(skipped),
     )
 
 
 def promotion_message(
-    ranking: Ranking[str], version: str, previous: str | None, champion: str | None, alias: str
+    ranking: Ranking[str],
+    version: str,
+    previous: str | None,
+    champion: str | None,
+    alias: str,
+    deleted: Mapping[str, str],
 ) -> str:
-    """One line: the outcome, the values compared and the metric that decided."""
+    """One line: the outcome, the values compared, the metric that decided and the versions left out
+    because their run was deleted."""
 
     def described(v: str | None) -> str:
+        if v in deleted:
+            return f"version {v}"
         value = ranking.value(v)
         return f"version {v} ({ranking.metric} {'none' if value is None else f'{value:.3f}'})"
 
     reason = ranking.reason(lambda v: f"version {v}")
+    left_out = "".join(f"; version {v} left out: its run {run} was deleted" for v, run in deleted.items())
     if champion == version:
         replaced = f", replacing {described(previous)}" if previous and previous != version else ""
-        return f"{described(version)} is {alias}{replaced}; {reason}"
+        return f"{described(version)} is {alias}{replaced}; {reason}{left_out}"
     return (
         f"{described(version)} does not beat {alias} {described(champion)}; {alias} unchanged, {reason} "
-        "(use --force to promote it anyway)"
+        f"(use --force to promote it anyway){left_out}"
     )

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import mlflow
 from distributed import Client, as_completed
-from tqdm import tqdm
 
 from seaice_mlflow.core.cluster import register_resource, worker_resource
 from seaice_mlflow.core.engine import TileOptions
 from seaice_mlflow.core.errors import SceneError, SeaIceError
+from seaice_mlflow.core.progress import progress_bar
 from seaice_mlflow.tasks.autoice import charting
 from seaice_mlflow.tasks.autoice.logged_models import load_charter
 from seaice_mlflow.tasks.autoice.prediction import PREDICT, ChartJob, PredictionResult, scene_sinks
@@ -92,7 +92,7 @@ def predict_on_cluster(
     started = {path: time.perf_counter() for path in todo}
     futures = {client.submit(chart_scene_task, path, job, key=f"chart-{i}-{path.name}", pure=False): path
                for i, path in enumerate(todo)}  # fmt: skip
-    with tqdm(total=len(todo), desc="scenes", unit="scene", disable=None) as bar:
+    with progress_bar(total=len(todo), desc="scenes", unit="scene") as bar:
         for future in as_completed(futures):
             path = futures[future]
             try:

@@ -212,4 +212,5 @@ def chart_file(
         return SceneOutcome(path, "failed", str(err))
     except (MemoryError, torch.OutOfMemoryError):
         return SceneOutcome(path, "failed", f"{path.name}: out of memory; {rules.out_of_memory}")
-    return SceneOutcome(path, rules.done, "", scene.scene_id, time.perf_counter() - started, outputs)
+    note = scene.non_finite.note()  # input values the reader masked or filled, said with the scene
+    return SceneOutcome(path, rules.done, note, scene.scene_id, time.perf_counter() - started, outputs)

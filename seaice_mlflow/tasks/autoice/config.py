@@ -5,7 +5,10 @@ register, serve) are in :mod:`seaice_mlflow.core.defaults`. Options built from a
 carry their help text too (:func:`~seaice_mlflow.core.defaults.option`).
 
 Defaults are the good settings for real data, not toy ones; the ``main`` pipeline's demo
-profile scales them down explicitly.
+profile scales them down explicitly. An option that acts only with some others carries an
+``applies`` rule (an architecture's own options, ``--momentum`` with SGD, the patch classifiers'
+options): a training run logs as params only the options that apply, and all of them in its
+``config.json`` (46 params of a U-Net run were 37, several of them about other networks).
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from seaice_mlflow.core.attribution import BASELINES
-from seaice_mlflow.core.defaults import DEVICES, TILING, InferenceDefaults, option
+from seaice_mlflow.core.defaults import BASELINES, DEVICES, TILING, InferenceDefaults, option
 from seaice_mlflow.models import architecture_names
-from seaice_mlflow.tasks.autoice.strata import BY_HELP, SEASON_TABLE_HELP
+from seaice_mlflow.models.spec import takes_option, trains_level
 
+#: ``--by`` and ``--season-table`` of the commands that score per stratum (:mod:`.strata`).
+BY_HELP = ("Also score per stratum, pooled over its scenes: season (melt/freeze), calendar_season, region, "
+           "service, comma separated (e.g. season,region).")  # fmt: skip
+SEASON_TABLE_HELP = ("Melt/freeze per scene: a CSV scene,season or IceBench's {Melt,Freeze}_<location>_*.json lists "
+                     "(a file or a folder); without one a month/latitude rule, labelled an approximation.")  # fmt: skip
 PROFILES = ("smoke", "demo", "full")  # of the `main` pipeline (pipeline.PROFILES)
 #: ``--land``: training patches may hold land pixels, or a window holding any is drawn again.
 LandRule = Literal["include", "exclude"]
@@ -59,14 +66,16 @@ class TrainDefaults:
 
     store: str = option("outputs/store", "Training store made by `seaice preprocess`.")
     model: str = option("unet", f"Network architecture: {', '.join(architecture_names())} (models.spec).")
-    unet_filters: str = option(
-        "32,32,64,64", "U-Net filters per level (starter pack 16,32,64,64; MMSeaIce 32,32,64,64)."
-    )
-    deeplab_depth: int = option(152, "DeepLabV3 ResNet depth (18, 34, 50, 101, 152), truncated after layer3.")
+    unet_filters: str = option("32,32,64,64", "U-Net filters per level (starter pack 16,32,64,64; MMSeaIce "
+                               "32,32,64,64).", applies=takes_option("unet_filters"))  # fmt: skip
+    deeplab_depth: int = option(152, "DeepLabV3 ResNet depth (18, 34, 50, 101, 152), truncated after layer3.",
+                                applies=takes_option("deeplab_depth"))  # fmt: skip
     encoder: str = option("resnet34", "Encoder of smp_unet, pspnet, deeplabv3plus and upernet (any of "
-                          "segmentation_models_pytorch's; random initialisation).")  # fmt: skip
+                          "segmentation_models_pytorch's; random initialisation).",
+                          applies=takes_option("encoder"))  # fmt: skip
     pretrained: str = option("", "Local state dict of the backbone (DeepLabV3's ResNet, a patch classifier's "
-                             "torchvision network, an smp encoder); none: random initialisation.")  # fmt: skip
+                             "torchvision network, an smp encoder); none: random initialisation.",
+                             applies=takes_option("pretrained"))  # fmt: skip
     sic_head: str = option(
         "regression", "SIC as regression on the class index (MSE, rounded) or 11-way classification."
     )
@@ -76,11 +85,13 @@ class TrainDefaults:
     optimizer: str = option("adamw", "adamw or sgd.")
     lr: float = option(1e-3, "Learning rate.")
     weight_decay: float = option(0.01, "Weight decay.")
-    momentum: float = option(0.9, "SGD momentum.")
+    momentum: float = option(0.9, "SGD momentum.", applies=lambda options: options.optimizer == "sgd")
     scheduler: str = option(
         "cosine", "cosine (warm restarts every --restart-epochs) or plateau (x0.5 after 4 flat epochs)."
     )
-    restart_epochs: int = option(20, "Epochs between cosine warm restarts.")
+    restart_epochs: int = option(
+        20, "Epochs between cosine warm restarts.", applies=lambda options: options.scheduler == "cosine"
+    )
     epochs: int = option(100, "Maximum number of epochs.")
     batches_per_epoch: int = option(500, "Training batches per epoch.")
     batch_size: int = option(16, "Patches per batch (per process).")
@@ -113,7 +124,7 @@ class TrainDefaults:
         "Train only on the training scenes whose metadata match, e.g. season=freeze,region=North|NorthEast "
         "(keys season, calendar_season, region, service); validation scenes are kept.",
     )
-    season_table: str = option("", SEASON_TABLE_HELP)
+    season_table: str = option("", SEASON_TABLE_HELP, applies=lambda options: bool(options.scenes_where))
     scene_fraction: float = option(
         1.0,
         "Train on this fraction of the training scenes (after --scenes-where; at least one), drawn with --seed; "
@@ -124,11 +135,15 @@ class TrainDefaults:
         "Patch classifiers: step of the grid of training patches and of the sliding chart (0: a quarter of "
         "--patch-size).",
         minimum=0,
+        applies=takes_option("patch_stride"),
     )
     patch_charts: str = option("SOD", "Patch classifiers: charts whose homogeneity selects the training patches "
-                               "(comma list; the first one's class labels the patch).")  # fmt: skip
+                               "(comma list; the first one's class labels the patch).",
+                               applies=trains_level("patch"))  # fmt: skip
     patch_purity: float = option(
-        1.0, "Patch classifiers: share of a patch's pixels its class must cover (1: IceBench's single class, no fill)."
+        1.0,
+        "Patch classifiers: share of a patch's pixels its class must cover (1: IceBench's single class, no fill).",
+        applies=trains_level("patch"),
     )
     grad_clip: float = option(1.0, "Clip the gradient norm (0: off).")
     amp: bool = option(True, "Mixed precision on GPU.")
@@ -139,7 +154,8 @@ class TrainDefaults:
     workers: int = option(2, "Patch loader worker processes.")
     device: str = option("auto", "auto, cpu or cuda.")
     seed: int = option(0, "Seed of weights, patches and augmentations.")
-    resume: str = option("", "Continue from a checkpoint file, a folder with last.pt, or an MLflow run id.")
+    resume: str = option("", "Continue from a checkpoint file, a folder with last.pt, or an MLflow run id.",
+                         applies=lambda options: bool(options.resume))  # fmt: skip
     out: str = option("outputs/train", "Folder for checkpoints (last.pt, best.pt).")
     nproc: int = option(1, "Processes for distributed data parallel training (re-runs itself under torchrun).")
 
@@ -232,7 +248,8 @@ class TuneDefaults:
                         "name=a|b|c for a choice; names are `seaice train` options.")  # fmt: skip
     fixed: str = option("", "Train options held fixed for every trial (name=value, comma separated); the others "
                         "take their train defaults.")  # fmt: skip
-    study_name: str = option("", "Optuna study; empty: tune-<store folder>. The same study resumes.")
+    study_name: str = option("", "Optuna study; empty: tune-<store folder>-<key of the store's data, --space and "
+                             "--fixed>. The same study resumes; on other data it is refused.")  # fmt: skip
     storage: str = option("", "Optuna storage URL; empty: optuna.db beside a sqlite tracking store, else in --out.")
     prune_after: int = option(2, "Epochs a trial trains before the median pruner may stop it.", minimum=0)
     seed: int = option(0, "Seed of the TPE sampler.")
@@ -277,7 +294,8 @@ class ExplainDefaults:
     charts: str = option("", "Charts to explain, comma separated; empty: every chart of the model.")
     classes: str = option("all", "Classes explained besides each chart as a whole: all (those in the patches), "
                           "none, or CHART=A|B,... by index or name (e.g. SOD=3|old ice).")  # fmt: skip
-    patches: int = option(32, "Patches sampled from the scenes (spread over them).", minimum=1)
+    patches: int = option(32, "Patches sampled from the scenes: distinct windows spread over them, at most as many "
+                          "as they hold; read and attributed in batches.", minimum=1)  # fmt: skip
     patch_size: int = option(128, "Patch size in the model's working-grid pixels.", minimum=16)
     baseline: str = option("zero", "Reference input: zero (the inputs' mean), mean (each patch's channel means) or "
                            "blur (Gaussian-blurred patch).", choices=BASELINES)  # fmt: skip

@@ -9,9 +9,14 @@ charts are:
   vapour and cloud liquid water, the month and the position encodings; ``none`` (variables
   only) or a JSON file ``{"group": ["variable", ...]}``. Only groups with variables the model
   reads are kept; a file naming a variable the model does not read is refused.
-* **patches** of ``size`` x ``size`` pixels of the model's working grid, centred on pixels where
-  every explained chart has a class, drawn with ``seed`` (the same scenes, seed and options give
-  the same patches), with the model's own inputs (its recipe: variables, order, downsampling).
+* **patches** of ``size`` x ``size`` pixels of the model's working grid, centred (clipped to the
+  scene) on pixels where every explained chart has a class, drawn with ``seed`` without
+  replacement among the distinct windows (the same scenes, seed and options give the same patches),
+  spread evenly over the scenes as far as each holds windows, never more than the scenes hold
+  (:class:`PatchSample` says so); with the model's own inputs (its recipe: variables, order,
+  downsampling). Only the windows are kept: :class:`PatchBatches` reads the patches a batch at a
+  time, at most :data:`BATCH_BYTES` of inputs, so memory is bounded by a batch (8000 patches of
+  128 px stacked at once are 15 GB).
 * **Grad-CAM** products of a scene: ``<scene_id>_gradcam.nc`` with one float32 layer per chart
   and class on the scene's 80 m grid (``sar_lines``, ``sar_samples``) and a PNG per chart (each
   class's map over the HH quicklook).
@@ -19,9 +24,10 @@ charts are:
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,6 +68,9 @@ DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
 }
 #: A Grad-CAM quicklook's longest side in pixels.
 QUICKLOOK_PIXELS = 800
+#: Patch inputs read and attributed together at most (their baselines and attributions take as much
+#: again): 67 patches of 128 px with 29 channels, 16 of 256 px.
+BATCH_BYTES = 128 * 2**20
 
 
 def parse_methods(text: str) -> list[Method]:
@@ -153,43 +162,116 @@ def working_charts(scene: Scene, charts: Sequence[str], downsample: int) -> dict
     return {c: downsample_chart(scene.charts[c], downsample) for c in charts}
 
 
+def scene_windows(scene: Scene, recipe: Recipe, charts: Sequence[str], size: int) -> np.ndarray:
+    """The distinct top-left corners (row * width + col on the working grid) of the ``size`` windows
+    centred, clipped to the scene, on pixels where every chart of ``charts`` has a class."""
+    grid = working_charts(scene, charts, recipe.downsample)
+    height, width = next(iter(grid.values())).shape
+    if height < size or width < size:
+        return np.empty(0, np.int64)
+    rows, cols = np.nonzero(np.logical_and.reduce([g != recipe.task.ignore_index for g in grid.values()]))
+    rows = np.clip(rows - size // 2, 0, height - size)
+    cols = np.clip(cols - size // 2, 0, width - size)
+    return np.unique(rows.astype(np.int64) * width + cols)
+
+
+def spread(wanted: int, held: Sequence[int]) -> list[int]:
+    """``wanted`` patches spread as evenly as possible over scenes holding ``held`` windows each,
+    never more than a scene holds: the fewest-held first, each taking its share of what is left."""
+    counts = [0] * len(held)
+    left = wanted
+    for rank, i in enumerate(sorted(range(len(held)), key=lambda i: held[i])):
+        counts[i] = min(held[i], -(-left // (len(held) - rank)))
+        left -= counts[i]
+    return counts
+
+
+@dataclass(frozen=True)
+class PatchSample:
+    """The patches drawn (their windows only), each chart's classes present among their reference
+    pixels, and a note when fewer were drawn than asked for."""
+
+    records: list[PatchRecord]
+    classes: dict[str, list[int]]
+    note: str = ""
+    files: dict[str, Path] = field(default_factory=dict)  # file name -> path
+
+
 def sample_patches(
     files: Sequence[Path], recipe: Recipe, charts: Sequence[str], n_patches: int, size: int, seed: int
-) -> tuple[Patches, list[PatchRecord]]:
-    """``n_patches`` patches spread over the scenes with reference charts (module docstring)."""
-    rng = np.random.default_rng(seed)
-    inputs, references, records = [], {c: [] for c in charts}, []
-    with_charts = 0
-    for number, path in enumerate(files):
-        count = -(-(n_patches - len(records)) // (len(files) - number))  # the rest spread over the scenes left
+) -> PatchSample:
+    """``n_patches`` distinct windows spread over the scenes with reference charts (module
+    docstring): the scenes are opened once to count their windows, once more to draw them."""
+    held = {}
+    for path in files:
         with open_scene(path) as scene:
-            if not scene.has_charts:
-                continue
-            with_charts += 1
-            tiles = SceneTiles(scene, recipe.variables, recipe.downsample)
-            grid = working_charts(scene, charts, recipe.downsample)
-            height, width = tiles.shape
-            valid = np.logical_and.reduce([g != recipe.task.ignore_index for g in grid.values()])
-            rows, cols = np.nonzero(valid)
-            if height < size or width < size or not len(rows) or not count:
-                continue
-            for pick in rng.choice(len(rows), size=count, replace=len(rows) < count):
-                row = int(np.clip(rows[pick] - size // 2, 0, height - size))
-                col = int(np.clip(cols[pick] - size // 2, 0, width - size))
-                window = Window(row, col, size, size)
-                inputs.append(tiles.read(window))
-                for c in charts:
-                    references[c].append(grid[c][window.slices])
-                records.append(PatchRecord(scene.scene_id, path.name, row, col, size))
-    if not with_charts:
+            if scene.has_charts:
+                held[path] = len(scene_windows(scene, recipe, charts, size))
+    if not held:
         raise ParameterError("data_dir", "no scene has reference charts; give scenes with charts (ready-to-train "
                              "files, or test files beside their _prep_reference.nc)")  # fmt: skip
-    if not records:
-        raise ParameterError("patch_size", f"no scene of {with_charts} with charts holds a {size} px patch of "
+    if not sum(held.values()):
+        raise ParameterError("patch_size", f"no scene of {len(held)} with charts holds a {size} px patch of "
                              f"valid charts at x{recipe.downsample}; give a smaller --patch-size")  # fmt: skip
-    patches = Patches(torch.from_numpy(np.stack(inputs)),
-                      {c: torch.from_numpy(np.stack(v).astype(np.int64)) for c, v in references.items()})  # fmt: skip
-    return patches, records
+    rng = np.random.default_rng(seed)
+    records, present = [], {c: set() for c in charts}
+    for path, take in zip(held, spread(n_patches, list(held.values()))):
+        if not take:
+            continue
+        with open_scene(path) as scene:
+            windows = scene_windows(scene, recipe, charts, size)
+            grid = working_charts(scene, charts, recipe.downsample)
+            width = next(iter(grid.values())).shape[1]
+            for corner in rng.choice(windows, size=take, replace=False):
+                window = Window(int(corner // width), int(corner % width), size, size)
+                for c in charts:
+                    present[c].update(np.unique(grid[c][window.slices]).tolist())
+                records.append(PatchRecord(scene.scene_id, path.name, window.row, window.col, size))
+    note = ""
+    if len(records) < n_patches:
+        note = (f"{n_patches} patches asked for, but the {len(held)} scene(s) with charts hold {len(records)} "
+                f"distinct {size} px windows at x{recipe.downsample}: attributing those {len(records)}")  # fmt: skip
+    classes = {c: sorted(int(v) for v in values if v != recipe.task.ignore_index) for c, values in present.items()}
+    return PatchSample(records, classes, note, {p.name: p for p in held})
+
+
+class PatchBatches:
+    """The patches of a sample read from their scenes a batch at a time, each scene opened once per
+    pass; iterable again (once per attribution method), ``len`` batches of at most ``batch`` patches."""
+
+    def __init__(
+        self, sample: PatchSample, recipe: Recipe, charts: Sequence[str], batch: int | None = None,
+        device: torch.device | str = "cpu",
+    ):  # fmt: skip
+        self.sample, self.recipe, self.charts, self.device = sample, recipe, tuple(charts), device
+        size = sample.records[0].size if sample.records else 1
+        self.batch = batch or max(1, BATCH_BYTES // (4 * len(recipe.variables) * size * size))
+
+    def __len__(self) -> int:
+        return -(-len(self.sample.records) // self.batch)
+
+    def __iter__(self) -> Iterator[Patches]:
+        inputs, references, offset = [], {c: [] for c in self.charts}, 0
+        for file, records in itertools.groupby(self.sample.records, key=lambda r: r.file):
+            with open_scene(self.sample.files[file]) as scene:
+                tiles = SceneTiles(scene, self.recipe.variables, self.recipe.downsample)
+                grid = working_charts(scene, self.charts, self.recipe.downsample)
+                for record in records:
+                    window = Window(record.row, record.col, record.size, record.size)
+                    inputs.append(tiles.read(window))
+                    for c in self.charts:
+                        references[c].append(grid[c][window.slices])
+                    if len(inputs) == self.batch:
+                        yield self.patches(inputs, references, offset)
+                        offset += len(inputs)
+                        inputs, references = [], {c: [] for c in self.charts}
+        if inputs:
+            yield self.patches(inputs, references, offset)
+
+    def patches(self, inputs: list[np.ndarray], references: dict[str, list[np.ndarray]], offset: int) -> Patches:
+        return Patches(torch.from_numpy(np.stack(inputs)).to(self.device),
+                       {c: torch.from_numpy(np.stack(v).astype(np.int64)).to(self.device)
+                        for c, v in references.items()}, offset)  # fmt: skip
 
 
 class CamProduct:

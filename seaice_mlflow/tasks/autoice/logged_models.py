@@ -14,7 +14,7 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.lists import split_values
 from seaice_mlflow.tasks.autoice.ensemble import SceneCharter, combine
 from seaice_mlflow.tracking.model_refs import ModelRef, load_python_model, model_tags
-from seaice_mlflow.tracking.runs import step_run
+from seaice_mlflow.tracking.runs import model_label, plural, run_name, step_run
 
 
 def load_model(uri: str, device: str, options: TileOptions):
@@ -43,10 +43,16 @@ def load_charter(
 
 @contextmanager
 def charting_run(
-    entry_point: str, uris: Sequence[str], device: str, options: TileOptions, params: Mapping[str, object]
+    entry_point: str,
+    uris: Sequence[str],
+    device: str,
+    options: TileOptions,
+    params: Mapping[str, object],
+    scenes: int,
 ) -> Iterator[tuple[mlflow.ActiveRun, SceneCharter, list[ModelRef]]]:
-    """The run of a step that charts scenes with model(s) (evaluate, predict): params (the model URIs,
-    device and tiling besides ``params``) logged, the model(s) loaded and named in the run's tags."""
+    """The run of a step that charts ``scenes`` scene files with model(s) (evaluate, predict), named
+    after both: params (the model URIs, device and tiling besides ``params``) logged, the model(s)
+    loaded and named in the run's tags."""
     with step_run(
         entry_point,
         {
@@ -57,6 +63,7 @@ def charting_run(
             "overlap": options.overlap,
             "batch": options.batch,
         },
+        name=run_name(entry_point, model_label(uris), "on", plural(scenes, "scene")),
     ) as run:
         charter, refs = load_charter(uris, device, options)
         mlflow.set_tags(model_tags(refs))

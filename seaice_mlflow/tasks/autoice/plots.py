@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_COLOUR, IGNORE_INDEX, REAL_CLASS_FREQUENCIES
 from seaice_mlflow.tasks.autoice.strata import StratumScore
+
+#: The legend entry of masked pixels (255).
+NO_DATA_LABEL = "no data (land, off swath)"
 
 if TYPE_CHECKING:  # the study module imports Optuna, which a plot does not need
     from seaice_mlflow.core.attribution import Importance
@@ -71,6 +75,26 @@ def chart_colormap(chart: str) -> tuple[ListedColormap, BoundaryNorm]:
     return cmap, BoundaryNorm(np.arange(len(colours) + 1) - 0.5, len(colours))
 
 
+def class_legend(
+    ax,
+    chart: str,
+    values: Sequence[np.ndarray],
+    no_data_colour: str = IGNORE_COLOUR,
+    class_names: Sequence[str] | None = None,
+    **placement: object,
+) -> None:
+    """A legend titled ``chart`` under ``ax``: the classes present in any of ``values`` (uint8 class maps) in
+    the chart's colours, then the no-data colour; ``placement``: ``Axes.legend`` keywords to override."""
+    cmap, norm = chart_colormap(chart)
+    names = tuple(class_names or CHARTS[chart].class_names)
+    counts = sum(np.bincount(np.asarray(v, dtype=np.uint8).ravel(), minlength=256) for v in values)
+    handles = [Patch(facecolor=cmap(norm(k)), edgecolor="0.3", label=names[k]) for k in range(len(names)) if counts[k]]
+    handles.append(Patch(facecolor=no_data_colour, edgecolor="0.3", label=NO_DATA_LABEL))
+    options = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.02), "ncols": 2, "fontsize": 7, "title_fontsize": 8,
+               "frameon": False, **placement}  # fmt: skip
+    ax.legend(handles=handles, title=chart, **options)
+
+
 def draw_chart(ax, chart: str, values: np.ndarray, title: str) -> None:
     cmap, norm = chart_colormap(chart)
     shown = np.where(values == IGNORE_INDEX, len(CHARTS[chart].colours) + 1, values).astype(np.float32)
@@ -86,7 +110,8 @@ def quicklook(
     title: str,
     max_pixels: int = 800,
 ) -> Figure:
-    """HH backscatter, then reference and prediction of each chart, side by side."""
+    """HH backscatter, then prediction and reference of each chart, side by side, with a legend of each
+    chart's classes (those in either) under its column."""
     step = max(1, int(np.ceil(max(sar.shape) / max_pixels)))
     rows = 2 if reference else 1
     figure = Figure(figsize=(4 * (1 + len(CHART_NAMES)), 4 * rows))
@@ -101,6 +126,7 @@ def quicklook(
         draw_chart(axes[0, j], chart, charts[chart][::step, ::step], f"{chart} predicted")
         if reference:
             draw_chart(axes[1, j], chart, reference[chart][::step, ::step], f"{chart} reference")
+        class_legend(axes[-1, j], chart, [charts[chart], *([reference[chart]] if reference else [])])
     figure.suptitle(title)
     return figure
 

@@ -52,7 +52,8 @@ class ChartFileSink(charting.SceneSink):
         self.formats, self.gis = tuple(formats), gis
 
     def add(self, scene: Scene, prediction: ChartPrediction) -> list[Path]:
-        provenance = {**self.provenance, "source_scene_kind": scene.kind}
+        provenance = {**self.provenance, "source_scene_kind": scene.kind,
+                      "input_repairs": scene.non_finite.note() or None}  # fmt: skip
         return write_products(self.out, scene, prediction, provenance, self.charter.sic_value, self.formats, self.gis)
 
 

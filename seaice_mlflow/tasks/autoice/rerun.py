@@ -2,16 +2,20 @@
 
 Every product records a :func:`chart_signature` as a global attribute (netCDF), a dataset tag
 (GeoTIFF) or layer metadata (GeoPackage): the logged model(s) that charted it and the options that
-change its content (probabilities, uncertainty layers, the GIS grid). A scene is skipped when all of
-its products in the formats asked and its quicklook exist and the first of them records the
-signature of this run; anything else (a missing or unreadable file, another model, other options)
-charts it again, and ``--overwrite`` charts every scene. Tiling and device are not in the signature:
-they move a few pixels at most.
+change its content (probabilities, uncertainty layers, the GIS grid); with uncertainty layers it also
+names them (:data:`~seaice_mlflow.tasks.autoice.uncertainty_layers.LAYERS_ATTRIBUTE`), since which
+layers a model gives (spread, disagreement, ...) is known only once it has charted. A scene is skipped
+when every file it would keep exists and records the signature of this run: each product in the formats
+asked, the GeoTIFF of each uncertainty layer the products name, and the quicklook (which records nothing:
+it is written after the products, so a run that rewrote it rewrote a product too). Anything else (a
+missing or unreadable file, another model or other options in any one of them) charts it again, and
+``--overwrite`` charts every scene. Tiling and device are not in the signature: they move a few pixels
+at most. The in-process loop and the Dask client both ask :class:`ExistingProducts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from seaice_mlflow.core.errors import SceneError
@@ -19,6 +23,7 @@ from seaice_mlflow.tasks.autoice.charts import CHART_NAMES
 from seaice_mlflow.tasks.autoice.files.naming import REFERENCE, parse_scene_name
 from seaice_mlflow.tasks.autoice.gis import GisOptions, ProductFormat, geotiff_name, vector_name
 from seaice_mlflow.tasks.autoice.products import product_name, quicklook_name
+from seaice_mlflow.tasks.autoice.uncertainty_layers import LAYERS_ATTRIBUTE
 from seaice_mlflow.tracking.model_refs import ModelRef
 
 #: The attribute (tag, metadata key) holding a product's signature.
@@ -42,40 +47,49 @@ def chart_signature(
     return "; ".join(parts)
 
 
-def product_files(folder: Path, scene_id: str, formats: Sequence[ProductFormat]) -> list[Path]:
-    """The files ``seaice predict`` writes for a scene in ``formats`` (the products, then the quicklook)."""
+def product_files(
+    folder: Path, scene_id: str, formats: Sequence[ProductFormat], layers: Sequence[str] = ()
+) -> list[Path]:
+    """The files ``seaice predict`` writes for a scene in ``formats`` with the uncertainty ``layers``
+    (names such as ``SOD_entropy``): the products, then the quicklook."""
     names: list[str] = []
     if "netcdf" in formats:
         names.append(product_name(scene_id))
     if "geotiff" in formats:
-        names += [geotiff_name(scene_id, chart) for chart in CHART_NAMES]
+        names += [geotiff_name(scene_id, name) for name in (*CHART_NAMES, *layers)]
     if "vector" in formats:
         names.append(vector_name(scene_id))
     return [folder / name for name in [*names, quicklook_name(scene_id)]]
 
 
-def recorded_signature(path: Path) -> str | None:
-    """The signature a product file records, or None (none recorded, or the file cannot be read)."""
+def recorded_attributes(path: Path) -> Mapping[str, str]:
+    """The global attributes (netCDF), dataset tags (GeoTIFF) or layer metadata (GeoPackage) of a product;
+    empty when the file records none or cannot be read."""
     try:
         if path.suffix == ".nc":
             import netCDF4
 
             with netCDF4.Dataset(path) as ds:
-                return str(ds.getncattr(SIGNATURE)) if SIGNATURE in ds.ncattrs() else None
+                return {name: str(ds.getncattr(name)) for name in ds.ncattrs()}
         if path.suffix == ".tif":
             import rasterio
 
             with rasterio.open(path) as src:
-                return src.tags().get(SIGNATURE)
+                return src.tags()
         if path.suffix == ".gpkg":
             import pyogrio
 
             from seaice_mlflow.tasks.autoice.gis.polygons import LAYER
 
-            return (pyogrio.read_info(path, layer=LAYER).get("layer_metadata") or {}).get(SIGNATURE)
+            return pyogrio.read_info(path, layer=LAYER).get("layer_metadata") or {}
     except Exception:  # noqa: BLE001 - any unreadable product is charted again
-        return None
-    return None
+        return {}
+    return {}
+
+
+def recorded_signature(path: Path) -> str | None:
+    """The signature a product file records, or None (none recorded, or the file cannot be read)."""
+    return recorded_attributes(path).get(SIGNATURE)
 
 
 class ExistingProducts:
@@ -94,6 +108,11 @@ class ExistingProducts:
             return ""  # not a scene: charting reports it
         scene_id = name.key
         files = product_files(self.folder, scene_id, self.formats)
-        if not all(f.is_file() for f in files) or recorded_signature(files[0]) != self.signature:
+        if not all(f.is_file() for f in files):
+            return ""
+        recorded = [recorded_attributes(f) for f in files[:-1]]  # the products (the quicklook records nothing)
+        layers = recorded[0].get(LAYERS_ATTRIBUTE, "").split()  # the same in every product of one signature
+        layer_files = [f for f in product_files(self.folder, scene_id, self.formats, layers) if f not in files]
+        if any(r.get(SIGNATURE) != self.signature for r in [*recorded, *map(recorded_attributes, layer_files)]):
             return ""
         return f"{scene_id}: its products in {self.folder} are from the same model(s); --overwrite charts it again"

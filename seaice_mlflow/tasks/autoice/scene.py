@@ -12,6 +12,7 @@ import numpy as np
 
 from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.tasks.autoice.charts import IGNORE_INDEX
+from seaice_mlflow.tasks.autoice.files.nonfinite import NonFinite
 from seaice_mlflow.tasks.autoice.grid import assemble_inputs
 
 #: Kinds of scene: ``ready`` (inputs and charts), ``test`` (inputs, charts from a reference file
@@ -26,7 +27,8 @@ class Scene:
 
     ``sar`` holds HH, HV, incidence angle and distance map on the 80 m grid (0 where there is no
     SAR data); ``coarse`` the AMSR2/ERA5 variables on the 2 km grid; ``charts`` SIC/SOD/FLOE
-    (255 = masked), empty for test scenes without a reference.
+    (255 = masked), empty for test scenes without a reference; ``non_finite`` the input values
+    that were not finite in the file and how the reader masked or filled them.
     """
 
     scene_id: str
@@ -40,6 +42,7 @@ class Scene:
     longitude: np.ndarray
     charts: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, object] = field(default_factory=dict)
+    non_finite: NonFinite = field(default_factory=NonFinite)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -58,7 +58,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from seaice_mlflow.core.errors import ParameterError, SeaIceError
+from seaice_mlflow.core.errors import ParameterError, SeaIceError, looked_at
 from seaice_mlflow.core.io import add_variable, atomic_netcdf
 from seaice_mlflow.core.tiling import Window
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
@@ -221,6 +221,8 @@ def write_scene(root: Path, scene: Scene, variables: Sequence[str], downsample: 
             "layers": list(LAYERS),
             "metadata": scene_metadata(scene).as_dict(),  # melt/freeze by the rule; a table applies later
         }
+        if scene.non_finite:  # what the reader masked or filled (absent when every input value was finite)
+            record["non_finite"] = scene.non_finite.as_dict()
         ds.setncattr("record", json.dumps(record))
     return record
 
@@ -262,6 +264,10 @@ def write_manifest(root: Path, manifest: dict) -> None:
 
 class StoreScene:
     """A scene of the store, read lazily window by window (a :class:`grid.SceneSource`)."""
+
+    #: The SAR variables are packed as int16 (:func:`pack_sar`): they cannot hold NaN or inf, so
+    #: :func:`grid.assemble_inputs` checks only the 2 km cells of a patch.
+    finite_sar = True
 
     def __init__(self, root: Path, record: dict):
         self.root, self.record = Path(root), record
@@ -359,9 +365,11 @@ class Store:
         self.root = Path(root)
         path = self.root / MANIFEST
         if not path.is_file():
+            problem = (
+                "does not exist" if not self.root.exists() else f"has no {MANIFEST}, so it is not a training store"
+            )
             raise StoreError(
-                f"{self.root}: no {MANIFEST}; this is not a training store. Create one with "
-                "`seaice preprocess --data-dir DIR --out STORE`"
+                f"{looked_at(self.root)} {problem}. Create one with `seaice preprocess --data-dir DIR --out STORE`"
             )
         self.manifest = json.loads(path.read_text())
         version = self.manifest.get("schema_version")
@@ -419,6 +427,19 @@ class Store:
             metadata = {s.scene_id: SceneMetadata.from_dict(s.record["metadata"]).with_seasons(table) for s in train}
             chosen = select_scenes(metadata, where)
         self.train_only = frozenset(scene_share(chosen, fraction, seed))
+
+    def require_finite_inputs(self) -> None:
+        """Refuse a store whose 2 km inputs hold values that are not finite (written before preprocess
+        filled them, :mod:`.files.nonfinite`): they would reach the network. The packed SAR cannot hold
+        them. Reads each scene's 2 km block once (about 3 MB per scene)."""
+        for scene in self.scenes():
+            if scene.coarse_variables and not np.isfinite(scene.variable("coarse")[:]).all():
+                scene.close()
+                raise StoreError(
+                    f"{self.root}: scene {scene.scene_id} holds AMSR2/ERA5 values that are not finite (NaN or "
+                    "inf); run `seaice preprocess --overwrite` on its data (preprocess now fills them)"
+                )
+            scene.close()
 
     def require_layer(self, layer: str, option: str, split: str | None = None) -> None:
         """Fail, naming ``option``, when a scene of ``split`` lacks ``layer`` (a store written

@@ -35,11 +35,6 @@ StratumKey = Literal["season", "calendar_season", "region", "service"]
 STRATUM_KEYS: tuple[StratumKey, ...] = get_args(StratumKey)
 #: Option names, for the errors of the two expressions parsed here.
 BY_OPTION, WHERE_OPTION = "by", "scenes_where"
-#: Help of the options, shared by the commands that take them.
-BY_HELP = ("Also score per stratum, pooled over its scenes: season (melt/freeze), calendar_season, region, "
-           "service, comma separated (e.g. season,region).")  # fmt: skip
-SEASON_TABLE_HELP = ("Melt/freeze per scene: a CSV scene,season or IceBench's {Melt,Freeze}_<location>_*.json lists "
-                     "(a file or a folder); without one a month/latitude rule, labelled an approximation.")  # fmt: skip
 #: Keys whose values are words of their own in metric names (``test_melt_combined``); the others
 #: carry the key (``test_region_North_combined``, ``test_service_dmi_combined``).
 BARE_KEYS: tuple[StratumKey, ...] = ("season", "calendar_season")

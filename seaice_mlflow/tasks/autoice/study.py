@@ -243,4 +243,23 @@ def markdown_table(kind: StudyKind, results: Sequence[SettingResult], shown: Seq
         extra = [str(r.train.get(k, "")) for k in shown]
         lines.append("| " + " | ".join([r.setting.label, str(len(r.seeds)), *extra, *(cell(r, c) for c in columns)])
                      + " |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    notes = negative_score_notes(results, columns)
+    return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in notes)
+
+
+def negative_score_notes(results: Sequence[SettingResult], columns: Sequence[str]) -> list[str]:
+    """What the negative means in ``columns`` say: an R2 below 0 is worse than the mean, and it
+    enters the combined scores unclipped (the official score). None when no mean is negative."""
+    negative = [c.removeprefix("test_") for c in columns if any(r.mean(c) < 0 for r in results)]  # nan < 0 is False
+    r2 = [c for c in negative if c.endswith("_r2")]
+    combined = [c for c in negative if c.endswith("combined")]
+    notes = []
+    if r2:
+        notes.append(f"{', '.join(r2)} below 0: the predicted SIC is worse than a chart of the mean SIC of the "
+                     "scored pixels everywhere (R2 = 1 - squared error / variance of the reference; 0 is that "
+                     "chart, 100 a perfect one).")  # fmt: skip
+    if combined:
+        notes.append(f"{', '.join(combined)} below 0: the combined score is the official one, the mean of SIC R2, "
+                     "SOD F1 and FLOE F1 weighted 2/2/1 with R2 not clipped at 0, so a poor SIC chart can take it "
+                     "below 0.")  # fmt: skip
+    return notes

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from seaice_mlflow.core.defaults import check_options, check_value
 from seaice_mlflow.core.engine import DEVICES
 from seaice_mlflow.core.errors import ParameterError, option_name
 from seaice_mlflow.core.task import HeadLevel, TaskSpec
 from seaice_mlflow.models import ModelSpec, architecture_names, get_architecture, spec_from_options
-from seaice_mlflow.models.classifiers import patch_step
-from seaice_mlflow.models.deeplab import RESNETS
+from seaice_mlflow.models.options import RESNET_DEPTHS, patch_step
 from seaice_mlflow.tasks.autoice.augment import Augment
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, SIC_HEADS, autoice_task
-from seaice_mlflow.tasks.autoice.config import LAND_RULES, TRAIN, TrainDefaults
+from seaice_mlflow.tasks.autoice.config import LAND_RULES, TrainDefaults
 from seaice_mlflow.tasks.autoice.files.metadata import read_season_table
 from seaice_mlflow.tasks.autoice.files.variables import parse_variables
 from seaice_mlflow.tasks.autoice.patch_targets import PatchRule
@@ -42,10 +41,7 @@ class TrainConfig(TrainDefaults):
         self._check()
 
     def _check(self) -> None:
-        for field in fields(self):  # nan passes every comparison below; inf diverges at once
-            value = getattr(self, field.name)
-            if isinstance(getattr(TRAIN, field.name), float) and not math.isfinite(value):
-                raise ParameterError(field.name, f"must be a finite number, got {value}")
+        check_options(self)  # every float finite (nan passes every comparison below), the fields' ranges, choices
         choices = {
             "model": architecture_names(),
             "optimizer": OPTIMIZERS,
@@ -55,8 +51,7 @@ class TrainConfig(TrainDefaults):
             "land": LAND_RULES,
         }
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ParameterError(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
+            check_value(name, getattr(self, name), choices=allowed)
         if self.level == "instance":
             raise ParameterError("model", f"{self.model} is an instance model of photos: train it with "
                                  "`seaice optical train`")  # fmt: skip
@@ -65,12 +60,10 @@ class TrainConfig(TrainDefaults):
             raise ParameterError(option, f"filters the pixels of a segmentation model's patches; the patches of the "
                                  f"classifier {self.model} are chosen by --patch-purity (leave {option_name(option)} "
                                  "at its default)")  # fmt: skip
-        if self.deeplab_depth not in RESNETS:
-            raise ParameterError("deeplab_depth", f"{self.deeplab_depth} is not one of {', '.join(map(str, RESNETS))}")
+        check_value("deeplab_depth", self.deeplab_depth, choices=RESNET_DEPTHS)
         positive = ("lr", "epochs", "batches_per_epoch", "batch_size", "restart_epochs", "val_tile", "nproc")
         for name in positive:
-            if not getattr(self, name) > 0:
-                raise ParameterError(name, f"must be > 0, got {getattr(self, name)}")
+            check_value(name, getattr(self, name), minimum=0, min_open=True)
         for name in (
             "weight_decay",
             "momentum",
@@ -80,16 +73,12 @@ class TrainConfig(TrainDefaults):
             "max_minutes",
             "workers",
         ):
-            if getattr(self, name) < 0:
-                raise ParameterError(name, f"must be >= 0, got {getattr(self, name)}")
+            check_value(name, getattr(self, name), minimum=0)
         for name in ("class_balance", "min_valid"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ParameterError(name, f"must be between 0 and 1, got {getattr(self, name)}")
-        if not 0 < self.patch_purity <= 1:
-            raise ParameterError("patch_purity", f"must be above 0 and at most 1, got {self.patch_purity}")
+            check_value(name, getattr(self, name), minimum=0, maximum=1)
+        for name in ("patch_purity", "scene_fraction"):
+            check_value(name, getattr(self, name), minimum=0, maximum=1, min_open=True)
         self.patch_rule  # parsed once here, so that a bad --patch-charts raises now
-        if not 0 < self.scene_fraction <= 1:
-            raise ParameterError("scene_fraction", f"must be above 0 and at most 1, got {self.scene_fraction}")
         if not 0 <= self.border_distance <= 255:
             raise ParameterError("border_distance", f"must be between 0 and 255 pixels, got {self.border_distance}")
         if self.patch_size < 16:

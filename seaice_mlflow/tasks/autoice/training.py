@@ -160,6 +160,7 @@ class ChartTraining:
         """Every part, in the order of the same-seed contract (module docstring)."""
         device = configure_device(config, dist)
         store = Store(config.store)
+        store.require_finite_inputs()
         store.select_training_scenes(
             config.scenes_where, config.season_table or None, config.scene_fraction, config.seed
         )

@@ -25,6 +25,9 @@ from seaice_mlflow.core.uncertainty import LAYER_KINDS, LayerKind, layer_name
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 
 FILL = IGNORE_INDEX
+#: The attribute (tag, metadata key) of every product naming the scene's layers, space separated: which
+#: layers a model gives is known once it has charted, and a re-run checks each layer's GeoTIFF.
+LAYERS_ATTRIBUTE = "uncertainty_layers"
 
 
 @dataclass(frozen=True)

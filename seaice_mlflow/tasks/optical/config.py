@@ -2,7 +2,9 @@
 
 Options that mean what a ``seaice train`` option means carry its name (``--model``, ``--epochs``,
 ``--batches-per-epoch``, ``--batch-size``, ``--patch-size``, ``--lr``, ...); the defaults suit
-photos of a few megapixels and a segmentation_models_pytorch U-Net.
+photos of a few megapixels and a segmentation_models_pytorch U-Net. Every options dataclass checks its
+values when it is made (:class:`~seaice_mlflow.core.defaults.CheckedOptions`: finite floats, ranges,
+choices), so ``--lr nan`` is refused naming ``--lr`` before any run, as ``seaice train`` refuses it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from seaice_mlflow.core.defaults import DEVICES, TASK_FAMILIES, RegisterDefaults, option
-from seaice_mlflow.tasks.optical.readers import MASK_KINDS, MaskKind
+from seaice_mlflow.core.defaults import (
+    DEFAULT_EXPERIMENTS,
+    DEVICES,
+    TASK_FAMILIES,
+    CheckedOptions,
+    RegisterDefaults,
+    option,
+)
+from seaice_mlflow.models.spec import takes_option, trains_level
 
+#: How labels of the images-labels and split-folders layouts are read (:mod:`.readers`).
+MaskKind = Literal["auto", "ids", "colour"]
+MASK_KINDS: tuple[MaskKind, ...] = get_args(MaskKind)
+#: ``seaice optical synth``: the photo size by default and the smallest, in pixels (rows, columns).
+SYNTH_SIZE = (256, 384)
+SYNTH_MIN_SIZE = 32
 #: Task families of the optical models (``seaice optical register --task``).
 OPTICAL_TASKS = tuple(t for t in TASK_FAMILIES if t.startswith("optical"))
 #: Class weights of the loss: none, or inverse square-root frequency over the training photos.
@@ -21,7 +36,7 @@ CLASS_WEIGHTS: tuple[ClassWeights, ...] = get_args(ClassWeights)
 
 
 @dataclass(frozen=True)
-class OpticalTrainDefaults:
+class OpticalTrainDefaults(CheckedOptions):
     """``seaice optical train`` (besides the required ``--data-dir``)."""
 
     classes: str = option("", "Class table (config.json or a class file); empty: the folder's or its parent's.")
@@ -30,19 +45,21 @@ class OpticalTrainDefaults:
     model: str = option("smp_unet", "Architecture of the model registry: smp_unet, pspnet, deeplabv3plus, upernet "
                         "(segmentation_models_pytorch), unet, deeplabv3, ...; maskrcnn for floe instances")  # fmt: skip
     encoder: str = option("resnet18", "Encoder of the segmentation_models_pytorch architectures, or the ResNet of "
-                          "maskrcnn (resnet18, resnet34, resnet50); random init.")  # fmt: skip
-    pretrained: str = option("", "Local state dict of the encoder or backbone (none: random initialisation).")
+                          "maskrcnn (resnet18, resnet34, resnet50); random init.",
+                          applies=takes_option("encoder"))  # fmt: skip
+    pretrained: str = option("", "Local state dict of the encoder or backbone (none: random initialisation).",
+                             applies=takes_option("pretrained"))  # fmt: skip
     floe_classes: str = option("ice floe", "Classes whose connected regions are floe instances (maskrcnn), names "
-                               "separated by commas.")  # fmt: skip
+                               "separated by commas.", applies=trains_level("instance"))  # fmt: skip
     min_floe_pixels: int = option(16, "Smallest floe instance in pixels of a photo or a training crop (maskrcnn).",
-                                  minimum=1)  # fmt: skip
+                                  minimum=1, applies=trains_level("instance"))  # fmt: skip
     epochs: int = option(30, "Maximum number of epochs.", minimum=1)
     batches_per_epoch: int = option(50, "Training batches per epoch.", minimum=1)
     batch_size: int = option(8, "Crops per batch.", minimum=1)
     patch_size: int = option(256, "Crop size in photo pixels (random resized crops of the full-resolution photos).",
                              minimum=32)  # fmt: skip
-    lr: float = option(1e-3, "Learning rate (AdamW, cosine schedule).")
-    weight_decay: float = option(1e-4, "Weight decay.")
+    lr: float = option(1e-3, "Learning rate (AdamW, cosine schedule).", minimum=0, min_open=True)
+    weight_decay: float = option(1e-4, "Weight decay.", minimum=0)
     class_weights: ClassWeights = option("none", "none or balanced (inverse square-root class frequency).",
                                          choices=CLASS_WEIGHTS)  # fmt: skip
     augment: bool = option(True, "Horizontal flips and colour jitter besides the random resized crops.")
@@ -50,12 +67,12 @@ class OpticalTrainDefaults:
     val_tile: int = option(512, "Tile size of the whole-photo validation inference.", minimum=32)
     workers: int = option(2, "Crop loader worker processes.", minimum=0)
     device: str = option("auto", "auto, cpu or cuda.", choices=DEVICES)
-    seed: int = option(0, "Seed of weights, crops and augmentations, and of the 20 % validation draw.")
+    seed: int = option(0, "Seed of weights, crops and augmentations, and of the 20 % validation draw.", minimum=0)
     out: str = option("outputs/optical", "Folder for checkpoints (last.pt, best.pt).")
 
 
 @dataclass(frozen=True)
-class OpticalInferenceDefaults:
+class OpticalInferenceDefaults(CheckedOptions):
     """Tiled inference of an optical command (``evaluate``, ``predict``) and of the logged model.
 
     1024 px tiles with 384 px overlap agreed with one whole-photo pass on 99.999 % of the pixels of a
@@ -96,6 +113,7 @@ class OpticalPredictDefaults(OpticalInferenceDefaults):
 class OpticalRegisterDefaults(RegisterDefaults):
     """``seaice optical register``: ``seaice register`` for photo models, under their own name."""
 
+    experiment: str = option(DEFAULT_EXPERIMENTS["optical"], "Experiment whose FINISHED runs are ranked.")
     model_name: str = option("seaice-optical", "Registered model name.")
     task: str = option("optical", "Task family of the models ranked: optical (photo masks) or optical_floes "
                        "(floe instances).", choices=OPTICAL_TASKS)  # fmt: skip

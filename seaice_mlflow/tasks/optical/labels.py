@@ -13,6 +13,11 @@ Two files are read unchanged:
 Class index = position of the id among the table's ids in ascending order (ids 1, 4, 7 -> indices 0,
 1, 2): :meth:`ClassTable.index_of` and :meth:`ClassTable.id_of` convert. 255 is the ignore value of
 class maps; a pixel of the fill id or 255 becomes 255.
+
+A class is logged as the MLflow metrics ``test_iou_<key>`` and ``test_f1_<key>``, the key being its name
+with ``_`` for every character but letters and digits (:func:`metric_key`). A file whose names share a key
+(``ice floe`` and ``ice-floe``) is refused naming both: one class's scores would overwrite the other's,
+and numbering the keys instead would make a metric's name depend on the order of the file.
 """
 
 from __future__ import annotations
@@ -249,6 +254,11 @@ def find_class_table(folder: str | Path) -> ClassTable:
     )
 
 
+def metric_key(name: str) -> str:
+    """A class name as part of an MLflow metric name: ``_`` for every character but letters and digits."""
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
 def _table(path: Path, classes: list[PhotoClass], fill_id: int | None) -> ClassTable:
     if not classes:
         raise PhotoFileError(path, "names no class", "list the classes of the labels")
@@ -261,6 +271,13 @@ def _table(path: Path, classes: list[PhotoClass], fill_id: int | None) -> ClassT
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise PhotoFileError(path, f"names {', '.join(map(repr, twice))} twice", "give each class its own name")
+    by_key: dict[str, str] = {}
+    for name in names:
+        other = by_key.setdefault(metric_key(name), name)
+        if other != name:
+            raise PhotoFileError(path, f"names {other!r} and {name!r}, which are one metric name "
+                                 f"({metric_key(name)}: letters and digits are kept, any other character is _)",
+                                 "rename one, e.g. with another word or letter")  # fmt: skip
     return ClassTable(tuple(sorted(classes, key=lambda c: c.id)), fill_id=fill_id, source=path)
 
 

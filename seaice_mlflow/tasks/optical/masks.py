@@ -21,7 +21,7 @@ from PIL import Image
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.core.metrics import ClassCounts, confusion_matrix, head_metrics, percent
 from seaice_mlflow.tasks.optical.crops import HEAD
-from seaice_mlflow.tasks.optical.labels import IGNORE, ClassTable
+from seaice_mlflow.tasks.optical.labels import IGNORE, ClassTable, metric_key
 
 #: Classes left out of "mIoU without background" (compared case-insensitively).
 BACKGROUND = ("sky", "background")
@@ -68,11 +68,11 @@ class PhotoScores:
 
     def metrics(self, prefix: str = "test") -> dict[str, float]:
         """As MLflow metrics: ``test_miou``, ``test_miou_without_background``, ``test_pixel_accuracy``,
-        ``test_iou_<class>`` and ``test_f1_<class>`` (class names with ``_`` for spaces)."""
+        ``test_iou_<class>`` and ``test_f1_<class>`` (class names as :func:`~.labels.metric_key` writes them)."""
         out = {f"{prefix}_miou": self.miou, f"{prefix}_miou_without_background": self.miou_without_background,
                f"{prefix}_pixel_accuracy": self.pixel_accuracy}  # fmt: skip
         for name, values in self.per_class.items():
-            key = "".join(ch if ch.isalnum() else "_" for ch in name)
+            key = metric_key(name)
             out[f"{prefix}_iou_{key}"], out[f"{prefix}_f1_{key}"] = values["iou"], values["f1"]
         return out
 

@@ -1,6 +1,13 @@
 """The logged optical model: a custom MLflow pyfunc turning RGB photos of any size into class masks.
 
-Input: uint8 RGB ``(N, H, W, 3)`` (photos of one size per call; call it per photo for mixed sizes).
+Input: RGB ``(N, H, W, 3)`` (photos of one size per call; call it per photo for mixed sizes): uint8, or
+integers 0-255, or floats in 0-1 (scikit-image's and matplotlib's convention, scaled by 255 and rounded),
+or floats that are whole numbers 0-255 (``12.0``); anything else (NaN, values outside those ranges,
+booleans) is refused as invalid input (HTTP 400 from ``mlflow models serve``), never truncated. The
+signature names no input type: with the uint8 input of the models logged before, the scoring server
+cast every JSON number to uint8 before the model saw it, so a float photo in 0-1 came out as 0 or 1
+(all black) and was answered 200; :func:`photo_batch` checks instead. A float photo of 0-255 whose
+every value is at most 1 (all but black) reads as 0-1.
 Output: ``ice``, uint8 ``(N, H, W)``, the label ids of the data set's class table (as
 PixelAnnotationTool writes them; 255 nowhere, every pixel gets a class), and with
 ``probabilities`` in the model_config ``ice_scores``, float32 ``(N, K, H, W)`` class
@@ -15,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import Schema, TensorSpec
@@ -36,14 +44,11 @@ MODEL_CONFIG = {
     "amp": True,
     "probabilities": False,
 }
-SIGNATURE = ModelSignature(
-    inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
-    outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1), HEAD)]),
-)
+SIGNATURE = ModelSignature(inputs=None, outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1), HEAD)]))
 
 
 class PhotoMaskModel(PythonModel):
-    """predict(uint8 (N, H, W, 3)) -> {"ice": uint8 label ids (N, H, W)} (module docstring)."""
+    """predict(RGB (N, H, W, 3)) -> {"ice": uint8 label ids (N, H, W)} (module docstring)."""
 
     def load_context(self, context) -> None:
         config = {**MODEL_CONFIG, **(context.model_config or {})}
@@ -68,22 +73,50 @@ class PhotoMaskModel(PythonModel):
         self.ids = np.array(recipe.table.ids, np.uint8)
         return self
 
-    def predict_photo(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One photo (H, W, 3) uint8 -> label ids (H, W) and, if asked, probabilities (K, H, W)."""
+    def predict_photo(self, rgb: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """One photo (H, W, 3) uint8 -> label ids (H, W) and, if asked, probabilities (K, H, W);
+        ``progress``: a bar of tile rows on a terminal."""
         tiles = PhotoTiles(np.asarray(rgb, np.uint8), self.recipe.mean, self.recipe.std)
-        prediction = self.predictor.predict(tiles, self.probabilities)
+        prediction = self.predictor.predict(tiles, self.probabilities, progress=progress)
         scores = prediction.scores[HEAD] if prediction.scores else None
         return self.ids[prediction.charts[HEAD]], scores
 
     def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> dict[str, np.ndarray]:
-        photos = np.asarray(model_input)
-        if photos.ndim != 4 or photos.shape[-1] != 3:
-            raise ValueError(f"expected uint8 RGB photos (N, H, W, 3), got an array of shape {photos.shape}")
-        results = [self.predict_photo(photo) for photo in photos]
+        results = [self.predict_photo(photo) for photo in photo_batch(model_input)]
         out = {HEAD: np.stack([ids for ids, _ in results])}
         if self.probabilities:
             out[f"{HEAD}_scores"] = np.stack([scores for _, scores in results])
         return out
+
+
+def photo_batch(model_input: object) -> np.ndarray:
+    """Photos as sent to a logged optical model -> uint8 RGB ``(N, H, W, 3)``, or an ``MlflowException`` of
+    invalid input, which the scoring server answers with HTTP 400 and its message (module docstring)."""
+    photos = np.asarray(model_input)
+    if photos.ndim != 4 or photos.shape[-1] != 3 or not photos.size:
+        raise _invalid(f"expected RGB photos (N, H, W, 3), got an array of shape {photos.shape}")
+    if photos.dtype == np.uint8:
+        return photos
+    if photos.dtype.kind in "iu":
+        low, high = int(photos.min()), int(photos.max())
+        if low < 0 or high > 255:
+            raise _invalid(f"the photos hold integers from {low} to {high}; send RGB values 0-255")
+        return photos.astype(np.uint8)
+    if photos.dtype.kind != "f":
+        raise _invalid(f"the photos hold {photos.dtype} values; send RGB values 0-255 (or floats in 0-1)")
+    if not np.isfinite(photos).all():
+        raise _invalid("the photos hold values that are not finite (NaN or inf); send RGB values 0-255")
+    low, high = float(photos.min()), float(photos.max())
+    if 0 <= low and high <= 1:  # scikit-image's and matplotlib's floats
+        return np.rint(photos * 255.0).astype(np.uint8)
+    if 0 <= low and high <= 255 and np.array_equal(photos, np.rint(photos)):  # 0-255 written as floats (12.0)
+        return photos.astype(np.uint8)
+    raise _invalid(f"the photos hold floats from {low:g} to {high:g}, neither 0-1 nor whole numbers 0-255 (they "
+                   "would be truncated); send uint8 RGB 0-255, or floats in 0-1")  # fmt: skip
+
+
+def _invalid(message: str) -> MlflowException:
+    return MlflowException.invalid_parameter_value(message)
 
 
 def log_photo_model(network: torch.nn.Module, recipe: PhotoRecipe, name: str = "model"):

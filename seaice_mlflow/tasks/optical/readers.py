@@ -16,19 +16,30 @@ or class colours (``colour``, snapped to the table within a tolerance): the firs
 folder decides, unless ``masks`` says. Ids that the table lacks make :func:`read_label` fail with the
 file and the ids (inspect lists them); their pixels are 255 in :func:`decode_label`. Images are read as
 stored (no EXIF rotation: labels are drawn on the stored pixels).
+
+Large photos: Pillow warns above 89 Mpixel and refuses above 179 Mpixel, its guard against decompression
+bombs in files from the web; a 10000 x 10000 drone photo printed that raw warning. The readers take the
+user's own photos and labels up to :data:`MAX_PHOTO_PIXELS` instead (Pillow's limit is lifted only while
+one of them is read) and refuse a larger one naming its size. Predicting a photo costs about 17 bytes a
+pixel besides the tiled network and its strip of tile rows (decoded RGB, ids, the two masks written;
+peak RSS of ``predict_photo`` + ``write_masks`` with a tiny U-Net on this 2-core VM: 0.60 GiB above the
+imports for a 2000 px square, 0.79 GiB for 4000 px), so about 17 GB at the limit.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from seaice_mlflow.core.errors import first_line
+from seaice_mlflow.core.errors import first_line, looked_at
+from seaice_mlflow.tasks.optical.config import MASK_KINDS, MaskKind
 from seaice_mlflow.tasks.optical.labels import (
     COLOUR_TOLERANCE,
     ClassTable,
@@ -39,14 +50,14 @@ from seaice_mlflow.tasks.optical.labels import (
 
 Layout = Literal["annotation-tool", "images-labels", "split-folders"]
 LabelKind = Literal["watershed", "mask", "ids", "colour"]
-MaskKind = Literal["auto", "ids", "colour"]  # how labels of the images-labels and split-folders layouts are read
 Split = Literal["train", "val"]
-MASK_KINDS: tuple[MaskKind, ...] = get_args(MaskKind)
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "jpe", "bmp", "tif", "tiff", "pgm", "ppm", "pbm", "jp2")
 MASK_MARK = "_mask.png"
 VALIDATION_LIST = "validation.txt"
 VAL_FRACTION = 0.2
+#: Largest photo or label read, in pixels (a 31 600 px square; module docstring).
+MAX_PHOTO_PIXELS = 1_000_000_000
 SPLIT_FOLDERS: dict[str, Split] = {"training": "train", "validation": "val"}
 _UNREADABLE = "the file is truncated or not an image; export it again"
 _MIXED = "give the folder's labels all as ids (R=G=B) or all as colours"
@@ -107,7 +118,7 @@ def detect_layout(folder: str | Path) -> Layout:
     """The layout of a photo folder, or an error naming the folder and the layouts it could be."""
     folder = Path(folder)
     if not folder.exists():
-        raise PhotoFileError(folder, "does not exist", "check the path")
+        raise PhotoFileError(looked_at(folder), "does not exist", "check the path")
     if not folder.is_dir():
         raise PhotoFileError(folder, "is a file, not a folder", "give the folder of photos")
     if any((folder / name / "images").is_dir() for name in SPLIT_FOLDERS):
@@ -174,11 +185,29 @@ def open_folder(
     return PhotoFolder(folder, layout, table, tuple(photos))
 
 
+@contextmanager
+def open_photo(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` with :data:`MAX_PHOTO_PIXELS` in place of Pillow's decompression-bomb limit, until
+    the image is closed; a larger image is a :class:`PhotoFileError` naming its size."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PHOTO_PIXELS:
+                size = f"{height}x{width} px ({width * height / 1e6:.5g} Mpixel)"
+                raise PhotoFileError(path, f"is {size}, more than the {MAX_PHOTO_PIXELS / 1e6:.5g} Mpixel this tool "
+                                     "reads", "cut it into smaller photos (e.g. gdal_translate -srcwin), and its "
+                                     "label alike")  # fmt: skip
+            yield image
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """A photo as uint8 (H, W, 3) RGB: grey, palette, RGBA and CMYK converted, 16-bit grey scaled to 8 bits."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_photo(path) as image:
             if image.mode in ("I", "I;16", "I;16B", "I;16L"):
                 grey = np.asarray(image, dtype=np.float64) / 257.0
                 return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
@@ -194,7 +223,7 @@ def read_mask(path: str | Path, colours: bool = False) -> np.ndarray:
     files, and for every file with ``colours`` (a palette file's colours)."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_photo(path) as image:
             if colours or image.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
                 return np.asarray(image.convert("RGB"), dtype=np.uint8)
             direct = image.mode in ("1", "P", "L", "I", "I;16", "I;16B", "I;16L")

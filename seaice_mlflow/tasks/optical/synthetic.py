@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from seaice_mlflow.core.errors import ParameterError, SeaIceError
 from seaice_mlflow.core.io import atomic_path
+from seaice_mlflow.tasks.optical.config import SYNTH_MIN_SIZE, SYNTH_SIZE
 from seaice_mlflow.tasks.optical.labels import CONFIG_NAME, IGNORE
 
 SKY, WATER, SHORE, LEVEL, FLOE, BRASH, PANCAKE, POND, RIDGE, BERG = range(1, 11)  # id 0: the watershed fill
@@ -43,8 +44,6 @@ CLASSES: tuple[tuple[int, str, str, tuple[int, int, int]], ...] = (
     (BERG, "iceberg", "ice", (230, 0, 120)),
 )
 CATEGORIES = ("scene", "water", "ice")
-DEFAULT_SIZE = (256, 384)
-MIN_SIZE = 32
 _LATTICE = 64  # period of the noise lattices and cell tables
 _FAR = 3000.0  # metres: ground beyond is drawn as at this distance
 
@@ -63,15 +62,13 @@ class Ground:
     height: float = 1.0  # metres above the surface
 
 
-def synthesize_photos(
-    out: str | Path, n_images: int, size: tuple[int, int] = DEFAULT_SIZE, seed: int = 0
-) -> list[Path]:
+def synthesize_photos(out: str | Path, n_images: int, size: tuple[int, int] = SYNTH_SIZE, seed: int = 0) -> list[Path]:
     """Write ``n_images`` photos and their labels to ``out`` with one ``config.json``; returns the photo files."""
     out = Path(out)
     if n_images < 1:
         raise ParameterError("images", f"must be at least 1, got {n_images}")
-    if len(size) != 2 or min(size) < MIN_SIZE:
-        raise ParameterError("size", f"{'x'.join(map(str, size))} is too small; photos need {MIN_SIZE} px a side")
+    if len(size) != 2 or min(size) < SYNTH_MIN_SIZE:
+        raise ParameterError("size", f"{'x'.join(map(str, size))} is too small; photos need {SYNTH_MIN_SIZE} px a side")
     if seed < 0:
         raise ParameterError("seed", f"must be 0 or more, got {seed}")
     if out.exists() and not out.is_dir():

@@ -1,4 +1,5 @@
-"""Checking scene files before a long job (``seaice inspect``): kind, shape, variables, coverage."""
+"""Checking scene files before a long job (``seaice inspect``): kind, shape, variables, coverage, and
+the input values that are not finite (NaN, inf) with what reading does with them (:mod:`.nonfinite`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from seaice_mlflow.core.errors import SeaIceError
 from seaice_mlflow.tasks.autoice.charts import CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.files.naming import REFERENCE, parse_scene_name
 from seaice_mlflow.tasks.autoice.files.netcdf import check_file, open_scene_file
+from seaice_mlflow.tasks.autoice.files.nonfinite import NonFinite
 from seaice_mlflow.tasks.autoice.files.prep import read_charts
 from seaice_mlflow.tasks.autoice.files.reader import read_scene
 
@@ -27,6 +29,7 @@ class FileReport:
     variables: list[str] = field(default_factory=list)
     valid_fraction: float | None = None  # SAR pixels with data (references: SIC not masked)
     histograms: dict[str, list[int]] = field(default_factory=dict)  # class counts, 255 last
+    non_finite: dict[str, object] = field(default_factory=dict)  # NonFinite.as_dict(): masked and filled
     problem: str | None = None
 
     def as_dict(self) -> dict:
@@ -37,9 +40,11 @@ class FileReport:
         if not self.ok:
             return f"BAD {self.path}: {self.problem}"
         charts = "charts" if self.histograms else "no charts"
+        repaired = NonFinite(**self.non_finite).note() if self.non_finite else ""
         return (
             f"OK  {self.path}: {self.kind}, {self.shape[0]}x{self.shape[1]} px, "
             f"{len(self.variables)} variables, {100 * self.valid_fraction:.1f}% valid, {charts}"
+            + (f"; {repaired}" if repaired else "")
         )
 
 
@@ -73,6 +78,7 @@ def inspect_file(path: str | Path) -> FileReport:
             report.kind = scene.kind
             report.shape = list(scene.shape)
             report.valid_fraction = float(np.mean(scene.sar_valid))
+            report.non_finite = scene.non_finite.as_dict()
         report.histograms = chart_histograms(charts)
         report.ok = True
     except SeaIceError as err:

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, get_args
 
-from seaice_mlflow.core.errors import SceneError
+from seaice_mlflow.core.errors import SceneError, looked_at
 
 PREP_PATTERN = re.compile(r"^(?P<key>(?P<time>\d{8}T\d{6})_(?P<provider>dmi|cis))_prep(?P<reference>_reference)?\.nc$")
 RAW_PATTERN = re.compile(
@@ -124,7 +124,9 @@ def find_scene_files(directory: str | Path) -> list[Path]:
     is listed, and :func:`parse_scene_name` reports it when it is read."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise SceneError(directory, "is not a folder", "give the folder that holds the .nc scene files")
+        raise SceneError(
+            directory, f"is not a folder: {looked_at(directory)}", "give the folder that holds the .nc scene files"
+        )
     files = []
     for path in sorted(directory.glob("*.nc")):
         if PREP_PATTERN.match(path.name) and not path.name.endswith("_prep_reference.nc"):

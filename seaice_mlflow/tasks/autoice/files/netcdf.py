@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from seaice_mlflow.core.errors import SceneError, first_line
+from seaice_mlflow.core.errors import SceneError, first_line, looked_at
 
 REDOWNLOAD = "the file is truncated or not netCDF; download it again"
 
@@ -18,7 +18,7 @@ REDOWNLOAD = "the file is truncated or not netCDF; download it again"
 def check_file(path: Path) -> None:
     """A :class:`SceneError` naming ``path`` when it does not exist or is a folder."""
     if not path.exists():
-        raise SceneError(path, f"does not exist ({path})", "check the path")
+        raise SceneError(path, f"does not exist: {looked_at(path)}", "check the path")
     if not path.is_file():
         raise SceneError(path, f"is a folder ({path}), not a scene file", "give the .nc files it holds")
 

@@ -19,6 +19,7 @@ from seaice_mlflow.core.errors import SceneError
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.files.naming import SceneName, reference_name
 from seaice_mlflow.tasks.autoice.files.netcdf import check_layout, load_variable, open_scene_file
+from seaice_mlflow.tasks.autoice.files.nonfinite import MaskedPixels, repair_inputs
 from seaice_mlflow.tasks.autoice.files.variables import (
     COARSE_DIMS,
     COARSE_FACTOR,
@@ -177,8 +178,13 @@ def build_scene(
     content: SceneContent,
     reference: str | Path | bool | None,
     min_size: tuple[int, int] | None,
+    masked: MaskedPixels | None = None,
 ) -> Scene:
-    """Check what a reader loaded, join the test reference when the file has no charts, make the Scene."""
+    """Check what a reader loaded, mask or fill its values that are not finite (:mod:`.nonfinite`;
+    ``masked``: the 80 m pixels to mask when ``content.sar`` holds only some variables), join the test
+    reference when the file has no charts, make the Scene."""
+    tie_points = {"latitude": content.latitude, "longitude": content.longitude}
+    non_finite, pixels = repair_inputs(path, content.sar, content.coarse, tie_points, masked)
     hh = content.sar["nersc_sar_primary"]
     check_scene(path, hh.shape, content.coarse["btemp_6_9h"].shape, hh, min_size)
     charts = content.charts
@@ -186,6 +192,8 @@ def build_scene(
         ref_path = resolve_reference(path, name.key, reference)
         if ref_path is not None:
             charts = read_charts(ref_path, hh.shape)
+    for values in charts.values() if pixels is not None else ():  # no SAR data: no chart (.nonfinite)
+        values[pixels] = IGNORE_INDEX
     return Scene(
         scene_id=name.key,
         provider=name.provider,
@@ -198,4 +206,5 @@ def build_scene(
         longitude=content.longitude,
         charts=charts,
         attrs=content.attrs,
+        non_finite=non_finite,
     )

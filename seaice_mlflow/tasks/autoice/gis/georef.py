@@ -21,6 +21,8 @@ Longitudes are taken as given: a scene across the antimeridian is not handled (A
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
@@ -56,6 +58,38 @@ def parse_crs(value: str) -> CRS | None:
     if not (crs.is_projected or crs.is_geographic):
         raise ParameterError("crs", f"{value!r} is neither a projected nor a geographic CRS; give e.g. EPSG:3413")
     return crs
+
+
+def crs_unit(crs: CRS) -> str:
+    """The unit of a CRS's coordinates (``metre``, ``degree``, ...)."""
+    return crs.units_factor[0]
+
+
+def read_tie_points(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Latitude and longitude tie points of a scene file (ready-to-train, test or raw), read alone; None for
+    a file that is not a scene or cannot be read (charting reports it)."""
+    from seaice_mlflow.core.errors import SeaIceError
+    from seaice_mlflow.tasks.autoice.files.naming import PREP, RAW, parse_scene_name
+    from seaice_mlflow.tasks.autoice.files.netcdf import load_variable, open_scene_file
+    from seaice_mlflow.tasks.autoice.files.raw import TIE_POINT_VARIABLES
+    from seaice_mlflow.tasks.autoice.files.variables import LATITUDE, LONGITUDE
+
+    try:
+        kind = parse_scene_name(path).file_kind
+        names = {PREP: (LATITUDE, LONGITUDE), RAW: TIE_POINT_VARIABLES[2:4]}.get(kind)
+        if names is None:
+            return None
+        with open_scene_file(path) as ds:
+            latitude, longitude = (load_variable(ds, name, path, np.float64) for name in names)
+    except (SeaIceError, KeyError):
+        return None
+    return latitude, longitude
+
+
+def tie_point_extent(latitude: np.ndarray, longitude: np.ndarray, crs: CRS) -> tuple[float, float]:
+    """Width and height (``crs`` units) of the north-up box around the tie points in ``crs``."""
+    xs, ys = transform_points(GEOGRAPHIC, crs, np.ravel(longitude).tolist(), np.ravel(latitude).tolist())
+    return float(np.ptp(xs)), float(np.ptp(ys))
 
 
 def tie_point_positions(shape: tuple[int, int], grid_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

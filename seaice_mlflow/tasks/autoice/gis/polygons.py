@@ -11,9 +11,12 @@ latitude, bilinear between the tie points (:mod:`.georef`), or on to ``--crs``.
 Attributes (:mod:`.sigrid`): the SIGRID-3 egg-code fields (``CT``, ``CA``, ``SA``, ``FA``, ...,
 ``POLY_TYPE``), each chart's class index and name, and ``PIXELS``, the region's 80 m pixels before
 simplification. With uncertainty layers, each layer's mean over the polygon's pixels, in percent
-(:data:`ATTRIBUTE_SUFFIXES`: ``SIC_conf``, ``SOD_conf``, ``FLOE_conf``, ``SOD_entropy``, ``SIC_spread``,
-...; NaN where none of its pixels has a value). The layer (``charts``) carries the product's provenance
-as GeoPackage metadata.
+(:data:`ATTRIBUTE_SUFFIXES`: ``SIC_conf``, ``SOD_conf``, ``FLOE_conf``, ``SOD_entr``, ``SIC_spread``,
+``FLOE_disag``, ``SOD_uconf``; NaN where none of its pixels has a value). Every attribute name has at
+most 10 characters, so an export to a Shapefile (``ogr2ogr -f "ESRI Shapefile"``; SIGRID-3 archives are
+Shapefiles) keeps them whole (``SOD_entropy`` was cut to ``SOD_entrop``). The layer (``charts``) carries
+the product's provenance, the SIGRID-3 codes written (``sigrid3_codes``, :func:`.sigrid.code_note`) and
+what each layer attribute is (``attributes``) as GeoPackage metadata.
 """
 
 from __future__ import annotations
@@ -32,14 +35,15 @@ from rasterio.crs import CRS
 from seaice_mlflow.core.io import atomic_path
 from seaice_mlflow.tasks.autoice.charts import CHART_NAMES, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.gis.georef import GEOGRAPHIC, pixel_to_crs
-from seaice_mlflow.tasks.autoice.gis.sigrid import sigrid_attributes
+from seaice_mlflow.tasks.autoice.gis.sigrid import code_note, sigrid_attributes
 from seaice_mlflow.tasks.autoice.uncertainty_layers import FILL, ProductLayer
 
 LAYER = "charts"
 CONNECTIVITY = 4
-#: The attribute of a layer's polygon means is ``<chart>_<suffix>``.
-ATTRIBUTE_SUFFIXES = {"confidence": "conf", "entropy": "entropy", "disagreement": "disagree", "spread": "spread",
-                      "confidence_uncalibrated": "conf_uncal"}  # fmt: skip
+#: The attribute of a layer's polygon means is ``<chart>_<suffix>``, at most 10 characters (Shapefile
+#: field names); a spread is only made for a chart predicted as a value (SIC).
+ATTRIBUTE_SUFFIXES = {"confidence": "conf", "entropy": "entr", "disagreement": "disag", "spread": "spread",
+                      "confidence_uncalibrated": "uconf"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,11 @@ def chart_regions(charts: Mapping[str, np.ndarray], min_pixels: int = 16) -> Reg
     return Regions(polygons, split_codes(values))
 
 
+def layer_attribute(layer: ProductLayer) -> str:
+    """The polygon attribute of a layer's means."""
+    return f"{layer.chart}_{ATTRIBUTE_SUFFIXES[layer.kind]}"
+
+
 def region_means(polygons: np.ndarray, shape: tuple[int, int], layers: Sequence[ProductLayer]) -> dict[str, np.ndarray]:
     """Per polygon (in pixel coordinates, not simplified), the mean of each layer over the pixels whose
     centre it holds and that have a value (float32 percent; NaN where none has), as polygon attributes."""
@@ -98,7 +107,7 @@ def region_means(polygons: np.ndarray, shape: tuple[int, int], layers: Sequence[
         counts = np.bincount(labels[known], minlength=len(polygons) + 1)
         sums = np.bincount(labels[known], weights=layer.values[known], minlength=len(polygons) + 1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means[f"{layer.chart}_{ATTRIBUTE_SUFFIXES[layer.kind]}"] = (sums / counts)[1:].astype(np.float32)
+            means[layer_attribute(layer)] = (sums / counts)[1:].astype(np.float32)
     return means
 
 
@@ -149,6 +158,8 @@ def write_chart_polygons(
         "PIXELS": regions.pixels,
         **region_means(regions.polygons, shape, layers),
     }
+    described = "; ".join(f"{layer_attribute(layer)}: mean {layer.name} over the polygon (%)" for layer in layers)
+    metadata = {**metadata, "sigrid3_codes": code_note(), **({"attributes": described} if layers else {})}
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # the temporary name does not end in .gpkg; the renamed file does
         warnings.filterwarnings("ignore", message=".*extension.*")

@@ -4,7 +4,7 @@ A warped GeoTIFF is drawn on its own grid (its extent in its CRS); one on the sc
 first warped to longitude/latitude as :mod:`.geotiff` warps. In a projected CRS (e.g. EPSG:3413) the
 meridians and parallels are drawn as a graticule and labelled where they leave the frame (bottom and
 left), so the axes read in degrees like a geographic map's. Built with matplotlib's object API and
-the colours of :func:`~seaice_mlflow.tasks.autoice.plots.chart_colormap`, as every figure of the project.
+the colours and legend of :mod:`~seaice_mlflow.tasks.autoice.plots`, as every chart figure of the project.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 import rasterio
 from affine import Affine
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from rasterio.crs import CRS
 from rasterio.warp import transform as transform_points
@@ -27,7 +26,7 @@ from rasterio.warp import transform_bounds
 from seaice_mlflow.tasks.autoice.charts import CHARTS, IGNORE_INDEX
 from seaice_mlflow.tasks.autoice.gis.georef import GEOGRAPHIC
 from seaice_mlflow.tasks.autoice.gis.geotiff import warp_charts
-from seaice_mlflow.tasks.autoice.plots import chart_colormap
+from seaice_mlflow.tasks.autoice.plots import chart_colormap, class_legend
 
 #: Behind the charts, where they have no data.
 NO_DATA_COLOUR = "0.9"
@@ -129,16 +128,7 @@ def draw_map_chart(ax, chart: MapChart, title: str = "") -> None:
         ax.set_xlabel(f"longitude (meridians on the {chart.crs.to_string()} grid)")
         ax.set_ylabel("latitude (parallels)")
     ax.tick_params(labelsize=7)
-    present = [int(k) for k in np.unique(chart.values) if k != IGNORE_INDEX and k < len(chart.class_names)]
-    handles = [Patch(facecolor=cmap(norm(k)), edgecolor="0.3", label=chart.class_names[k]) for k in present]
-    ax.legend(
-        handles=[*handles, Patch(facecolor=NO_DATA_COLOUR, edgecolor="0.3", label="no data (land, off swath)")],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.12),
-        ncols=2,
-        fontsize=7,
-        frameon=False,
-    )
+    class_legend(ax, chart.chart, [chart.values], NO_DATA_COLOUR, chart.class_names, bbox_to_anchor=(0.5, -0.12))
     ax.set_title(title or f"{chart.chart}: {CHARTS[chart.chart].long_name}", fontsize=9)
 
 

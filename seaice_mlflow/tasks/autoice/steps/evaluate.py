@@ -28,7 +28,7 @@ from pathlib import Path
 import mlflow
 
 from seaice_mlflow.core.engine import TileOptions, resolve_device
-from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.errors import ParameterError, looked_at
 from seaice_mlflow.core.io import atomic_path, check_writable
 from seaice_mlflow.core.lists import split_values
 from seaice_mlflow.tasks.autoice import plots
@@ -60,7 +60,7 @@ def scene_files(data_dir: str | Path) -> list[Path]:
     """The scene files of ``data_dir`` (a clear error when it is no folder or holds none)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise ParameterError("data_dir", f"{data_dir} is not a folder; give the folder with the test scenes")
+        raise ParameterError("data_dir", f"{looked_at(data_dir)} is not a folder; give the folder with the test scenes")
     files = find_scene_files(data_dir)
     if not files:
         raise ParameterError(
@@ -95,7 +95,7 @@ def evaluate(
     target = check_writable(upload_package, "upload_package", kind="file") if upload_package else None
     params = {"data_dir": str(Path(data_dir).resolve()), "upload_package": str(target or ""), "by": by,
               "season_table": str(season_table or "")}  # fmt: skip
-    with charting_run("evaluate", uris, device, options, params) as (run, charter, refs):
+    with charting_run("evaluate", uris, device, options, params, len(files)) as (run, charter, refs):
         mlflow.set_tags(
             {"seaice.data_dir": str(Path(data_dir).resolve()), "seaice.downsample": str(charter.recipe.downsample)}
         )

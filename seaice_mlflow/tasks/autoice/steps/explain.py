@@ -6,28 +6,32 @@ feature: the mean and spread of the L1-normalised share and of the raw value ove
 method; ``importance_variables.png`` the same per variable), ``patches.csv`` (where each sampled
 patch lies) and, with ``--gradcam``, each scene's Grad-CAM netCDF and PNGs under ``gradcam/``.
 The same files are written to ``--out``. Metrics: ``explain_patches`` and the seconds per patch
-of each method (``explain_seconds_per_patch_<method>``).
+of each method (``explain_seconds_per_patch_<method>``). Each long step says what it does in a line
+(``echo``, stderr at the command line) and, on a terminal, draws a bar (patches attributed, scenes
+of Grad-CAM).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
-import torch
+from tqdm import tqdm
 
 from seaice_mlflow.core.attribution import Importance, Patches, Settings, attribution_table
 from seaice_mlflow.core.engine import TileOptions, resolve_device
 from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.core.gradcam import cam_targets
 from seaice_mlflow.core.io import check_writable, write_csv
+from seaice_mlflow.core.progress import progress_bar
 from seaice_mlflow.models import get_architecture
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.config import ExplainDefaults
 from seaice_mlflow.tasks.autoice.explain import (
+    PatchBatches,
     PatchRecord,
     features_of,
     parse_charts,
@@ -40,7 +44,7 @@ from seaice_mlflow.tasks.autoice.files.windowed import open_scene
 from seaice_mlflow.tasks.autoice.logged_models import load_model
 from seaice_mlflow.tasks.autoice.steps.evaluate import scene_files
 from seaice_mlflow.tracking.model_refs import model_tags
-from seaice_mlflow.tracking.runs import step_run
+from seaice_mlflow.tracking.runs import model_label, plural, run_name, step_run
 
 
 @dataclass
@@ -84,17 +88,25 @@ def explain(
     features = features_of(options.groups, recipe.variables)
     check_for_patch_models(recipe, methods, options.gradcam)
     params = {"model_uri": model_uri, "data_dir": str(Path(data_dir).resolve()), **asdict(options), "out": str(out)}
-    with step_run("explain", params) as run:
+    name = run_name("explain", model_label([model_uri]), "on", plural(len(files), "scene"))
+    with step_run("explain", params, name=name) as run:
         mlflow.set_tags(model_tags([ref]))
-        patches, records = sample_patches(files, recipe, charts, options.patches, options.patch_size, options.seed)
-        patches = Patches(patches.inputs.to(device), {c: r.to(device) for c, r in patches.references.items()})
-        classes = chosen if chosen is not None else present_classes(patches.references, task.ignore_index)
+        echo(f"drawing {options.patches} patches of {options.patch_size} px from {len(files)} scene file(s)")
+        sample = sample_patches(files, recipe, charts, options.patches, options.patch_size, options.seed)
+        if sample.note:
+            echo(f"note: {sample.note}")
+        records = sample.records
+        batches = PatchBatches(sample, recipe, charts, device=device)
+        classes = chosen if chosen is not None else sample.classes
         settings = Settings(steps=options.steps, baseline=options.baseline, repeats=options.repeats,
                             seed=options.seed)  # fmt: skip
         rows, seconds = [], {}
         for method in methods:
+            echo(f"{method}: {len(records)} patches in {len(batches)} batch(es)")
             started = time.perf_counter()
-            rows += attribution_table(network, task, patches, charts, classes, features, [method], settings)
+            with progress_bar(total=len(records), desc=method, unit="patch", leave=False) as bar:
+                rows += attribution_table(network, task, counted(batches, bar), charts, classes, features, [method],
+                                          settings)  # fmt: skip
             seconds[method] = (time.perf_counter() - started) / len(records)
             echo(f"{method}: {seconds[method]:.3f} s per patch")
         out.mkdir(parents=True, exist_ok=True)
@@ -113,7 +125,8 @@ def explain(
         if options.gradcam:
             targets = [t for c in charts for t in cam_targets(task.head(c), (chosen or {}).get(c))]
             provenance = {"model_uri": model_uri, "mlflow_run_id": run.info.run_id}
-            for path in files:
+            echo(f"grad-cam: {len(files)} scene file(s), tiles of {options.tile} px")
+            for path in progress_bar(files, desc="grad-cam", unit="scene", leave=False):
                 with open_scene(path, reference=False) as scene:
                     cams = write_gradcam(scene, network, recipe, targets, out / "gradcam", options.tile, device,
                                          provenance)  # fmt: skip
@@ -124,6 +137,8 @@ def explain(
         return ExplainRun(run.info.run_id, rows, records, seconds, written)
 
 
-def present_classes(references: dict[str, torch.Tensor], ignore_index: int) -> dict[str, list[int]]:
-    """Each chart's classes that occur among the patches' reference pixels."""
-    return {c: [int(v) for v in torch.unique(r).tolist() if v != ignore_index] for c, r in references.items()}
+def counted(batches: Iterable[Patches], bar: tqdm) -> Iterator[Patches]:
+    """``batches``, advancing ``bar`` by each batch's patches once it has been attributed."""
+    for batch in batches:
+        yield batch
+        bar.update(len(batch.inputs))

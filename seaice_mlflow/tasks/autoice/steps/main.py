@@ -2,7 +2,10 @@
 
 Each step is an MLproject entry point nested under the pipeline's run
 (:class:`~seaice_mlflow.tracking.projects.Pipeline`); steps hand each other model URIs from their
-runs, never artifact paths. Without data folders, synthetic scenes are made on the fly.
+runs, never artifact paths. Without data folders, synthetic scenes are made on the fly. The champion
+that predicts is the model trained now only when it beat the older ones: the run's tags
+(``seaice.model_used.<step>``, ``seaice.trained_is_champion``) and the command's output say which
+model each step used.
 :func:`main` is the step of the ``main`` entry point: it opens the pipeline's run and runs the
 chain under it.
 """
@@ -18,10 +21,10 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.tasks.autoice.baseline import per_pixel_baseline
 from seaice_mlflow.tasks.autoice.config import PipelineDefaults
 from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
-from seaice_mlflow.tasks.autoice.synthetic.generate import SYNTH_WORKERS, synthesize
+from seaice_mlflow.tasks.autoice.synthetic import SYNTH_WORKERS, synthesize
 from seaice_mlflow.tasks.autoice.upload import UPLOAD_PACKAGE
-from seaice_mlflow.tracking.projects import Pipeline
-from seaice_mlflow.tracking.runs import MODEL_URI_TAG, step_run
+from seaice_mlflow.tracking.projects import ModelsUsed, Pipeline
+from seaice_mlflow.tracking.runs import MODEL_URI_TAG, run_name, step_run
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class PipelineResult:
     scores: dict[str, float]  # test scores of the evaluation
     baseline: dict[str, float]  # per-pixel baseline on the same test scenes
     charts: Path  # predicted chart files
+    models: ModelsUsed  # the model each step used
 
 
 @dataclass
@@ -174,15 +178,16 @@ def run_pipeline(
     baseline = per_pixel_baseline(
         find_scene_files(train_dir), find_scene_files(test_folder), n_pixels=profile.baseline_pixels, seed=seed
     )
+    models = pipeline.models_used("train", "register", "predict")
     return PipelineResult(
-        pipeline.runs, model_uri, champion_uri, scores, baseline.metrics("baseline_test"), work / "charts"
+        pipeline.runs, model_uri, champion_uri, scores, baseline.metrics("baseline_test"), work / "charts", models
     )
 
 
 def main(options: PipelineDefaults = PipelineDefaults()) -> MainRun:
     """The whole chain in the active (or a new) run ("main"), the steps as its child runs; logs the
     test scores, the per-pixel baseline and each step's run."""
-    with step_run("main", asdict(options)) as run:
+    with step_run("main", asdict(options), name=run_name("main", options.profile)) as run:
         result = run_pipeline(
             options.profile,
             options.data_dir,
@@ -198,6 +203,7 @@ def main(options: PipelineDefaults = PipelineDefaults()) -> MainRun:
             {
                 MODEL_URI_TAG: result.model_uri,
                 "seaice.champion_uri": result.champion_uri,
+                **result.models.tags(),
                 **{f"seaice.run.{step}": run_id for step, run_id in result.runs.items()},
             }
         )

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import mlflow
 
 from seaice_mlflow.core.engine import TileOptions, resolve_device
-from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.errors import Interrupted, ParameterError
 from seaice_mlflow.core.io import check_writable
 from seaice_mlflow.core.lists import split_paths, split_values
 from seaice_mlflow.tasks.autoice.charting import SceneOutcome
-from seaice_mlflow.tasks.autoice.gis import GisOptions, check_options, parse_formats
+from seaice_mlflow.tasks.autoice.gis import GisOptions, check_options, check_pixel_size, parse_formats
 from seaice_mlflow.tasks.autoice.logged_models import charting_run
 from seaice_mlflow.tasks.autoice.prediction import ChartJob, PredictionResult, expand_scene_paths, predict_files
 from seaice_mlflow.tasks.autoice.products import quicklook_name
@@ -151,6 +151,8 @@ def predict(
             f"no scene files in {', '.join(paths) or 'nothing'}; give *_prep.nc or raw "
             "S1*_icechart_*.nc files, or folders of them",
         )
+    if "geotiff" in formats:
+        check_pixel_size(gis, files, uncertainty)  # reads the scenes' tie points, before the model is loaded
     out = check_writable(Path(out).resolve(), "out")  # before the model is loaded
     params = {
         "scenes": " ".join(paths),
@@ -164,17 +166,21 @@ def predict(
         "dask": dask,
         "overwrite": overwrite,
     }
-    with charting_run("predict", uris, device, options, params) as (run, charter, refs):
+    with charting_run("predict", uris, device, options, params, len(files)) as (run, charter, refs):
         mlflow.set_tag("seaice.charts_dir", str(out))
         signature = chart_signature(refs, probabilities, uncertainty, formats, gis)
         attrs = {**provenance(refs, run.info.run_id, options, charter.predictor.device.type), SIGNATURE: signature}
         skip = None if overwrite or upload_package else ExistingProducts(out, formats, signature)
         job = ChartJob(out, attrs, probabilities, uncertainty, formats, gis)
-        if cluster is None:
-            result = predict_files(charter, files, job, upload_package, on_scene, skip)
-        else:  # the workers load the model(s) themselves, by the URIs pinned here
-            result = on_dask(cluster, files, job, [r.loaded_uri for r in refs], device, options, skip, on_scene,
-                             on_cluster)  # fmt: skip
+        try:
+            if cluster is None:
+                result = predict_files(charter, files, job, upload_package, on_scene, skip)
+            else:  # the workers load the model(s) themselves, by the URIs pinned here
+                result = on_dask(cluster, files, job, [r.loaded_uri for r in refs], device, options, skip, on_scene,
+                                 on_cluster)  # fmt: skip
+        except Interrupted as err:  # every product is written atomically: those done are whole
+            kept = "the products written so far are kept" + ("" if skip is None else "; the same command skips them")
+            raise err.ended("predict", run.info.run_id, f"{kept} in {out}") from None
         log_outcomes(result)
         written = result.having("written")
         mlflow.log_text(

@@ -17,12 +17,13 @@ import mlflow
 from tqdm import tqdm
 
 from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.progress import progress_bar
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.config import PREPROCESS, PreprocessDefaults
 from seaice_mlflow.tasks.autoice.conversion import PreprocessResult, convert_scenes, plan_preprocess
 from seaice_mlflow.tasks.autoice.files.variables import parse_variables
 from seaice_mlflow.tasks.autoice.store import MANIFEST, NORMALISATION, Store
-from seaice_mlflow.tracking.runs import log_scene_dataset, step_run
+from seaice_mlflow.tracking.runs import log_scene_dataset, run_name, step_run
 
 
 @dataclass
@@ -62,9 +63,9 @@ def preprocess(
     )
     store = Path(options.out).resolve()
     params = {"data_dir": str(data_dir.resolve()), **asdict(options), "out": str(store)}
-    with step_run("preprocess", params) as run:
+    with step_run("preprocess", params, name=run_name("preprocess", data_dir.name, "into", store.name)) as run:
         started = time.perf_counter()
-        with tqdm(total=len(plan.files), desc="preprocess", unit="scene", disable=None) as bar:
+        with progress_bar(total=len(plan.files), desc="preprocess", unit="scene") as bar:
 
             def progress(status: str, info: dict) -> None:
                 bar.update()

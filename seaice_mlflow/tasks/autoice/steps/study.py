@@ -5,7 +5,12 @@ preprocess step only where the study has not yet brought that store up to date: 
 leave the store as it is share it). The child logs the evaluate run's test metrics and is tagged
 with a key of everything its result depends on (``seaice.study.child``); a later study whose
 child has the key of a FINISHED run reuses that run instead of training again, so a re-run,
-or a study killed half-way and started again, runs only the missing children. The parent logs
+or a study killed half-way and started again, runs only the missing children. The key holds the
+data by content, as the store digest does, not by folder: the sha256 of every training scene
+file, of every test scene and reference file and of the season table (the source checksums the
+store digest is made of, known before the store is brought up to date). Scenes swapped in
+``--data-dir`` or ``--test-dir`` train and score again; the same files in another folder do not.
+Reading the files once per study costs what preprocess's own checksums cost. The parent logs
 ``study.csv`` (mean and spread over seeds of every test metric), ``study.md`` and ``study.png``
 (the headline scores against the setting), ``best_test_combined`` and the best setting's tag.
 
@@ -33,11 +38,12 @@ from seaice_mlflow.core.trainer import EpochReport
 from seaice_mlflow.tasks.autoice import plots
 from seaice_mlflow.tasks.autoice.config import PREPROCESS, TRAIN, PreprocessDefaults, StudyDefaults, StudyKind
 from seaice_mlflow.tasks.autoice.files.metadata import read_metadata_files, read_season_table
-from seaice_mlflow.tasks.autoice.files.naming import find_scene_files
+from seaice_mlflow.tasks.autoice.files.naming import find_scene_files, parsed_names, reference_name
 from seaice_mlflow.tasks.autoice.steps.evaluate import evaluate
 from seaice_mlflow.tasks.autoice.steps.main import PROFILES, Profile, scene_folders
 from seaice_mlflow.tasks.autoice.steps.preprocess import preprocess
 from seaice_mlflow.tasks.autoice.steps.train import stderr_line, train
+from seaice_mlflow.tasks.autoice.store import file_sha256
 from seaice_mlflow.tasks.autoice.strata import select_scenes
 from seaice_mlflow.tasks.autoice.study import (
     Setting,
@@ -52,7 +58,7 @@ from seaice_mlflow.tasks.autoice.study import (
 )
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.tuning import parse_fixed
-from seaice_mlflow.tracking.runs import start_run, step_run
+from seaice_mlflow.tracking.runs import run_name, start_run, step_run, take_over
 
 CHILD_TAG, KIND_TAG, SETTING_TAG, SEED_TAG = (
     "seaice.study.child",
@@ -175,8 +181,19 @@ def digest(values: object, length: int = 16) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
+def scene_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of each scene file of ``folder`` and of its test reference (if any), by file name."""
+    files = find_scene_files(folder)
+    references = [path.with_name(reference_name(name.key)) for path, name in parsed_names(files)]
+    return {path.name: file_sha256(path) for path in [*files, *references] if path.is_file()}
+
+
 def plan_children(plan: StudyPlan, train_dir: Path, test_dir: Path, work: Path) -> list[Child]:
-    """Every setting x seed, settings first; a store per downsampling factor of the data."""
+    """Every setting x seed, settings first; a store per downsampling factor of the data. Each
+    child's key holds the data by content (module docstring)."""
+    table = plan.options.season_table
+    data = {"train": scene_checksums(train_dir), "test": scene_checksums(test_dir),
+            "season_table": file_sha256(Path(table)) if table else ""}  # fmt: skip
     children = []
     for setting in plan.settings:
         downsample = setting.downsample or plan.profile.downsample
@@ -185,10 +202,10 @@ def plan_children(plan: StudyPlan, train_dir: Path, test_dir: Path, work: Path) 
         store = work / "stores" / f"x{downsample}-{digest([str(train_dir), store_options], 8)}"
         for seed in plan.seeds:
             config = plan.child_config(setting, seed, str(store), "")
-            learnt = {k: v for k, v in config.as_params().items() if k not in NOT_IN_KEY}
-            key = digest({"kind": plan.kind, "setting": setting.label, "seed": seed, "data": str(train_dir),
-                          "test": str(test_dir), "store": store_options, "train": learnt,
-                          "by": setting.by})  # fmt: skip
+            # the season table's content is in ``data``, its path is left out
+            learnt = {k: v for k, v in config.as_params().items() if k not in (*NOT_IN_KEY, "season_table")}
+            key = digest({"kind": plan.kind, "setting": setting.label, "seed": seed, "data": data,
+                          "store": store_options, "train": learnt, "by": setting.by})  # fmt: skip
             folder = work / "children" / f"{UNSAFE.sub('_', plan.kind + '-' + setting.label)}-s{seed}-{key[:6]}"
             children.append(Child(plan.kind, setting, seed, replace(PREPROCESS, out=str(store), **store_options),
                                   replace(config, out=str(folder)), key))  # fmt: skip
@@ -286,7 +303,8 @@ def study(
     children = plan_children(plan, train_dir, test_dir, work)
     params = {**asdict(options), "kind": kind, "values": ";".join(s.label for s in plan.settings),
               "data_dir": str(train_dir), "test_dir": str(test_dir), "out": str(work)}  # fmt: skip
-    with step_run("study", params) as run:
+    with step_run("study", params, name=run_name("study", kind, params["values"])) as run:
+        take_over("study", {"kind": kind, "out": str(work)}, echo)  # a killed study's run, its children, their steps
         mlflow.set_tags({KIND_TAG: kind, "seaice.data_dir": str(train_dir), "seaice.test_dir": str(test_dir)})
         runner = ChildRunner(train_dir, test_dir, echo)
         run_ids: dict[str, str] = {}

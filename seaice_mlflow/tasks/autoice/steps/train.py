@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from mlflow.exceptions import MlflowException
 import seaice_mlflow
 from seaice_mlflow.core.calibration import HeadCalibration
 from seaice_mlflow.core.checkpoint import BEST, LAST, RUN_ID, load_checkpoint, resolve_resume
+from seaice_mlflow.core.defaults import applicable
 from seaice_mlflow.core.distributed import setup, teardown
 from seaice_mlflow.core.errors import Interrupted
 from seaice_mlflow.core.io import check_writable
@@ -47,9 +47,13 @@ from seaice_mlflow.tracking.runs import (
     MODEL_URI_TAG,
     TrackingUnavailable,
     connection_problem,
+    end_abandoned,
     log_scene_dataset,
     resolve_tracking_uri,
+    run_name,
+    stderr_line,
     step_run,
+    take_over,
 )
 
 
@@ -69,10 +73,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
-
-
-def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def train(
@@ -101,12 +101,17 @@ def train(
             trainer.fit()
             return TrainResult(None, None, None, trainer.state.epoch)
         params = {
-            **config.as_params(),
+            **applicable(config),  # the rest, e.g. other architectures' options, only in config.json
             "world_size": dist.world,
             "downsample": training.store.downsample,
             "in_channels": len(training.recipe.variables),
         }
-        with training_patience(), step_run("train", params, system_metrics=True) as run:
+        with (
+            training_patience(),
+            step_run(
+                "train", params, system_metrics=True, name=run_name("train", config.model, training.store.root.name)
+            ) as run,
+        ):
             trainer.run_id = run.info.run_id
             mlflow.set_tags(
                 {
@@ -118,6 +123,7 @@ def train(
             )
             if checkpoint is not None:
                 mark_resumed(run.info.run_id, resumed_from, checkpoint)
+            take_over("train", {"out": params["out"]}, echo)  # a killed training into the same folder
             scenes = [s.record | {"split": s.split} for s in training.store.scenes() if s.split in ("train", "val")]
             log_scene_dataset(
                 scenes, source=str(training.store.root), name=training.store.root.name, context="training"
@@ -169,14 +175,13 @@ def resume_hint(out: Path, run_id: str) -> str:
 
 
 def mark_resumed(run_id: str, previous: str | None, checkpoint: Path) -> None:
-    """Tag the resumed run with the run it continues; a previous run left RUNNING (killed) becomes KILLED."""
+    """Tag the resumed run with the run it continues; a previous run left RUNNING by a process that ended
+    (a SIGKILL) becomes KILLED, with the runs under it (:func:`~seaice_mlflow.tracking.runs.end_abandoned`)."""
     mlflow.set_tags({"seaice.resumed_from": previous or "unknown", "seaice.resumed_from_checkpoint": str(checkpoint)})
     if previous is None or previous == run_id:
         return
-    client = mlflow.MlflowClient()
     try:
-        if client.get_run(previous).info.status == "RUNNING":
-            client.set_terminated(previous, "KILLED")
+        end_abandoned([mlflow.MlflowClient().get_run(previous)], run_id)
     except MlflowException:  # a run of another tracking store
         pass
 

@@ -5,8 +5,8 @@ invocations), ``best_val_combined``, the best parameters as ``best_<option>`` pa
 table (``trials.csv``) and the parameter-importance plot. Each trial is a ``train`` step started
 inside the parent's run, so it is its child, with the trial's options as params; the median pruner
 reads its per-epoch validation score, and a pruned trial's run ends KILLED, tagged
-``seaice.tune.pruned``. See :mod:`seaice_mlflow.tasks.autoice.tuning` for the space syntax and
-how a killed tune resumes.
+``seaice.tune.pruned``. See :mod:`seaice_mlflow.tasks.autoice.tuning` for the space syntax, the
+study's key, how a killed tune resumes and how several tunes share a study.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import mlflow
 import optuna
 from matplotlib import pyplot
 
-from seaice_mlflow.core.errors import ParameterError
+from seaice_mlflow.core.errors import ParameterError, SeaIceError
 from seaice_mlflow.core.io import check_writable
 from seaice_mlflow.core.trainer import EpochReport
 from seaice_mlflow.tasks.autoice.config import TuneDefaults
@@ -31,16 +31,22 @@ from seaice_mlflow.tasks.autoice.steps.train import stderr_line, train
 from seaice_mlflow.tasks.autoice.store import Store
 from seaice_mlflow.tasks.autoice.train_config import TrainConfig
 from seaice_mlflow.tasks.autoice.tuning import (
+    FINISHED,
+    GRACE_S,
     Dimension,
+    StudyKey,
+    check_space,
     finished_trials,
+    open_storage,
     open_study,
     parse_fixed,
     parse_space,
+    shown_url,
     storage_url,
     train_options,
     trial_table,
 )
-from seaice_mlflow.tracking.runs import resolve_tracking_uri, step_run
+from seaice_mlflow.tracking.runs import resolve_tracking_uri, run_name, step_run, take_over
 
 PRUNED_TAG, TRIAL_TAG = "seaice.tune.pruned", "seaice.tune.trial"
 
@@ -102,11 +108,13 @@ class Objective:
         return float(result.best_val_combined)
 
 
-def check_store(store: str) -> None:
+def check_store(store: str) -> Store:
     """The objective and the pruner need validation scenes."""
-    if not Store(store).scenes("val"):
+    opened = Store(store)
+    if not opened.scenes("val"):
         raise ParameterError("store", f"{store} has no validation scenes; make it with `seaice preprocess "
                              "--val-scenes 1` or more, the trials are compared on them")  # fmt: skip
+    return opened
 
 
 def tune(store: str, options: TuneDefaults, echo: Callable[[str], None] = stderr_line) -> TuneRun:
@@ -115,18 +123,30 @@ def tune(store: str, options: TuneDefaults, echo: Callable[[str], None] = stderr
     space, fixed = parse_space(options.space), parse_fixed(options.fixed)
     train_options(fixed, {d.name: None for d in space})
     out = check_writable(options.out, "out")
-    check_store(store)
+    digest = check_store(store).digest
     TrainConfig(**fixed, store=store, out=str(out), device=options.device)  # a bad fixed value fails now
+    check_space(space, fixed, store=store, out=str(out), device=options.device)
+    if not options.storage:
+        out.mkdir(parents=True, exist_ok=True)  # the default database may be there
     storage = options.storage or storage_url(resolve_tracking_uri(), out)
-    name = options.study_name or f"tune-{Path(store).resolve().name}"
+    key = StudyKey(digest, fixed, space)
+    name = options.study_name or key.default_name(store)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(name, storage, options.seed, options.prune_after)
-    params = {**asdict(options), "store": store, "study_name": name, "storage": storage}
-    with step_run("tune", params) as run:
+    study = open_study(name, open_storage(storage), key, options.seed, options.prune_after)
+    params = {**asdict(options), "store": store, "study_name": name, "storage": shown_url(storage)}
+    with step_run("tune", params, name=run_name("tune", name, "on", Path(store).name)) as run:
+        # a killed tune's run and its trial's train run; those of tunes still running go on
+        take_over("tune", {k: params[k] for k in ("study_name", "storage")}, echo, exclusive=False)
         left = options.trials - finished_trials(study)
         if left > 0:
             objective = Objective(store, out, space, fixed, options.device, echo)
-            study.optimize(objective, n_trials=left, timeout=options.timeout or None)
+            enough = optuna.study.MaxTrialsCallback(options.trials, states=FINISHED)  # over every tune of the study
+            try:
+                study.optimize(objective, n_trials=left, timeout=options.timeout or None, callbacks=[enough])
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise SeaIceError(f"another `seaice tune` of study {name} marked this process's trial failed: its "
+                                  f"heartbeat stopped for more than {GRACE_S} s (was the process suspended?); run "
+                                  "the command again to go on") from None  # fmt: skip
         best_value, best_params = log_study(study)
         return TuneRun(run.info.run_id, name, storage, finished_trials(study), best_value, best_params)
 

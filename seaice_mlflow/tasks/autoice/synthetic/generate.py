@@ -20,6 +20,7 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.tasks.autoice.files.metadata import approximate_season
 from seaice_mlflow.tasks.autoice.files.raw import reduce_strip
 from seaice_mlflow.tasks.autoice.files.variables import COARSE_FACTOR
+from seaice_mlflow.tasks.autoice.synthetic import DEFAULT_SIZE, FORMATS, MIN_SIZE, SPLITS
 from seaice_mlflow.tasks.autoice.synthetic.fields import SmoothField
 from seaice_mlflow.tasks.autoice.synthetic.layout import (
     STRIP_ROWS,
@@ -33,12 +34,6 @@ from seaice_mlflow.tasks.autoice.synthetic.radar import RadarModel, upsample2
 from seaice_mlflow.tasks.autoice.synthetic.radiometer import brightness_temperatures, era5_fields
 from seaice_mlflow.tasks.autoice.synthetic.writer import RawFile, ReadyFile, ReferenceFile, polygon_code_rows
 from seaice_mlflow.tasks.autoice.workers import process_pool
-
-FORMATS = ("ready", "raw")
-SPLITS = ("train", "test")
-MIN_SIZE = 50  # two 2 km cells
-DEFAULT_SIZE = (256, 256)
-SYNTH_WORKERS = 2  # the scenes of a folder are made in this many processes (CLI and pipeline)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The logged floe model: a custom MLflow pyfunc turning RGB photos of any size into floe instance maps.
 
-Input: uint8 RGB ``(N, H, W, 3)`` (photos of one size per call; call it per photo for mixed sizes).
+Input: RGB ``(N, H, W, 3)`` as the mask model takes it (:func:`~seaice_mlflow.tasks.optical.pyfunc.photo_batch`:
+uint8, integers 0-255, floats in 0-1 or whole-number floats 0-255; photos of one size per call).
 Output: ``floes``, int32 ``(N, H, W)``: 0 where there is no floe, the floes of each photo numbered
 1..n best detection first. A photo is seen whole (no tiles): the detector resizes it to its
 ``min_size`` and pastes each floe's mask back at the photo's pixels; detections scoring at least
@@ -23,6 +24,7 @@ from seaice_mlflow.models import load_trained
 from seaice_mlflow.models.detection import FLOES, FloeNet, paste_masks
 from seaice_mlflow.tasks.optical.crops import normalise
 from seaice_mlflow.tasks.optical.floes.instances import MASK_THRESHOLD, SCORE_THRESHOLD, detected_instances
+from seaice_mlflow.tasks.optical.pyfunc import photo_batch
 from seaice_mlflow.tasks.optical.recipe import PhotoRecipe
 from seaice_mlflow.tracking.network_models import RECIPE_ARTIFACT, log_network
 from seaice_mlflow.tracking.runs import WEIGHTS_ARTIFACT
@@ -31,10 +33,7 @@ ENTRY = Path(__file__).resolve().parent / "pyfunc_entry.py"
 #: The task family of floe models (their ``seaice.task`` tag, ``core.defaults.TASK_FAMILIES``).
 TASK = "optical_floes"
 MODEL_CONFIG = {"device": "auto", "score": SCORE_THRESHOLD}
-SIGNATURE = ModelSignature(
-    inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
-    outputs=Schema([TensorSpec(np.dtype(np.int32), (-1, -1, -1), FLOES)]),
-)
+SIGNATURE = ModelSignature(inputs=None, outputs=Schema([TensorSpec(np.dtype(np.int32), (-1, -1, -1), FLOES)]))
 
 
 def floe_network(recipe: PhotoRecipe, weights: str | Path) -> FloeNet:
@@ -65,7 +64,7 @@ def detect_floes(
 
 
 class FloeModel(PythonModel):
-    """predict(uint8 (N, H, W, 3)) -> {"floes": int32 instance ids (N, H, W)} (module docstring)."""
+    """predict(RGB (N, H, W, 3)) -> {"floes": int32 instance ids (N, H, W)} (module docstring)."""
 
     def load_context(self, context) -> None:
         config = {**MODEL_CONFIG, **(context.model_config or {})}
@@ -81,16 +80,13 @@ class FloeModel(PythonModel):
         self.network = network.to(self.device).eval()
         return self
 
-    def predict_photo(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_photo(self, rgb: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """One photo (H, W, 3) uint8 -> its instance map (H, W) int32 (0: no floe) and the floes'
-        scores (float32, floe ``k`` at ``k - 1``)."""
+        scores (float32, floe ``k`` at ``k - 1``); one pass of the whole photo, so ``progress`` shows nothing."""
         return detect_floes(self.network, rgb, self.recipe, self.device, self.score)
 
     def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> dict[str, np.ndarray]:
-        photos = np.asarray(model_input)
-        if photos.ndim != 4 or photos.shape[-1] != 3:
-            raise ValueError(f"expected uint8 RGB photos (N, H, W, 3), got an array of shape {photos.shape}")
-        return {FLOES: np.stack([self.predict_photo(photo)[0] for photo in photos])}
+        return {FLOES: np.stack([self.predict_photo(photo)[0] for photo in photo_batch(model_input)])}
 
 
 def log_floe_model(network: torch.nn.Module, recipe: PhotoRecipe, name: str = "model"):

@@ -34,7 +34,7 @@ from seaice_mlflow.tasks.optical.logged_models import load_optical_models
 from seaice_mlflow.tasks.optical.masks import PhotoScores, score_photos
 from seaice_mlflow.tasks.optical.readers import MaskKind, open_folder, read_pair
 from seaice_mlflow.tracking.model_refs import ModelRef, log_test_metrics, model_tags, seen_among, tag_seen
-from seaice_mlflow.tracking.runs import step_run
+from seaice_mlflow.tracking.runs import model_label, plural, run_name, step_run
 
 
 @dataclass
@@ -63,7 +63,8 @@ def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, classes: str
     params = {"model_uri": " ".join(uris), "data_dir": str(Path(data_dir).resolve()), "classes": classes,
               "masks": masks, "device": device, "tile": tile, "overlap": overlap}  # fmt: skip
     lookup = folder.table.index_lookup()
-    with step_run("optical_evaluate", params) as run, tempfile.TemporaryDirectory() as tmp:
+    name = run_name("optical_evaluate", model_label(uris), "on", plural(len(photos), "photo"))
+    with step_run("optical_evaluate", params, name=name, family="optical") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(model_tags(refs))
         names = {p.digest(): p.image.name for p in photos}
         seen = [names[digest] for digest in seen_among(refs, names)]
@@ -80,7 +81,7 @@ def evaluate(model_uris: str | Sequence[str], data_dir: str | Path, classes: str
             pairs = []
             for photo in photos:
                 rgb, reference = read_pair(photo, folder.table)
-                ids, _ = model.predict_photo(rgb)
+                ids, _ = model.predict_photo(rgb, progress=True)  # a bar of tile rows on a terminal
                 pairs.append((reference, lookup[ids]))
                 plots.save(plots.overlay(rgb, ids, reference, folder.table, photo.stem),
                            Path(tmp) / f"{photo.stem}.png")  # fmt: skip

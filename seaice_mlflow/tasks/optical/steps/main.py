@@ -6,7 +6,9 @@ test photos of other seeds); the model is trained, scored on the test photos, re
 its own name with the SAR charts' champion rule (``register --task optical``), and the champion
 predicts masks of the test photos that an annotator can open in PixelAnnotationTool. Each step is
 an MLproject entry point nested under the pipeline's run
-(:class:`~seaice_mlflow.tracking.projects.Pipeline`); steps hand each other model URIs.
+(:class:`~seaice_mlflow.tracking.projects.Pipeline`); steps hand each other model URIs. The champion
+is the model trained now only when it beat the older ones: the run's tags (``seaice.model_used.<step>``,
+``seaice.trained_is_champion``) and the command's output say which model each step used.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from seaice_mlflow.core.errors import ParameterError
 from seaice_mlflow.tasks.optical.config import OpticalPipelineDefaults
 from seaice_mlflow.tasks.optical.readers import open_folder
 from seaice_mlflow.tasks.optical.synthetic import synthesize_photos
-from seaice_mlflow.tracking.projects import Pipeline
-from seaice_mlflow.tracking.runs import MODEL_URI_TAG, step_run
+from seaice_mlflow.tracking.projects import ModelsUsed, Pipeline
+from seaice_mlflow.tracking.runs import MODEL_URI_TAG, run_name, step_run
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class OpticalPipelineResult:
     champion_uri: str  # models:/NAME@champion
     scores: dict[str, float]  # test scores of the evaluation
     masks: Path  # predicted mask files
+    models: ModelsUsed  # the model each step used
 
 
 @dataclass
@@ -106,16 +109,19 @@ def run_pipeline(options: OpticalPipelineDefaults, experiment_id: str, parent_ru
     champion_uri = registered.data.tags["seaice.champion_uri"]
     pipeline.step("optical_predict", {"model_uri": champion_uri, "images": test_dir, "out": work / "masks"})
     scores = {k: v for k, v in evaluated.data.metrics.items() if k.startswith("test_")}
-    return OpticalPipelineResult(pipeline.runs, model_uri, champion_uri, scores, work / "masks")
+    models = pipeline.models_used("optical_train", "register", "optical_predict")
+    return OpticalPipelineResult(pipeline.runs, model_uri, champion_uri, scores, work / "masks", models)
 
 
 def main(options: OpticalPipelineDefaults = OpticalPipelineDefaults()) -> OpticalMainRun:
     """The whole chain in the active (or a new) run ("optical_main"), the steps as its child runs;
     logs the test scores and each step's run."""
-    with step_run("optical_main", asdict(options)) as run:
+    with step_run(
+        "optical_main", asdict(options), name=run_name("optical_main", options.profile), family="optical"
+    ) as run:
         result = run_pipeline(options, run.info.experiment_id, run.info.run_id)
         mlflow.log_metrics(result.scores)
         mlflow.set_tags({MODEL_URI_TAG: result.model_uri, "seaice.champion_uri": result.champion_uri,
-                         "seaice.task": "optical",
+                         "seaice.task": "optical", **result.models.tags(),
                          **{f"seaice.run.{step}": run_id for step, run_id in result.runs.items()}})  # fmt: skip
         return OpticalMainRun(run.info.run_id, result, mlflow.get_tracking_uri())

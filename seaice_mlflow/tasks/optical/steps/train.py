@@ -10,18 +10,21 @@ model (:mod:`~seaice_mlflow.tasks.optical.pyfunc`), its ``models:/m-...`` URI in
 per Mask R-CNN loss, ``val_floe_f1`` (the score), ``val_floe_precision``, ``val_floe_recall``,
 ``val_floe_matched_iou``, and a floe pyfunc model (:mod:`~seaice_mlflow.tasks.optical.floes.pyfunc`),
 tagged ``seaice.product`` ``floes``. A run that is interrupted ends
-KILLED (:func:`~seaice_mlflow.tracking.runs.step_run`); ``--out`` keeps ``last.pt`` and ``best.pt``.
+KILLED (:func:`~seaice_mlflow.tracking.runs.step_run`); ``--out`` keeps ``last.pt`` and ``best.pt``. A
+run a SIGKILL left RUNNING is marked KILLED by the next training into the same ``--out``
+(:func:`~seaice_mlflow.tracking.runs.take_over`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 
 from seaice_mlflow.core.checkpoint import BEST, load_checkpoint
+from seaice_mlflow.core.defaults import applicable
 from seaice_mlflow.core.io import check_writable
 from seaice_mlflow.core.trainer import EpochReport
 from seaice_mlflow.models import get_architecture
@@ -30,7 +33,7 @@ from seaice_mlflow.tasks.optical.floes.pyfunc import log_floe_model
 from seaice_mlflow.tasks.optical.floes.training import FloeTraining
 from seaice_mlflow.tasks.optical.pyfunc import log_photo_model
 from seaice_mlflow.tasks.optical.training import PhotoTraining
-from seaice_mlflow.tracking.runs import MODEL_URI_TAG, step_run
+from seaice_mlflow.tracking.runs import MODEL_URI_TAG, run_name, step_run, take_over
 
 
 @dataclass
@@ -47,8 +50,10 @@ def train(
 ) -> OpticalTrainRun:
     """Train as ``options`` say on the photos of ``data_dir`` in the active (or a new) run."""
     out = check_writable(options.out, "out")
-    params = {"data_dir": str(Path(data_dir).resolve()), **asdict(options), "out": str(out)}
-    with step_run("optical_train", params, system_metrics=True) as run:
+    params = {"data_dir": str(Path(data_dir).resolve()), **applicable(options), "out": str(out)}
+    name = run_name("optical_train", options.model, Path(data_dir).name)
+    with step_run("optical_train", params, system_metrics=True, name=name, family="optical") as run:
+        take_over("optical_train", {"out": params["out"]})  # a killed training into the same folder
         floes = get_architecture(options.model).level == "instance"
         training = (FloeTraining if floes else PhotoTraining).build(data_dir, options)
         mlflow.set_tags({"seaice.task": "optical", "seaice.model": options.model, "seaice.data_dir": params["data_dir"],
